@@ -1,0 +1,9 @@
+"""refnet: a pure-NumPy (array-API) reference MLP with manual backpropagation,
+incoming-averaged momentum and null-space projection that keeps chosen outputs
+constant. See design.md for the math and README.md for a tour."""
+from .mlp import MLP, Trace, flatten, unflatten
+
+__version__ = "0.1.0"
+from .optim import SGD, Momentum, AveragedMomentum, SGDState, MomentumState, average_incoming, averaging_matrix
+from .frozen import (FrozenInfo, Projected, ProjectedState, RetractionError, frozen_step, masked_grads,
+                     project_out)

@@ -1,0 +1,33 @@
+"""Command line: ``python -m refnet demo [--plot PATH] [--section NAME]``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SECTIONS = ["backprop", "momentum", "frozen"]   # refnet/demos/<name>.py, in this order
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m refnet", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the demos on built-in data (seconds)")
+    demo.add_argument("--section", choices=SECTIONS, action="append",
+                      help="run only this section (repeatable); default: all")
+    demo.add_argument("--plot", metavar="PATH", help="also save plots (needs matplotlib) with this path prefix")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+    for name in args.section or SECTIONS:
+        try:
+            section = importlib.import_module(f"refnet.demos.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"refnet.demos.{name}":
+                raise
+            continue
+        out.write(f"\n== {section.TITLE} ==\n")
+        section.run(out, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

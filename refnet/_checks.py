@@ -1,0 +1,178 @@
+"""Input validation shared by every public function (one check, one place).
+
+Conventions: a value of the wrong kind (not an array, integer/bool/complex dtype,
+mixed float precisions, mixed libraries or devices) raises ``TypeError``; a bad
+value or shape raises ``ValueError``. Every message names the argument and says
+what was expected. Nothing here modifies its inputs.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+from .backend import is_float_dtype, namespace
+
+
+def all_finite(xp, x) -> bool:
+    """True when every entry of ``x`` is finite.
+
+    Fast path: one reduction (``sum`` is finite iff no NaN/Inf, unless finite
+    values overflow the sum); the exact ``isfinite`` pass runs only when the
+    fast path fails. Brings one scalar to the host.
+    """
+    if math.isfinite(float(xp.sum(x))):
+        return True
+    return bool(xp.all(xp.isfinite(x)))
+
+
+def finite(xp, x, name: str):
+    """Raise ``ValueError`` naming ``name`` if ``x`` holds NaN or Inf."""
+    if not all_finite(xp, x):
+        raise ValueError(f"{name} contains NaN or Inf; expected finite values")
+    return x
+
+
+def float_dtype(xp, x, name: str, dtype=None):
+    """Check ``x`` has a real floating dtype (equal to ``dtype`` when given)."""
+    if not is_float_dtype(xp, x.dtype):
+        raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but params have dtype {dtype}; "
+                        f"use one floating dtype throughout")
+
+
+def shape(x, name: str, expected: tuple):
+    """Check ``x.shape`` against ``expected`` (``None`` entries match anything)."""
+    if len(x.shape) != len(expected) or any(e is not None and s != e for s, e in zip(x.shape, expected)):
+        want = "(" + ", ".join("n" if e is None else str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+
+
+def params(params, sizes=None, name: str = "params"):
+    """Validate a parameter list ``[(W_1, b_1), ..., (W_L, b_L)]``.
+
+    ``W_l`` is (n_{l-1}, n_l) and ``b_l`` is (n_l,); consecutive layers chain; one
+    float dtype, one library, one device. ``sizes`` (when given) must match.
+    Returns ``(xp, dtype)``.
+    """
+    if not isinstance(params, (list, tuple)) or len(params) == 0:
+        raise TypeError(f"{name} must be a non-empty list of (W, b) pairs, got {type(params).__name__}")
+    named = {}
+    for l, layer in enumerate(params, start=1):
+        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
+            raise TypeError(f"{name}[{l - 1}] must be a (W, b) pair, got {type(layer).__name__}")
+        named[f"{name}[{l - 1}][0] (W_{l})"] = layer[0]
+        named[f"{name}[{l - 1}][1] (b_{l})"] = layer[1]
+    xp = namespace(named)
+    dtype = params[0][0].dtype
+    for arg, x in named.items():
+        float_dtype(xp, x, arg, dtype)
+    for l, (W, b) in enumerate(params, start=1):
+        if len(W.shape) != 2:
+            raise ValueError(f"{name}[{l - 1}][0] (W_{l}) must be 2-D (n_in, n_out), got shape {tuple(W.shape)}")
+        shape(b, f"{name}[{l - 1}][1] (b_{l})", (W.shape[1],))
+        if l > 1 and W.shape[0] != params[l - 2][0].shape[1]:
+            raise ValueError(f"{name}[{l - 1}][0] (W_{l}) has {W.shape[0]} rows but layer {l - 1} "
+                             f"has {params[l - 2][0].shape[1]} outputs")
+    if sizes is not None:
+        got = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
+        if list(got) != list(sizes):
+            raise ValueError(f"{name} have layer sizes {got} but the network has sizes {list(sizes)}")
+    return xp, dtype
+
+
+def like_params(tree, ref, name: str, xp, dtype):
+    """Check ``tree`` (grads, updates, a state buffer) has the structure of ``ref`` (params)."""
+    if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
+        raise ValueError(f"{name} must be a list of {len(ref)} (W, b) pairs like params, "
+                         f"got {type(tree).__name__}" + (f" of length {len(tree)}" if isinstance(tree, (list, tuple)) else ""))
+    named = {}
+    for l, (layer, (W, b)) in enumerate(zip(tree, ref)):
+        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
+            raise ValueError(f"{name}[{l}] must be a (W, b) pair like params[{l}]")
+        for j, (x, r) in enumerate(zip(layer, (W, b))):
+            arg = f"{name}[{l}][{j}]"
+            named[arg] = x
+            if not hasattr(x, "shape") or tuple(x.shape) != tuple(r.shape):
+                got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+                raise ValueError(f"{arg} must have shape {tuple(r.shape)} like params[{l}][{j}], got {got}")
+    named["params[0][0]"] = ref[0][0]
+    if namespace(named) is not xp:
+        raise TypeError(f"{name} and params come from different array libraries")
+    for arg, x in named.items():
+        float_dtype(xp, x, arg, dtype)
+    return tree
+
+
+def tree_finite(xp, tree, name: str):
+    """``finite`` for every array of a list of (W, b) pairs."""
+    for l, (W, b) in enumerate(tree):
+        finite(xp, W, f"{name}[{l}][0]")
+        finite(xp, b, f"{name}[{l}][1]")
+
+
+def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
+    """Validate a 2-D float batch (n, n_cols): the library, device and dtype of
+    (validated) ``params``, finite, n >= 1 (and n == n_rows when given)."""
+    xp = namespace({"params[0][0]": params[0][0], name: x})
+    dtype = params[0][0].dtype
+    if len(x.shape) != 2:
+        raise ValueError(f"{name} must be 2-D ({what}, {n_cols}), got shape {tuple(x.shape)}")
+    shape(x, name, (n_rows, n_cols))
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty; expected at least one row ({what})")
+    float_dtype(xp, x, name, dtype)
+    return finite(xp, x, name)
+
+
+def positive_finite(value, name: str) -> float:
+    """A Python float > 0 and finite (learning rates, tolerances)."""
+    v = real(value, name)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def real(value, name: str) -> float:
+    """A Python float from a real scalar (rejects bools, strings, arrays of size != 1)."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+
+
+def count(value, name: str, minimum: int) -> int:
+    """A Python int >= minimum (iteration limits, layer sizes)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {v}")
+    return v
+
+
+def indices(values, name: str, n: int) -> list[int]:
+    """Distinct output indices in [0, n), as a list of ints in the given order."""
+    if not isinstance(values, (list, tuple, range)):
+        raise TypeError(f"{name} must be a list of output indices, got {type(values).__name__}")
+    out = []
+    for i, v in enumerate(values):
+        v = count(v, f"{name}[{i}]", -(2**63))
+        if not 0 <= v < n:
+            raise ValueError(f"{name}[{i}] = {v} is out of range; expected an output index in [0, {n})")
+        out.append(v)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} has duplicate indices {out}; expected distinct outputs")
+    return out
+
+
+def choice(value, name: str, options) -> str:
+    """One of the named options."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value

@@ -1,0 +1,114 @@
+"""Everything backend-specific in refnet lives in this module.
+
+refnet's array code never names an array library. It asks this module for the
+namespace ``xp`` of its inputs and then uses only functions of the Python array
+API standard (https://data-apis.org/array-api/), so the same lines run on
+NumPy, CuPy (GPU), PyTorch tensors and ``array_api_strict``.
+
+Rules for contributors (the ``array_api_strict`` test backend enforces most):
+
+* Get ``xp`` from the inputs (:func:`namespace`), never ``import numpy`` in
+  array code. Outside this module only host-side bookkeeping (random draws in
+  ``MLP.init``, ``.npz`` files, demos, benchmarks) may use NumPy directly.
+* Create arrays on the inputs' device: ``xp.zeros(shape, dtype=..., device=device(x))``.
+  ``array_api_strict`` has a second device (``device1``) that catches a missing
+  ``device=``.
+* Randomness is drawn on the host with ``numpy.random.Generator`` and moved with
+  :func:`asarray_like`, so every backend starts from bit-identical numbers.
+* Mix only Python scalars into arrays. ``float32_array * numpy.float64(x)`` is
+  float64 under NumPy 2 promotion rules; ``float32_array * float(x)`` stays
+  float32. Convert hyperparameters with ``float()`` once, at construction.
+* Use operators (``@``, ``*``, ``+``, ``.T``) and standard functions
+  (``xp.sum``, ``xp.tanh``, ``xp.linalg.eigh``); no NumPy-only methods such as
+  ``.dot``, ``.copy()``, ``.flatten()``, ``np.einsum`` or fancy indexing.
+* Bring arrays to the host only where a value must be printed or decided on in
+  Python (convergence tests, error checks); say so in the docstring.
+"""
+from __future__ import annotations
+
+import array_api_compat
+import array_api_compat.numpy
+import numpy as np
+
+__all__ = ["namespace", "device", "host_namespace", "asarray_like", "to_numpy", "is_array", "is_float_dtype"]
+
+
+def is_array(x) -> bool:
+    """True for an array of any library that array_api_compat knows."""
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+
+
+def device(x):
+    """The device an array lives on (``"cpu"`` for NumPy)."""
+    return array_api_compat.device(x)
+
+
+def namespace(named: dict):
+    """Array namespace shared by the named arrays; checks one library and one device.
+
+    ``named`` maps argument names (used in error messages) to arrays. Returns the
+    array-API namespace ``xp``. Raises ``TypeError`` naming the argument when a
+    value is not an array, or when the arrays come from different libraries or
+    sit on different devices.
+    """
+    ref_name = ref_xp = ref_dev = None
+    for name, x in named.items():
+        if not is_array(x):
+            raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch or any array-API "
+                            f"library), got {type(x).__name__}")
+        xp = array_api_compat.array_namespace(x)
+        dev = device(x)
+        if ref_xp is None:
+            ref_name, ref_xp, ref_dev = name, xp, dev
+            continue
+        if xp is not ref_xp:
+            raise TypeError(f"{name} is a {_library(x)} array but {ref_name} is a "
+                            f"{_library(named[ref_name])} array; pass arrays of one library")
+        if dev != ref_dev:
+            raise TypeError(f"{name} is on device {dev!r} but {ref_name} is on {ref_dev!r}; "
+                            f"move them to one device")
+    return ref_xp
+
+
+def _library(x) -> str:
+    return type(x).__module__.split(".")[0]
+
+
+def is_float_dtype(xp, dtype) -> bool:
+    """True for real floating dtypes (float32, float64)."""
+    return xp.isdtype(dtype, "real floating")
+
+
+def host_namespace():
+    """(xp, device) of the host default, NumPy, for functions called without arrays."""
+    return array_api_compat.numpy, "cpu"
+
+
+def asarray_like(a: np.ndarray, like):
+    """Move a host NumPy array onto the namespace and device of ``like``.
+
+    The values are copied bit for bit; the dtype is that of ``a``.
+    """
+    xp = array_api_compat.array_namespace(like)
+    if xp is array_api_compat.numpy:
+        return np.array(a, copy=True)
+    return xp.asarray(a, device=device(like), copy=True)
+
+
+def to_numpy(x) -> np.ndarray:
+    """A host NumPy copy of any array (DLPack first, then the library's own route).
+
+    CuPy arrays are copied from the GPU (``.get()``); arrays on a non-CPU device
+    of another library are moved to the CPU first.
+    """
+    if isinstance(x, np.ndarray):
+        return np.array(x, copy=True)
+    try:
+        return np.array(np.from_dlpack(x), copy=True)
+    except (TypeError, ValueError, BufferError, RuntimeError, AttributeError):
+        pass
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return x.get()
+    if hasattr(x, "cpu"):  # torch tensors on an accelerator
+        return np.array(x.detach().cpu().numpy(), copy=True)
+    return np.array(np.asarray(x), copy=True)

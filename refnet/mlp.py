@@ -1,0 +1,228 @@
+"""The multilayer perceptron, written out by hand.
+
+Notation (design.md): row-major batches,
+
+    A_0 = X                       (n, n_0)
+    Z_l = A_{l-1} @ W_l + b_l     (n, n_l)     W_l: (n_{l-1}, n_l),  b_l: (n_l,)
+    A_l = phi_l(Z_l)              (n, n_l)
+    Y   = A_L
+
+``W_l[:, j]`` (a column) holds the incoming connections of neuron j of layer l.
+Parameters are plain data: ``params = [(W_1, b_1), ..., (W_L, b_L)]``.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _checks as check
+from .backend import asarray_like, device
+from .nn import ACTIVATIONS, LOSSES
+
+
+class Trace(NamedTuple):
+    """What the backward pass needs from the forward pass.
+
+    As[l] = A_l for l = 0..L (As[0] = X, As[L] = Y), each (n, n_l);
+    Zs[l] = Z_l for l = 1..L (Zs[0] is None), each (n, n_l).
+    """
+    As: list
+    Zs: list
+
+
+class MLP:
+    """A fully connected network ``sizes = [n_0, n_1, ..., n_L]``.
+
+    ``activation`` is used on every hidden layer, ``output_activation`` on layer L
+    (identity by default). Names: identity, sigmoid, tanh, relu, softplus.
+    The object holds only the architecture; parameters are passed in and out.
+    """
+
+    def __init__(self, sizes, activation: str = "sigmoid", output_activation: str = "identity"):
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+            raise ValueError(f"sizes must list at least two layer widths [n_0, ..., n_L], got {sizes!r}")
+        self.sizes = [check.count(n, f"sizes[{i}]", 1) for i, n in enumerate(sizes)]
+        self.activation = check.choice(activation, "activation", ACTIVATIONS)
+        self.output_activation = check.choice(output_activation, "output_activation", ACTIVATIONS)
+        L = len(self.sizes) - 1
+        self.phis = [ACTIVATIONS[activation]] * (L - 1) + [ACTIVATIONS[output_activation]]
+
+    def __repr__(self):
+        return (f"MLP({self.sizes}, activation={self.activation!r}, "
+                f"output_activation={self.output_activation!r})")
+
+    @property
+    def n_params(self) -> int:
+        """p = sum_l (n_{l-1} + 1) n_l, the length of ``flatten(params)``."""
+        return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    # ------------------------------------------------------------------ init
+    def init(self, seed=0, dtype=None, like=None):
+        """Fan-in scaled random parameters, drawn on the host with NumPy.
+
+        W_l ~ Normal(0, gain^2 / n_{l-1}) with gain = sqrt(2) for relu hidden
+        layers (He) and 1 otherwise (LeCun); b_l = 0. Draws are float64 and
+        rounded to ``dtype``, so float32 and float64 start from the same numbers.
+
+        seed: int or ``numpy.random.Generator`` (never the global RNG).
+        dtype: "float64" (default) or "float32"; with ``like`` it defaults to like's dtype.
+        like: an array whose namespace and device receive the parameters.
+        Returns [(W_1 (n_0, n_1), b_1 (n_1,)), ...].
+        """
+        if isinstance(seed, np.random.Generator):
+            rng = seed
+        else:
+            rng = np.random.default_rng(check.count(seed, "seed", 0))
+        if dtype is None:
+            dtype = "float64" if like is None else str(like.dtype).split(".")[-1]
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        params = []
+        for l, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
+            gain = 2.0 ** 0.5 if (self.phis[l - 1].name == "relu") else 1.0
+            W = (rng.standard_normal((n_in, n_out)) * (gain / n_in ** 0.5)).astype(dtype)
+            b = np.zeros(n_out, dtype=dtype)
+            params.append((W, b) if like is None else (asarray_like(W, like), asarray_like(b, like)))
+        return params
+
+    # --------------------------------------------------------------- forward
+    def _validate(self, params, X, name="X"):
+        xp, dtype = check.params(params, self.sizes)
+        check.tree_finite(xp, params, "params")
+        check.data(X, name, params, self.sizes[0])
+        return xp, dtype
+
+    def _forward(self, xp, params, X) -> Trace:
+        """Forward pass keeping A_l and Z_l for backprop (no validation)."""
+        As, Zs = [X], [None]
+        for (W, b), phi in zip(params, self.phis):
+            Z = As[-1] @ W + b                      # Z_l = A_{l-1} W_l + b_l        (n, n_l)
+            As.append(phi.f(xp, Z))                 # A_l = phi_l(Z_l)               (n, n_l)
+            Zs.append(Z)
+        return Trace(As, Zs)
+
+    def forward(self, params, X):
+        """Y = A_L for inputs X (n, n_0); returns (n, n_L)."""
+        xp, _ = self._validate(params, X)
+        return self._forward(xp, params, X).As[-1]
+
+    # -------------------------------------------------------------- backward
+    def _backward(self, xp, params, trace: Trace, G) -> list:
+        """Deltas of every layer for output seeds G (..., n, n_L).
+
+        Delta_L = G * phi_L'(Z_L);  Delta_{l-1} = (Delta_l W_l^T) * phi_{l-1}'(Z_{l-1}).
+        Leading axes of G (e.g. one per frozen output) are carried through.
+        Returns [Delta_1, ..., Delta_L], Delta_l of shape (..., n, n_l).
+        """
+        L = len(params)
+        dphi = lambda l: self.phis[l - 1].df(xp, trace.Zs[l], trace.As[l])  # phi_l'(Z_l)  (n, n_l)
+        Delta = G * dphi(L)                                     # Delta_L = G * phi_L'(Z_L)
+        deltas = [Delta]
+        for l in range(L, 1, -1):
+            Delta = (Delta @ params[l - 1][0].T) * dphi(l - 1)  # Delta_{l-1} = (Delta_l W_l^T) * phi'(Z_{l-1})
+            deltas.append(Delta)
+        return deltas[::-1]
+
+    @staticmethod
+    def _param_grads(xp, trace: Trace, deltas) -> list:
+        """dW_l = A_{l-1}^T Delta_l (n_{l-1}, n_l), db_l = column sums of Delta_l (n_l,)."""
+        return [(A.T @ D, xp.sum(D, axis=0))                   # dW_l = A_{l-1}^T Delta_l,  db_l = 1^T Delta_l
+                for A, D in zip(trace.As[:-1], deltas)]
+
+    def vjp(self, params, X, G):
+        """Backpropagate an output gradient G = dL/dY (n, n_L) to [(dW_l, db_l), ...]."""
+        xp, dtype = self._validate(params, X)
+        check.data(G, "G", params, self.sizes[-1], n_rows=X.shape[0])
+        trace = self._forward(xp, params, X)
+        return self._param_grads(xp, trace, self._backward(xp, params, trace, G))
+
+    def loss_and_grads(self, params, X, T, loss: str = "mse"):
+        """Loss (0-d array) and its gradient [(dW_l, db_l), ...] for targets T (n, n_L).
+
+        loss: "mse" (mean over all entries of (Y - T)^2) or "softmax_cross_entropy"
+        (logits Y, one-hot or probability rows T, mean over samples).
+        """
+        check.choice(loss, "loss", LOSSES)
+        xp, dtype = self._validate(params, X)
+        check.data(T, "T", params, self.sizes[-1], n_rows=X.shape[0])
+        if loss == "softmax_cross_entropy":
+            _check_probabilities(xp, T)
+        trace = self._forward(xp, params, X)
+        value, G = LOSSES[loss](xp, trace.As[-1], T)
+        if not check.all_finite(xp, value):
+            raise FloatingPointError(f"the {loss} loss overflowed to {float(value)}; "
+                                     f"inputs are finite, so scale X, T or params down")
+        return value, self._param_grads(xp, trace, self._backward(xp, params, trace, G))
+
+    # -------------------------------------------------------------- jacobian
+    def _output_seeds(self, xp, like, outputs):
+        """One-hot seeds E (K, 1, n_L): E[k, 0, :] = e_{outputs[k]}."""
+        I = xp.eye(self.sizes[-1], dtype=like.dtype, device=device(like))
+        idx = xp.asarray(outputs, dtype=xp.int64, device=device(like))
+        return xp.take(I, idx, axis=0)[:, None, :]             # rows of the identity   (K, 1, n_L)
+
+    def jacobian(self, params, X, outputs=None):
+        """Dense Jacobian J = dc/dtheta of c = (Y[:, k] for k in outputs), stacked output-major.
+
+        Row k * n + i is the gradient of Y[i, outputs[k]]; columns follow
+        ``flatten`` order (W_1 row-major, b_1, W_2, ...). Each row is one
+        sample's backprop of a one-hot seed, done for all rows at once:
+        W_l block = a_{l-1,i} (outer) delta_{l,i},  b_l block = delta_{l,i}.
+        X: (n, n_0). Returns (len(outputs) * n, p).
+        """
+        xp, _ = self._validate(params, X)
+        outputs = list(range(self.sizes[-1])) if outputs is None else check.indices(outputs, "outputs", self.sizes[-1])
+        trace = self._forward(xp, params, X)
+        deltas = self._backward(xp, params, trace, self._output_seeds(xp, X, outputs))
+        return self._jacobian_from(xp, trace, deltas)
+
+    @staticmethod
+    def _jacobian_from(xp, trace: Trace, deltas):
+        """Assemble J (m, p) from Deltas (K, n, n_l) and activations A_{l-1} (n, n_{l-1})."""
+        blocks = []
+        for A, D in zip(trace.As[:-1], deltas):
+            K, n, n_out = D.shape
+            outer = A[None, :, :, None] * D[:, :, None, :]     # a_{l-1,i} delta_{l,ki}^T  (K, n, n_{l-1}, n_l)
+            blocks += [xp.reshape(outer, (K * n, -1)), xp.reshape(D, (K * n, n_out))]
+        return xp.concat(blocks, axis=1)                        # [W_1 | b_1 | W_2 | ...]   (m, p)
+
+
+def _check_probabilities(xp, T):
+    """Rows of T must be probability vectors: T >= 0 and each row summing to 1."""
+    if not bool(xp.all(T >= 0.0)):
+        raise ValueError("T must hold probabilities (one-hot or soft targets) for "
+                         "softmax_cross_entropy; found negative entries")
+    tol = float(xp.finfo(T.dtype).eps) ** 0.5
+    if float(xp.max(xp.abs(xp.sum(T, axis=1) - 1.0))) > tol:
+        raise ValueError(f"T rows must sum to 1 for softmax_cross_entropy (within {tol:.1e})")
+
+
+def flatten(params):
+    """Concatenate [(W_1, b_1), ...] into one vector: W_1 row-major, b_1, W_2, ...  (p,)."""
+    xp, _ = check.params(params)
+    return _flat(xp, params)
+
+
+def unflatten(v, like):
+    """Inverse of ``flatten``: a vector (p,) cut into the shapes of ``like`` (a params list)."""
+    xp, dtype = check.params(like, name="like")
+    check.namespace({"v": v, "like[0][0]": like[0][0]})
+    check.shape(v, "v", (sum(W.shape[0] * W.shape[1] + b.shape[0] for W, b in like),))
+    check.float_dtype(xp, v, "v", dtype)
+    return _unflat(xp, v, like)
+
+
+def _flat(xp, tree):
+    """[(W, b), ...] -> (p,) in flatten order (no validation)."""
+    return xp.concat([x for W, b in tree for x in (xp.reshape(W, (-1,)), b)])
+
+
+def _unflat(xp, v, like):
+    """(p,) -> [(W, b), ...] shaped like ``like`` (no validation; slices of v)."""
+    out, start = [], 0
+    for W, b in like:
+        stop = start + W.shape[0] * W.shape[1]
+        out.append((xp.reshape(v[start:stop], W.shape), v[stop:stop + b.shape[0]]))
+        start = stop + b.shape[0]
+    return out

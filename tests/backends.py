@@ -1,0 +1,84 @@
+"""The test backends: one place that knows how to put host data on each library.
+
+``Backend.asarray(a)`` moves a NumPy array onto the backend (cast to the
+backend's dtype); ``Backend.numpy(x)`` brings a result back; ``Backend.params``
+does both for a parameter list. Tolerances for comparing a backend's results
+with the NumPy float64 reference live here (``rtol``/``atol``).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from refnet.backend import to_numpy
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    dtype: str                      # "float64" or "float32"
+    _make: object = field(repr=False)
+    rtol: float = 1e-10             # vs the NumPy float64 reference
+    atol: float = 1e-12
+
+    def asarray(self, a):
+        return self._make(np.asarray(a, dtype=self.dtype))
+
+    def numpy(self, x):
+        return to_numpy(x)
+
+    def params(self, params):
+        return [(self.asarray(W), self.asarray(b)) for W, b in params]
+
+    def params_numpy(self, params):
+        return [(self.numpy(W), self.numpy(b)) for W, b in params]
+
+    def __str__(self):
+        return self.name
+
+
+def _strict(device_name):
+    import array_api_strict as xs
+    dev = xs.Device(device_name)
+    return lambda a: xs.asarray(a, device=dev)
+
+
+def _torch(a):
+    import torch
+    return torch.asarray(a, device="cpu")
+
+
+def _cupy(a):
+    import cupy
+    return cupy.asarray(a)
+
+
+def _cuda_available():
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+F32 = dict(rtol=2e-4, atol=2e-5)    # float32 vs float64: documented in README "Tolerances"
+
+# name -> (constructor, skip reason or None)
+ALL = {
+    "numpy": (lambda: Backend("numpy", "float64", np.array), None),
+    "strict": (lambda: Backend("strict", "float64", _strict("CPU_DEVICE")), None),
+    "strict-device1": (lambda: Backend("strict-device1", "float64", _strict("device1")), None),
+    "numpy-float32": (lambda: Backend("numpy-float32", "float32", np.array, **F32), None),
+    "strict-float32": (lambda: Backend("strict-float32", "float32", _strict("CPU_DEVICE"), **F32), None),
+    "torch": (lambda: Backend("torch", "float64", _torch),
+              None if importlib.util.find_spec("torch") else "torch is not installed"),
+    "torch-float32": (lambda: Backend("torch-float32", "float32", _torch, **F32),
+                      None if importlib.util.find_spec("torch") else "torch is not installed"),
+    "cupy": (lambda: Backend("cupy", "float64", _cupy),
+             None if _cuda_available() else "CuPy with a CUDA device is not available"),
+}
+CORE = ["numpy", "strict"]          # every core test runs on both

@@ -1,0 +1,34 @@
+"""Shared fixtures and hypothesis profiles.
+
+Profiles (select with HYPOTHESIS_PROFILE=...): ``dev`` (default, quick),
+``ci`` (what CI runs: 100 examples per property), ``deep`` (thousands of
+examples per property, for long local runs). deadline=None everywhere: timing
+on shared machines is noise.
+"""
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from backends import ALL, CORE
+
+_common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("dev", max_examples=30, **_common)
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_common)
+settings.register_profile("deep", max_examples=3000, print_blob=True, **_common)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def _backend_fixture(names):
+    def marks(n):
+        skip = [pytest.mark.skip(reason=ALL[n][1])] if ALL[n][1] else []
+        return skip + ([pytest.mark.gpu] if n == "cupy" else [])
+
+    @pytest.fixture(scope="session", params=[pytest.param(n, marks=marks(n)) for n in names])
+    def fixture(request):
+        return ALL[request.param][0]()
+    return fixture
+
+
+backend = _backend_fixture(CORE)              # numpy and array_api_strict, float64
+any_backend = _backend_fixture(list(ALL))     # the full matrix (issue: backends)
