@@ -1,0 +1,22 @@
+"""Every tutorial runs end to end as a script, in its fast mode (REFNET_FAST=1)."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+TUTORIALS = sorted((pathlib.Path(__file__).parents[1] / "tutorials").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs(path, tmp_path):
+    env = dict(os.environ, REFNET_FAST="1", MPLBACKEND="Agg", REFNET_OUT=str(tmp_path))
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def test_tutorials_exist():
+    names = {p.stem for p in TUTORIALS}
+    assert names, "no tutorials found"
