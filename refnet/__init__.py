@@ -7,3 +7,4 @@ __version__ = "0.1.0"
 from .optim import SGD, Momentum, AveragedMomentum, SGDState, MomentumState, average_incoming, averaging_matrix
 from .frozen import (FrozenInfo, Projected, ProjectedState, RetractionError, frozen_step, masked_grads,
                      project_out)
+from . import conformance
