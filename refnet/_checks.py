@@ -111,18 +111,61 @@ def tree_finite(xp, tree, name: str):
         finite(xp, b, f"{name}[{l}][1]")
 
 
-def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
-    """Validate a 2-D float batch (n, n_cols): the library, device and dtype of
-    (validated) ``params``, finite, n >= 1 (and n == n_rows when given)."""
-    xp = namespace({"params[0][0]": params[0][0], name: x})
-    dtype = params[0][0].dtype
+def _rows(x, name: str, n_cols: int, n_rows, what: str):
+    """Shape part of ``data``/``batch``: 2-D (n, n_cols), n >= 1 (n == n_rows when given)."""
     if len(x.shape) != 2:
         raise ValueError(f"{name} must be 2-D ({what}, {n_cols}), got shape {tuple(x.shape)}")
     shape(x, name, (n_rows, n_cols))
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty; expected at least one row ({what})")
-    float_dtype(xp, x, name, dtype)
+
+
+def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
+    """Validate a 2-D float batch (n, n_cols): the library, device and dtype of
+    (validated) ``params``, finite, n >= 1 (and n == n_rows when given)."""
+    xp = namespace({"params[0][0]": params[0][0], name: x})
+    _rows(x, name, n_cols, n_rows, what)
+    float_dtype(xp, x, name, params[0][0].dtype)
     return finite(xp, x, name)
+
+
+def batch(x, name: str, n_cols: int, what="samples"):
+    """``data`` without params (e.g. anchors given before any params): an array of
+    any library, 2-D (n >= 1, n_cols), real floating, finite."""
+    xp = namespace({name: x})
+    _rows(x, name, n_cols, None, what)
+    float_dtype(xp, x, name)
+    return finite(xp, x, name)
+
+
+def network(net, name: str = "net"):
+    """A ``refnet.MLP`` (the architecture object, not its params)."""
+    from .mlp import MLP                                  # local: mlp imports this module
+    if not isinstance(net, MLP):
+        raise TypeError(f"{name} must be a refnet.MLP, got {type(net).__name__}")
+    return net
+
+
+def flag(value, name: str) -> bool:
+    """A Python bool (``True``/``False``), not a truthy stand-in such as "yes" or 1."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def axes(axis, ndim: int, name: str = "axis") -> tuple:
+    """Distinct axes (an int or a tuple/list of ints) of an ``ndim``-D array, normalised to >= 0."""
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name} must be an axis (or tuple of axes) of an array with ndim {ndim}, got {axis!r}")
+        out.append(a % ndim)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name} must name at least one axis, each once, got {axis!r}")
+    return tuple(out)
 
 
 def positive_finite(value, name: str) -> float:

@@ -189,6 +189,7 @@ def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, method):
 
 def _frozen_args(net, params, anchors, outputs, outputs_name, method, tol, max_iter):
     """Shared validation of the frozen-output arguments; returns (xp, outputs, tol or None, max_iter)."""
+    check.network(net)
     xp, _ = check.params(params, net.sizes)
     check.tree_finite(xp, params, "params")
     check.data(anchors, "anchors", params, net.sizes[0], what="anchors")
@@ -233,6 +234,8 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
     corrections. An empty ``freeze`` is a plain gradient step; a trivial null
     space (rank J = p) gives a zero step with ``info.nullity == 0``.
     """
+    check.network(net)
+    check.flag(retract, "retract")
     grads = net.vjp(params, X, G)
     lr = check.positive_finite(lr, "lr")
     anchors = X if anchors is None else anchors
@@ -278,14 +281,13 @@ class Projected:
     def __init__(self, inner, net, anchors, freeze=(0,), retract=True, method="gram", tol=None, max_iter=20):
         if not (hasattr(inner, "update") and hasattr(inner, "init")):
             raise TypeError(f"inner must be a refnet optimizer (SGD, Momentum, AveragedMomentum), got {inner!r}")
-        self.inner, self.net, self.anchors = inner, net, anchors
+        self.inner, self.net = inner, check.network(net)
+        self.anchors = check.batch(anchors, "anchors", net.sizes[0], what="anchors")
         self.freeze = check.indices(freeze, "freeze", net.sizes[-1])
         self.method = check.choice(method, "method", METHODS)
         self.tol = None if tol is None else check.positive_finite(tol, "tol")
         self.max_iter = check.count(max_iter, "max_iter", 1)
-        if not isinstance(retract, bool):
-            raise TypeError(f"retract must be True or False, got {retract!r}")
-        self.retract = retract
+        self.retract = check.flag(retract, "retract")
 
     def __repr__(self):
         return f"Projected({self.inner!r}, freeze={self.freeze}, method={self.method!r}, retract={self.retract})"
@@ -306,7 +308,10 @@ class Projected:
             raise TypeError(f"state must be a ProjectedState from Projected.init, got {type(state).__name__}")
         check.like_params(grads, params, "grads", xp, params[0][0].dtype)
         check.tree_finite(xp, grads, "grads")
+        check.namespace({"params[0][0]": params[0][0], "state.frozen": state.frozen})
         check.shape(state.frozen, "state.frozen", (len(freeze) * self.anchors.shape[0],))
+        check.float_dtype(xp, state.frozen, "state.frozen", params[0][0].dtype)
+        check.finite(xp, state.frozen, "state.frozen")                            # O(m): c0 of init
         tol = default_tol(xp, state.frozen) if tol is None else tol
         if not freeze:
             new, inner = self.inner.step(params, grads, state.inner)

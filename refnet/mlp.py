@@ -40,7 +40,9 @@ class MLP:
     """
 
     def __init__(self, sizes, activation: str = "sigmoid", output_activation: str = "identity"):
-        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+        if not isinstance(sizes, (list, tuple)):
+            raise TypeError(f"sizes must be a list of layer widths [n_0, ..., n_L], got {type(sizes).__name__}")
+        if len(sizes) < 2:
             raise ValueError(f"sizes must list at least two layer widths [n_0, ..., n_L], got {sizes!r}")
         self.sizes = [check.count(n, f"sizes[{i}]", 1) for i, n in enumerate(sizes)]
         self.activation = check.choice(activation, "activation", ACTIVATIONS)
@@ -74,6 +76,8 @@ class MLP:
             rng = seed
         else:
             rng = np.random.default_rng(check.count(seed, "seed", 0))
+        if like is not None:
+            check.float_dtype(check.namespace({"like": like}), like, "like")
         if dtype is None:
             dtype = "float64" if like is None else str(like.dtype).split(".")[-1]
         if dtype not in ("float32", "float64"):
@@ -184,7 +188,7 @@ class MLP:
         for A, D in zip(trace.As[:-1], deltas):
             K, n, n_out = D.shape
             outer = A[None, :, :, None] * D[:, :, None, :]     # a_{l-1,i} delta_{l,ki}^T  (K, n, n_{l-1}, n_l)
-            blocks += [xp.reshape(outer, (K * n, -1)), xp.reshape(D, (K * n, n_out))]
+            blocks += [xp.reshape(outer, (K * n, A.shape[1] * n_out)), xp.reshape(D, (K * n, n_out))]
         return xp.concat(blocks, axis=1)                        # [W_1 | b_1 | W_2 | ...]   (m, p)
 
 

@@ -40,9 +40,11 @@ def average_incoming(A, axis=0):
     """
     xp = namespace({"A": A})
     check.float_dtype(xp, A, "A")
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    if not axes or any(not isinstance(a, int) or not -A.ndim <= a < A.ndim for a in axes):
-        raise ValueError(f"axis must be an axis (or tuple of axes) of A with ndim {A.ndim}, got {axis!r}")
+    axes = check.axes(axis, A.ndim)
+    if any(A.shape[a] == 0 for a in axes):
+        raise ValueError(f"A has shape {tuple(A.shape)}: the incoming axes {axes} must be non-empty "
+                         f"(a mean over no connections is undefined)")
+    check.finite(xp, A, "A")
     M = _mean_in(xp, A, axis=axes)                               # column means      (1, n_out)
     return M + xp.zeros_like(A)                                  # broadcast to A     (n_in, n_out)
 
@@ -110,13 +112,20 @@ class _Optimizer:
         Raises ``FloatingPointError`` (and returns nothing) if the new params
         would hold NaN or Inf, e.g. after an exploding update.
         """
-        U, state = self.update(grads, state, params)
+        U, new_state = self.update(grads, state, params)
         xp = namespace({"params[0][0]": params[0][0]})
         new = apply_update(xp, params, U)
         if not all(check.all_finite(xp, W) and check.all_finite(xp, b) for W, b in new):
+            # Only on failure (the happy path pays nothing): a NaN/Inf that came in
+            # with params or state is a bad value (ValueError naming it), not an overflow.
+            check.tree_finite(xp, params, "params")
+            self._state_finite(xp, state)
             raise FloatingPointError("the step overflowed: new params would hold NaN or Inf; "
                                      "lower lr or check the gradients' scale")
-        return new, state
+        return new, new_state
+
+    def _state_finite(self, xp, state):
+        """Raise ValueError naming the state entry that holds NaN or Inf (SGD: none)."""
 
 
 def apply_update(xp, params, U):
@@ -147,6 +156,9 @@ class _MomentumBase(_Optimizer):
                             f"got {type(state).__name__}")
         check.like_params(state.accumulation, params, "state.accumulation", xp, dtype)
 
+    def _state_finite(self, xp, state):
+        check.tree_finite(xp, state.accumulation, "state.accumulation")
+
 
 class Momentum(_MomentumBase):
     """SGD with momentum, TF1 ``MomentumOptimizer`` semantics.
@@ -157,10 +169,8 @@ class Momentum(_MomentumBase):
 
     def __init__(self, lr, momentum=0.9, nesterov=False):
         self.lr, self.momentum = _hyper(lr, momentum)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-        if nesterov and self.momentum == 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
+        if check.flag(nesterov, "nesterov") and self.momentum == 0.0:
+            raise ValueError("nesterov=True needs momentum > 0 (got momentum=0.0)")
         self.nesterov = nesterov
 
     def __repr__(self):
@@ -195,9 +205,7 @@ class AveragedMomentum(_MomentumBase):
 
     def __init__(self, lr, momentum=0.9, include_bias=False):
         self.lr, self.momentum = _hyper(lr, momentum)
-        if not isinstance(include_bias, bool):
-            raise TypeError(f"include_bias must be True or False, got {include_bias!r}")
-        self.include_bias = include_bias
+        self.include_bias = check.flag(include_bias, "include_bias")
 
     def __repr__(self):
         return f"AveragedMomentum(lr={self.lr}, momentum={self.momentum}, include_bias={self.include_bias})"
