@@ -49,16 +49,19 @@ def average_incoming(A, axis=0):
     return M + xp.zeros_like(A)                                  # broadcast to A     (n_in, n_out)
 
 
-def averaging_matrix(n: int, dtype="float64", like=None):
+def averaging_matrix(n: int, dtype=None, like=None):
     """The explicit projector ``P_in = 1 1^T / n`` (n, n), for reading and tests.
 
     ``P_in @ A`` equals ``average_incoming(A, axis=0)``. P_in is symmetric and
     idempotent: the orthogonal projection onto constant vectors. ``like`` (an
     array) picks the namespace and device (NumPy when None); ``dtype`` is
-    "float64" or "float32".
+    "float64" or "float32", by default like's dtype (float64 without like), so
+    ``averaging_matrix(n, like=A) @ A`` stays in A's precision.
     """
     n = check.count(n, "n", 1)
     xp, dev = host_namespace() if like is None else (namespace({"like": like}), device(like))
+    if dtype is None:
+        dtype = "float64" if like is None else ("float32" if like.dtype == xp.float32 else "float64")
     dtype = check.choice(dtype, "dtype", ("float32", "float64"))
     ones = xp.ones((n, 1), dtype=getattr(xp, dtype), device=dev)
     return (ones @ ones.T) / n                                   # P_in = 1 1^T / n
