@@ -5,19 +5,37 @@ namespace ``xp`` of its inputs and then uses only functions of the Python array
 API standard (https://data-apis.org/array-api/), so the same lines run on
 NumPy, CuPy (GPU), PyTorch tensors and ``array_api_strict``.
 
-Rules for contributors (the ``array_api_strict`` test backend enforces most):
+Rules for contributors (the ``array_api_strict`` test backend enforces most;
+tests/test_backends.py checks the import rules statically):
 
-* Get ``xp`` from the inputs (:func:`namespace`), never ``import numpy`` in
-  array code. Outside this module only host-side bookkeeping (random draws in
-  ``MLP.init``, ``.npz`` files, demos, benchmarks) may use NumPy directly.
-* Create arrays on the inputs' device: ``xp.zeros(shape, dtype=..., device=device(x))``.
-  ``array_api_strict`` has a second device (``device1``) that catches a missing
-  ``device=``.
+* Only this module imports an array library (``array_api_compat``, torch, CuPy,
+  ...). Array code (mlp, nn, optim, frozen, _checks and any new module) gets
+  ``xp`` from its inputs (:func:`namespace`) and never imports NumPy; the one
+  exception is host-side code inside it, listed by name (``MLP.init``: random
+  draws). Host-side modules (data, io, conformance, demos, ``__main__``,
+  bench) may use NumPy; bench may import peers (torch, CuPy) only inside a
+  function, so importing it never needs them.
+* Validate arrays through ``_checks`` (which calls :func:`namespace` with the
+  argument names): mixed libraries or devices raise ``TypeError`` naming the
+  argument, before any arithmetic mixes them.
+* Create arrays on the inputs' device and with an explicit dtype:
+  ``xp.zeros(shape, dtype=x.dtype, device=device(x))``. ``array_api_strict``
+  has a second device (``device1``) that catches a missing ``device=``; a
+  missing ``dtype=`` gives float32 under PyTorch (its default) but float64
+  under NumPy.
+* Index with arrays of integers made on the device
+  (``xp.take(x, xp.asarray(idx, dtype=xp.int64, device=device(x)), axis=...)``),
+  not with Python lists (fancy indexing is not portable).
 * Randomness is drawn on the host with ``numpy.random.Generator`` and moved with
   :func:`asarray_like`, so every backend starts from bit-identical numbers.
 * Mix only Python scalars into arrays. ``float32_array * numpy.float64(x)`` is
   float64 under NumPy 2 promotion rules; ``float32_array * float(x)`` stays
   float32. Convert hyperparameters with ``float()`` once, at construction.
+  Host values computed with NumPy (``np.sqrt(2.0)``, a NumPy reduction) are
+  NumPy scalars that carry a dtype (``np.float64`` even passes
+  ``isinstance(x, float)``): wrap them in ``float()`` before mixing them in.
+* Work in float64 internally only on purpose (the frozen-output Gram system),
+  with ``xp.astype(x, xp.float64)``, and cast results back to the inputs' dtype.
 * Use operators (``@``, ``*``, ``+``, ``.T``) and standard functions
   (``xp.sum``, ``xp.tanh``, ``xp.linalg.eigh``); no NumPy-only methods such as
   ``.dot``, ``.copy()``, ``.flatten()``, ``np.einsum`` or fancy indexing.
