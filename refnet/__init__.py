@@ -8,3 +8,4 @@ from .optim import SGD, Momentum, AveragedMomentum, SGDState, MomentumState, ave
 from .frozen import (FrozenInfo, Projected, ProjectedState, RetractionError, frozen_step, masked_grads,
                      project_out)
 from . import conformance
+from .io import save, load
