@@ -77,10 +77,11 @@ class MomentumState(NamedTuple):
     accumulation: list
 
 
-def _hyper(lr, momentum=None):
+def _hyper(lr, *momentum):
     lr = check.positive_finite(lr, "lr")
-    if momentum is None:
+    if not momentum:                                   # SGD: no momentum argument at all
         return lr, None
+    momentum, = momentum                               # None is an error, not "no momentum"
     mu = check.real(momentum, "momentum")
     if not 0.0 <= mu < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")

@@ -56,3 +56,15 @@ def frozen_subsets(draw, n_out: int, min_size=1):
 
 
 learning_rates = st.floats(1e-3, 1.0)
+momenta = st.floats(0.0, 0.99)
+
+
+@st.composite
+def grad_sequences(draw, max_steps=4, **problem_kw):
+    """(params, [grads_1, ..., grads_k]) in float64 NumPy: k in [1, max_steps] random
+    gradient lists shaped like params (an optimizer needs no network to step)."""
+    _, params, _, _ = draw(problems(**problem_kw))
+    rng = np.random.default_rng(draw(seeds))
+    k = draw(st.integers(1, max_steps))
+    return params, [[(rng.standard_normal(W.shape), rng.standard_normal(b.shape)) for W, b in params]
+                    for _ in range(k)]
