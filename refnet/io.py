@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import uuid
 import zipfile
 import zlib
@@ -63,8 +64,10 @@ STATE_TYPES = {f"{cls.__module__}.{cls.__qualname__}": cls
                for cls in (SGDState, MomentumState, ProjectedState, FrozenInfo)}
 
 # What reading a damaged file can raise, from zipfile, zlib, NumPy's .npy reader and json.
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError,
-                zipfile.BadZipFile, zlib.error, UnicodeDecodeError, RecursionError)
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, OverflowError,
+                NotImplementedError, RecursionError, UnicodeDecodeError, struct.error,
+                RuntimeError,                    # zipfile: "member is encrypted" from a flipped flag bit
+                zipfile.BadZipFile, zlib.error)
 
 
 class _Corrupt(Exception):
@@ -270,11 +273,12 @@ def load(path):
     """
     path = os.fspath(path)
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise _Corrupt("it holds a single .npy array, not an .npz archive")
-        with data:
-            return _read(data)
+        with open(path, "rb") as fh:                                     # we close it, also when NumPy fails
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise _Corrupt("it holds a single .npy array, not an .npz archive")
+            with data:
+                return _read(data)
     except FileNotFoundError:
         raise ValueError(f"checkpoint {path!r} does not exist") from None
     except _Corrupt as e:
