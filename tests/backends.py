@@ -8,6 +8,7 @@ with the NumPy float64 reference live here (``rtol``/``atol``).
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,23 @@ def _cupy(a):
     return cupy.asarray(a)
 
 
+def _torch_cuda(a):
+    import torch
+    return torch.asarray(a, device="cuda")
+
+
+def _nvidia_driver():
+    """Cheap pre-check (no import of torch or CuPy) for an NVIDIA driver."""
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
+
+
+def _torch_cuda_available():
+    if importlib.util.find_spec("torch") is None or not _nvidia_driver():
+        return False
+    import torch
+    return torch.cuda.is_available()
+
+
 def _cuda_available():
     if importlib.util.find_spec("cupy") is None:
         return False
@@ -80,5 +98,8 @@ ALL = {
                       None if importlib.util.find_spec("torch") else "torch is not installed"),
     "cupy": (lambda: Backend("cupy", "float64", _cupy),
              None if _cuda_available() else "CuPy with a CUDA device is not available"),
+    "torch-cuda": (lambda: Backend("torch-cuda", "float64", _torch_cuda),
+                   None if _torch_cuda_available() else "torch with a CUDA device is not available"),
 }
+GPU = ["cupy", "torch-cuda"]        # marked ``gpu`` (tests/conftest.py)
 CORE = ["numpy", "strict"]          # every core test runs on both

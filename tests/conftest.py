@@ -10,7 +10,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from backends import ALL, CORE
+from backends import ALL, CORE, GPU
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=30, **_common)
@@ -22,7 +22,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 def _backend_fixture(names):
     def marks(n):
         skip = [pytest.mark.skip(reason=ALL[n][1])] if ALL[n][1] else []
-        return skip + ([pytest.mark.gpu] if n == "cupy" else [])
+        return skip + ([pytest.mark.gpu] if n in GPU else [])
 
     @pytest.fixture(scope="session", params=[pytest.param(n, marks=marks(n)) for n in names])
     def fixture(request):

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import refnet
-from backends import ALL
+from backends import ALL, GPU
 from refnet.backend import to_numpy
 
 SIZES, ACTIVATION, N, SEED, STEPS = [3, 5, 4, 2], "tanh", 6, 0, 3
@@ -215,7 +215,8 @@ def _backend(name):
 
 
 MIXES = [("numpy", "strict", "librar"), ("strict", "numpy", "librar"), ("strict", "strict-device1", "device"),
-         ("strict-device1", "strict", "device"), ("torch", "numpy", "librar"), ("numpy", "torch", "librar")]
+         ("strict-device1", "strict", "device"), ("torch", "numpy", "librar"), ("numpy", "torch", "librar"),
+         ("cupy", "numpy", "librar"), ("torch-cuda", "torch", "device"), ("torch", "torch-cuda", "device")]
 
 
 def _mixed_calls(a, b):
@@ -241,7 +242,8 @@ def _mixed_calls(a, b):
     ]
 
 
-@pytest.mark.parametrize("a,b,what", MIXES, ids=[f"{a}+{b}" for a, b, _ in MIXES])
+@pytest.mark.parametrize("a,b,what", [pytest.param(*m, id=f"{m[0]}+{m[1]}", marks=[pytest.mark.gpu] * bool(
+    set(m[:2]) & set(GPU))) for m in MIXES])
 def test_mixed_namespaces_and_devices_raise_type_error(a, b, what):
     """Arrays of two libraries, or of one library on two devices, are refused with a
     TypeError that names the offending argument and says what differs."""
