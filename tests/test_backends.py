@@ -94,7 +94,7 @@ CASES = {
     "jacobian[outputs=[1, 0]]": lambda i: NET.jacobian(i.params, i.X, outputs=[1, 0]),
     "flatten/unflatten": lambda i: (refnet.flatten(i.params),
                                     refnet.unflatten(2.0 * refnet.flatten(i.params), like=i.params)),
-    **{f"{name}.step": functools.partial(lambda opt, i: _train(opt, i), opt) for name, opt in OPTIMIZERS.items()},
+    **{f"{name}.step": functools.partial(_train, opt) for name, opt in OPTIMIZERS.items()},
     "average_incoming": lambda i: (refnet.average_incoming(i.params[1][0]),
                                    refnet.average_incoming(i.params[1][0], axis=1),
                                    refnet.average_incoming(i.C, axis=(0, 1))),
