@@ -1,0 +1,278 @@
+"""Numerical edge cases of the frozen-output machinery (project_out, frozen_step, Projected),
+both routes ("gram", "dense"), float64 unless stated; fixed small cases, fast.
+
+Cases whose rank is known in closed form (duplicated anchors, a linear network,
+all-dead ReLU layers, saturated units, m > p) check ``info.rank``/``info.nullity``
+against that number and against ``numpy.linalg.matrix_rank`` of an independent
+Jacobian (HIPS autograd, or refnet's explicit ``net.jacobian`` where autograd's
+sigmoid overflows). Every case: no NaN/Inf anywhere, and retraction either
+converges (residual <= tol, measured by an independent forward) or raises
+``RetractionError`` carrying a finite ``.residual`` while the caller's params
+stay untouched.
+"""
+from __future__ import annotations
+
+import autograd
+import numpy as np
+import pytest
+
+import oracles
+import refnet
+
+METHODS = ["gram", "dense"]
+EPS = np.finfo(np.float64).eps
+
+
+# ------------------------------------------------------------------------ helpers
+def autograd_J(net, params, anchors, outputs):
+    """Oracle J (m, p), output-major rows, from autograd on the independent forward."""
+    theta = np.asarray(refnet.flatten(params))
+    with np.errstate(over="ignore"):                    # autograd's tanh' = 1/cosh^2 overflows to the exact 0
+        J = autograd.jacobian(lambda t: oracles.forward(net, t, anchors))(theta)  # (n, n_L, p)
+    return np.transpose(J, (1, 0, 2))[list(outputs)].reshape(-1, theta.size)
+
+
+def c_of(net, params, anchors, outputs):
+    """Frozen values measured with the autograd-numpy forward (not refnet's)."""
+    with np.errstate(over="ignore"):                    # sigmoid's exp(-z) overflows to the exact 0 / 1
+        Y = oracles.forward(net, np.asarray(refnet.flatten(params)), anchors)
+    return Y[:, list(outputs)].T.reshape(-1)
+
+
+def finite(tree):
+    return all(np.all(np.isfinite(x)) for layer in tree for x in layer)
+
+
+def copy(params):
+    return [(W.copy(), b.copy()) for W, b in params]
+
+
+def assert_same(a, b):
+    assert all(np.array_equal(x, y) for la, lb in zip(a, b) for x, y in zip(la, lb))
+
+
+def step_or_raise(net, params, X, G, freeze, lr, anchors, method, **kw):
+    """frozen_step; returns (new, info) or the RetractionError. Checks the failure contract."""
+    before = copy(params)
+    try:
+        new, info = refnet.frozen_step(net, params, X, G, freeze=freeze, lr=lr, anchors=anchors, method=method, **kw)
+    except refnet.RetractionError as err:
+        assert np.isfinite(err.residual) and err.residual > 0 and err.iterations >= 0
+        assert_same(params, before)
+        return err
+    assert_same(params, before)
+    assert finite(new)
+    assert np.all(np.isfinite([info.residual, info.tol]))
+    change = np.abs(c_of(net, new, anchors, freeze) - c_of(net, params, anchors, freeze)).max()
+    assert info.converged and info.residual <= info.tol and change <= 2 * info.tol + 1e-15
+    return new, info
+
+
+def data(seed, n, d, n_out, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return scale * rng.uniform(-1.0, 1.0, (n, d)), rng.standard_normal((n, n_out))
+
+
+# ------------------------------------------------------------------------ duplicated / rank-deficient anchors
+@pytest.mark.parametrize("method", METHODS)
+def test_duplicated_anchors_add_no_rank_and_project_the_same(method):
+    net = refnet.MLP([3, 4, 2], activation="tanh")
+    params = net.init(seed=1)
+    X, G = data(2, 4, 3, 2)
+    twice = np.concatenate([X, X[::-1], X])                                 # every anchor three times
+    g = net.vjp(params, X, G)
+    once_p = refnet.project_out(net, params, g, X, [0], method=method)
+    many_p = refnet.project_out(net, params, g, twice, [0], method=method)
+    a, b = np.asarray(refnet.flatten(once_p)), np.asarray(refnet.flatten(many_p))
+    assert np.all(np.isfinite(b))
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-10 * np.abs(a).max())
+    J = autograd_J(net, params, twice, [0])
+    assert np.abs(J @ b).max() <= 1e-10 * np.abs(J).max() * np.abs(b).max() * J.shape[1]
+    new, info = step_or_raise(net, params, X, G, [0], 0.05, twice, method)
+    assert info.rank == np.linalg.matrix_rank(J) == 4 and info.nullity == net.n_params - 4
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_network_has_rank_of_the_augmented_anchors(method):
+    """Identity net [3, 2]: row (k, i) of J is [x_i in the W[:, k] slots, 1 in b_k], so
+    rank J = rank [X_a, 1]: 2 for anchors on a line t -> t v, though m = 8."""
+    net = refnet.MLP([3, 2], activation="identity")
+    params = net.init(seed=0)
+    t = np.linspace(-1.0, 2.0, 8)[:, None]
+    line = t * np.array([[0.3, -1.2, 0.7]])                                # 8 collinear anchors
+    G = np.random.default_rng(0).standard_normal((8, 2))
+    expected = np.linalg.matrix_rank(np.hstack([line, np.ones((8, 1))]))
+    assert expected == 2 == np.linalg.matrix_rank(autograd_J(net, params, line, [1]))
+    new, info = step_or_raise(net, params, line, G, [1], 0.1, line, method)
+    assert (info.rank, info.nullity) == (2, net.n_params - 2)
+    assert info.iterations == 0                                            # c is linear: no O(lr^2) drift
+
+
+# ------------------------------------------------------------------------ all outputs frozen / m > p
+@pytest.mark.parametrize("method", METHODS)
+def test_all_outputs_frozen(method):
+    net = refnet.MLP([2, 6, 3], activation="sigmoid")
+    params = net.init(seed=4)
+    X, G = data(5, 6, 2, 3)
+    anchors = X[:3] + 0.5                     # not the training inputs: g is then not in the row space of J
+    new, info = step_or_raise(net, params, X, G, [2, 0, 1], 0.1, anchors, method)
+    J = autograd_J(net, params, anchors, [2, 0, 1])
+    assert info.rank == np.linalg.matrix_rank(J) == 9 and info.nullity == net.n_params - 9
+    assert np.abs(np.asarray(refnet.flatten(new)) - np.asarray(refnet.flatten(params))).max() > 1e-3  # it moved
+    Y0, Y1 = net.forward(params, anchors), net.forward(new, anchors)
+    assert np.abs(Y1 - Y0).max() <= 2 * info.tol                             # every output kept
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_more_constraints_than_parameters_gives_an_exact_zero_step(method):
+    net = refnet.MLP([2, 2, 1], activation="tanh")                          # p = 9
+    params = net.init(seed=6)
+    X, G = data(7, 12, 2, 1)                                               # m = 12 > p
+    J = autograd_J(net, params, X, [0])
+    assert np.linalg.matrix_rank(J) == net.n_params
+    g_perp = refnet.project_out(net, params, net.vjp(params, X, G), X, [0], method=method)
+    assert all(not np.any(x) for layer in g_perp for x in layer)              # exactly zero
+    new, info = step_or_raise(net, params, X, G, [0], 0.5, X, method)
+    assert (info.rank, info.nullity, info.iterations) == (net.n_params, 0, 0) and info.residual <= info.tol
+    assert_same(new, params)
+
+
+# ------------------------------------------------------------------------ dead ReLU units
+@pytest.mark.parametrize("method", METHODS)
+def test_all_hidden_relu_units_dead(method):
+    """No hidden unit fires on any anchor: A_1 = 0 and phi'(Z_1) = 0, so only b_2[k] moves
+    output k: rank 1 per frozen output whatever the number of anchors; the other
+    output still trains (through b_2)."""
+    net = refnet.MLP([3, 5, 2], activation="relu")
+    W1, b1 = net.init(seed=8)[0]
+    params = [(W1, np.full(5, -50.0)), net.init(seed=8)[1]]
+    X, G = data(9, 6, 3, 2)
+    J = autograd_J(net, params, X, [0])
+    assert np.linalg.matrix_rank(J) == 1
+    new, info = step_or_raise(net, params, X, G, [0], 0.1, X, method)
+    assert (info.rank, info.nullity) == (1, net.n_params - 1)
+    assert_same(new[:1], params[:1])                                        # dead layer: zero gradient
+    assert abs(new[1][1][0] - params[1][1][0]) <= 1e-15 < abs(new[1][1][1] - params[1][1][1])   # b_2[0] frozen
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_some_dead_relu_units_drop_their_rank(method):
+    net = refnet.MLP([2, 6, 2], activation="relu")
+    W1, b1 = net.init(seed=10)[0]
+    b1 = b1.copy()
+    b1[[1, 4]] = -50.0                                                      # two units never fire
+    params = [(W1, b1), net.init(seed=10)[1]]
+    X, G = data(11, 10, 2, 2)
+    J = autograd_J(net, params, X, [0, 1])
+    dead_cols = np.zeros(net.n_params, bool)
+    for j in (1, 4):
+        dead_cols[[j, 6 + j, 12 + j]] = True                               # W_1[:, j] and b_1[j] in flatten order
+        dead_cols[18 + 2 * j: 18 + 2 * j + 2] = True                       # W_2[j, :]
+    assert not np.any(J[:, dead_cols])
+    new, info = step_or_raise(net, params, X, G, [0], 1e-3, X, method)
+    assert info.rank == np.linalg.matrix_rank(autograd_J(net, params, X, [0]))
+    assert info.nullity == net.n_params - info.rank
+    assert np.array_equal(new[0][0][:, [1, 4]], W1[:, [1, 4]])              # dead units' weights keep still
+
+
+# ------------------------------------------------------------------------ saturation and input scales
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_saturated_hidden_units(method, activation):
+    """|Z_1| >= 100: hidden units saturate (phi'(Z_1) <= 1e-40), so J has only the last
+    layer's block (layer-1 entries below 1e-40 s_max): rank = rank [A_1, 1], with A_1 a 0/1
+    (or +-1) pattern; unit 3 mirrors unit 0, so the rank is below 4 + 1 (explicit J;
+    autograd's sigmoid overflows here)."""
+    net = refnet.MLP([3, 4, 2], activation=activation)
+    W1 = 1e3 * np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    params = [(W1, np.zeros(4)), net.init(seed=12)[1]]
+    rng = np.random.default_rng(13)
+    X = rng.uniform(0.1, 1.0, (7, 3)) * rng.choice([-1.0, 1.0], (7, 3))    # |Z_1| >= 100
+    G = rng.standard_normal((7, 2))
+    anchors = X[:5]
+    A1 = np.asarray(net._forward(np, params, anchors).As[1])
+    dphi = A1 * (1 - A1) if activation == "sigmoid" else 1 - A1 * A1
+    assert np.abs(dphi).max() <= 1e-40                                      # saturated
+    A1 = np.round(A1)
+    expected = np.linalg.matrix_rank(np.hstack([A1, np.ones((5, 1))]))
+    assert expected == 4                                                    # A_1[:, 3] = 1 - A_1[:, 0] (sigmoid)
+    J = np.asarray(net.jacobian(params, anchors, outputs=[1]))             #   or -A_1[:, 0] (tanh)
+    assert np.all(np.isfinite(J)) and np.abs(J[:, :16]).max() <= 1e-40 * np.abs(J).max()
+    assert np.linalg.matrix_rank(J) == expected
+    new, info = step_or_raise(net, params, X, G, [1], 0.1, anchors, method)
+    assert (info.rank, info.nullity) == (expected, net.n_params - expected)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("scale", [1e3, 1e-6])
+def test_huge_and_tiny_input_scales(method, scale):
+    net = refnet.MLP([3, 5, 2], activation="tanh")
+    params = net.init(seed=21)
+    X, G = data(22, 3, 3, 2, scale=scale)   # seed with singular values >= 10x away from both cutoffs
+    J = autograd_J(net, params, X, [0])
+    s = np.linalg.svd(J, compute_uv=False)
+    m, p = J.shape
+    dense_cut = max(m, p) * EPS * s[0]
+    gram_cut = np.sqrt(max(m * EPS, (max(m, p) * EPS) ** 2)) * s[0]       # refnet/frozen.py docstring
+    cut = dense_cut if method == "dense" else gram_cut
+    assert not np.any((s > cut / 10) & (s < cut * 10)), "rank ambiguous: pick another seed"
+    result = step_or_raise(net, params, X, G, [0], 0.05, X, method)
+    if isinstance(result, refnet.RetractionError):
+        pytest.fail(f"retraction failed at scale {scale}: residual {result.residual}")
+    new, info = result
+    assert info.rank == int(np.sum(s > cut)) and info.nullity == p - info.rank
+    if method == "dense":
+        assert info.rank == np.linalg.matrix_rank(J)
+
+
+def test_float32_with_duplicated_anchors_and_saturation():
+    net = refnet.MLP([3, 4, 2], activation="sigmoid")
+    (W1, b1), last = net.init(seed=16, dtype="float32")
+    W1 = W1.copy()
+    W1[:, 0] *= np.float32(1e3)                                             # one saturated unit
+    params = [(W1, b1), last]
+    X, G = data(17, 4, 3, 2)
+    X, G = X.astype(np.float32), G.astype(np.float32)
+    anchors = np.concatenate([X, X])
+    p64 = [(W.astype(np.float64), b.astype(np.float64)) for W, b in params]
+    J = np.asarray(net.jacobian(p64, anchors.astype(np.float64), [0]))     # explicit J of the same numbers
+    s = np.linalg.svd(J, compute_uv=False)
+    cut = max(J.shape) * float(np.finfo(np.float32).eps) * s[0]             # float32 cutoff, both routes
+    assert not np.any((s > cut / 10) & (s < cut * 10))
+    for method in METHODS:
+        new, info = step_or_raise(net, params, X, G, [0], 0.05, anchors, method)
+        assert new[0][0].dtype == np.float32
+        assert info.rank == int(np.sum(s > cut)) == 4 and info.nullity == net.n_params - 4   # 4 distinct anchors
+
+
+# ------------------------------------------------------------------------ retraction that cannot converge
+@pytest.mark.parametrize("method", METHODS)
+def test_retraction_failure_carries_its_residual(method):
+    net = refnet.MLP([2, 3, 1], activation="tanh")
+    params = net.init(seed=18)
+    X, G = data(19, 4, 2, 1)
+    err = step_or_raise(net, params, X, G, [0], 3.0, X[:2] + 0.3, method, max_iter=1, tol=1e-15)
+    assert isinstance(err, refnet.RetractionError) and err.iterations == 1 and err.residual > 1e-15
+
+
+# ------------------------------------------------------------------------ Projected over several steps
+@pytest.mark.parametrize("method", METHODS)
+def test_projected_momentum_on_duplicated_anchors_and_dead_units(method):
+    net = refnet.MLP([3, 5, 2], activation="relu")
+    W1, b1 = net.init(seed=20)[0]
+    b1 = b1.copy()
+    b1[2] = -50.0
+    params = [(W1, b1), net.init(seed=20)[1]]
+    X, T = data(21, 5, 3, 2)
+    anchors = np.concatenate([X, X])
+    opt = refnet.Projected(refnet.AveragedMomentum(0.01, 0.9), net, anchors, freeze=[0], method=method)
+    state = opt.init(params)
+    c0 = c_of(net, params, anchors, [0])
+    rank = np.linalg.matrix_rank(autograd_J(net, params, X, [0]))
+    for _ in range(4):
+        _, grads = net.loss_and_grads(params, X, T)
+        params, state = opt.step(params, grads, state)
+        assert finite(params) and state.info.converged
+        assert state.info.rank <= 5 and state.info.nullity == net.n_params - state.info.rank
+    assert state.info.rank == rank
+    assert np.abs(c_of(net, params, anchors, [0]) - c0).max() <= 2 * state.info.tol
