@@ -289,10 +289,9 @@ OPTIMIZERS = [lambda: refnet.SGD(0.1), lambda: refnet.Momentum(0.1, 0.9),
               lambda: refnet.AveragedMomentum(0.1, 0.9, include_bias=True)]
 
 
-@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "averaged", "averaged-bias"])
-@given(grad_sequences(max_steps=2))
-def test_step_does_not_modify_inputs(backend, make, prob):
-    params, (g1, *_) = prob
+@given(grad_sequences(max_steps=1), st.sampled_from(OPTIMIZERS))
+def test_step_does_not_modify_inputs(backend, prob, make):
+    params, (g1,) = prob
     opt = make()
     p, g = backend.params(params), backend.params(g1)
     _, state = opt.step(p, g, opt.init(p))                      # a non-zero state
