@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 
-from .backend import is_float_dtype, namespace
+from .backend import fast_namespace, is_float_dtype, namespace
 
 
 def all_finite(xp, x) -> bool:
@@ -53,62 +53,79 @@ def params(params, sizes=None, name: str = "params"):
 
     ``W_l`` is (n_{l-1}, n_l) and ``b_l`` is (n_l,); consecutive layers chain; one
     float dtype, one library, one device. ``sizes`` (when given) must match.
-    Returns ``(xp, dtype)``.
+    Returns ``(xp, dtype)``. Values are not inspected (see ``tree_finite``).
     """
     if not isinstance(params, (list, tuple)) or len(params) == 0:
         raise TypeError(f"{name} must be a non-empty list of (W, b) pairs, got {type(params).__name__}")
-    named = {}
-    for l, layer in enumerate(params, start=1):
+    for l, layer in enumerate(params):
         if not isinstance(layer, (list, tuple)) or len(layer) != 2:
-            raise TypeError(f"{name}[{l - 1}] must be a (W, b) pair, got {type(layer).__name__}")
-        named[f"{name}[{l - 1}][0] (W_{l})"] = layer[0]
-        named[f"{name}[{l - 1}][1] (b_{l})"] = layer[1]
-    xp = namespace(named)
-    dtype = params[0][0].dtype
-    for arg, x in named.items():
-        float_dtype(xp, x, arg, dtype)
+            raise TypeError(f"{name}[{l}] must be a (W, b) pair, got {type(layer).__name__}")
+    xp, dtype = _tree_namespace(params, name)
+    n_prev = None
     for l, (W, b) in enumerate(params, start=1):
         if len(W.shape) != 2:
             raise ValueError(f"{name}[{l - 1}][0] (W_{l}) must be 2-D (n_in, n_out), got shape {tuple(W.shape)}")
-        shape(b, f"{name}[{l - 1}][1] (b_{l})", (W.shape[1],))
-        if l > 1 and W.shape[0] != params[l - 2][0].shape[1]:
+        if tuple(b.shape) != (W.shape[1],):
+            shape(b, f"{name}[{l - 1}][1] (b_{l})", (W.shape[1],))
+        if n_prev is not None and W.shape[0] != n_prev:
             raise ValueError(f"{name}[{l - 1}][0] (W_{l}) has {W.shape[0]} rows but layer {l - 1} "
-                             f"has {params[l - 2][0].shape[1]} outputs")
+                             f"has {n_prev} outputs")
+        n_prev = W.shape[1]
     if sizes is not None:
         got = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params]
-        if list(got) != list(sizes):
+        if got != list(sizes):
             raise ValueError(f"{name} have layer sizes {got} but the network has sizes {list(sizes)}")
     return xp, dtype
 
 
+def _tree_namespace(tree, name, ref=None):
+    """(xp, dtype) of a list of (W, b) pairs (plus ``ref``, an array they must match):
+    one library, one device, one real floating dtype. Names are built only on error."""
+    arrays = [x for layer in tree for x in layer] + ([] if ref is None else [ref])
+    named = lambda: {**{f"{name}[{l}][{j}]": x for l, layer in enumerate(tree) for j, x in enumerate(layer)},
+                     **({} if ref is None else {"params[0][0]": ref})}
+    xp = fast_namespace(arrays) or namespace(named())
+    dtype = arrays[-1].dtype if ref is not None else arrays[0].dtype
+    if not is_float_dtype(xp, dtype) or any(x.dtype != dtype for x in arrays):
+        for arg, x in named().items():
+            float_dtype(xp, x, arg, dtype)
+    return xp, dtype
+
+
 def like_params(tree, ref, name: str, xp, dtype):
-    """Check ``tree`` (grads, updates, a state buffer) has the structure of ``ref`` (params)."""
+    """Check ``tree`` (grads, updates, a state buffer) has the structure, shapes,
+    library, device and dtype of ``ref`` (validated params)."""
     if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
-        raise ValueError(f"{name} must be a list of {len(ref)} (W, b) pairs like params, "
-                         f"got {type(tree).__name__}" + (f" of length {len(tree)}" if isinstance(tree, (list, tuple)) else ""))
-    named = {}
+        got = type(tree).__name__ + (f" of length {len(tree)}" if isinstance(tree, (list, tuple)) else "")
+        raise ValueError(f"{name} must be a list of {len(ref)} (W, b) pairs like params, got {got}")
     for l, (layer, (W, b)) in enumerate(zip(tree, ref)):
         if not isinstance(layer, (list, tuple)) or len(layer) != 2:
             raise ValueError(f"{name}[{l}] must be a (W, b) pair like params[{l}]")
         for j, (x, r) in enumerate(zip(layer, (W, b))):
-            arg = f"{name}[{l}][{j}]"
-            named[arg] = x
             if not hasattr(x, "shape") or tuple(x.shape) != tuple(r.shape):
                 got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
-                raise ValueError(f"{arg} must have shape {tuple(r.shape)} like params[{l}][{j}], got {got}")
-    named["params[0][0]"] = ref[0][0]
-    if namespace(named) is not xp:
-        raise TypeError(f"{name} and params come from different array libraries")
-    for arg, x in named.items():
-        float_dtype(xp, x, arg, dtype)
+                raise ValueError(f"{name}[{l}][{j}] must have shape {tuple(r.shape)} like params[{l}][{j}], got {got}")
+    _tree_namespace(tree, name, ref=ref[0][0])
     return tree
 
 
+def tree_all_finite(xp, tree) -> bool:
+    """True when every array of a list of (W, b) pairs is finite: one reduction per
+    array and a single host sync (exact ``isfinite`` only if the sum is not finite)."""
+    if math.isfinite(float(sum(xp.sum(x) for layer in tree for x in layer))):
+        return True
+    return all(all_finite(xp, x) for layer in tree for x in layer)
+
+
 def tree_finite(xp, tree, name: str):
-    """``finite`` for every array of a list of (W, b) pairs."""
-    for l, (W, b) in enumerate(tree):
-        finite(xp, W, f"{name}[{l}][0]")
-        finite(xp, b, f"{name}[{l}][1]")
+    """Raise ``ValueError`` naming the first array of a list of (W, b) pairs that holds NaN or Inf.
+
+    One reduction per array and a single host sync; the per-array search runs only on failure.
+    """
+    if not tree_all_finite(xp, tree):
+        for l, (W, b) in enumerate(tree):
+            finite(xp, W, f"{name}[{l}][0]")
+            finite(xp, b, f"{name}[{l}][1]")
 
 
 def _rows(x, name: str, n_cols: int, n_rows, what: str):

@@ -51,6 +51,9 @@ import numpy as np
 __all__ = ["namespace", "device", "host_namespace", "asarray_like", "to_numpy", "is_array", "is_float_dtype"]
 
 
+_NUMPY = array_api_compat.numpy
+
+
 def is_array(x) -> bool:
     """True for an array of any library that array_api_compat knows."""
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
@@ -61,31 +64,51 @@ def device(x):
     return array_api_compat.device(x)
 
 
+def fast_namespace(arrays):
+    """The namespace of ``arrays`` when they are all arrays of one library on one
+    device, else None (then call :func:`namespace` with names for the diagnosis)."""
+    try:
+        xp = array_api_compat.array_namespace(*arrays)
+    except TypeError:
+        return None
+    if not all(map(is_array, arrays)):
+        return None
+    if xp is not _NUMPY:                      # NumPy arrays all live on the host: nothing to compare
+        dev = device(arrays[0])
+        if any(device(x) != dev for x in arrays):
+            return None
+    return xp
+
+
 def namespace(named: dict):
     """Array namespace shared by the named arrays; checks one library and one device.
 
     ``named`` maps argument names (used in error messages) to arrays. Returns the
     array-API namespace ``xp``. Raises ``TypeError`` naming the argument when a
     value is not an array, or when the arrays come from different libraries or
-    sit on different devices.
+    sit on different devices. The per-argument diagnosis runs only when
+    something is wrong.
     """
+    return fast_namespace(tuple(named.values())) or _diagnose(named)
+
+
+def _diagnose(named: dict):
+    """Raise the TypeError that names the offending argument."""
     ref_name = ref_xp = ref_dev = None
     for name, x in named.items():
         if not is_array(x):
             raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch or any array-API "
                             f"library), got {type(x).__name__}")
-        xp = array_api_compat.array_namespace(x)
-        dev = device(x)
+        xp, dev = array_api_compat.array_namespace(x), device(x)
         if ref_xp is None:
             ref_name, ref_xp, ref_dev = name, xp, dev
-            continue
-        if xp is not ref_xp:
+        elif xp is not ref_xp:
             raise TypeError(f"{name} is a {_library(x)} array but {ref_name} is a "
                             f"{_library(named[ref_name])} array; pass arrays of one library")
-        if dev != ref_dev:
+        elif dev != ref_dev:
             raise TypeError(f"{name} is on device {dev!r} but {ref_name} is on {ref_dev!r}; "
                             f"move them to one device")
-    return ref_xp
+    raise TypeError("arrays of incompatible libraries: " + ", ".join(named))
 
 
 def _library(x) -> str:
@@ -99,7 +122,7 @@ def is_float_dtype(xp, dtype) -> bool:
 
 def host_namespace():
     """(xp, device) of the host default, NumPy, for functions called without arrays."""
-    return array_api_compat.numpy, "cpu"
+    return _NUMPY, "cpu"
 
 
 def asarray_like(a: np.ndarray, like):
@@ -108,7 +131,7 @@ def asarray_like(a: np.ndarray, like):
     The values are copied bit for bit; the dtype is that of ``a``.
     """
     xp = array_api_compat.array_namespace(like)
-    if xp is array_api_compat.numpy:
+    if xp is _NUMPY:
         return np.array(a, copy=True)
     return xp.asarray(a, device=device(like), copy=True)
 

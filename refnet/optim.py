@@ -102,12 +102,17 @@ class _Optimizer:
         if not isinstance(state, SGDState):
             raise TypeError(f"state must be an SGDState from {type(self).__name__}.init, got {type(state).__name__}")
 
-    def update(self, grads, state, params):
-        """The update U (theta_new = theta - U) and the next state; nothing is modified."""
+    def _checked(self, params, grads, state):
+        """Structure, library, device and dtype checks of a step's arguments; returns xp."""
         xp, dtype = check.params(params)
         check.like_params(grads, params, "grads", xp, dtype)
-        check.tree_finite(xp, grads, "grads")
         self._check_state(state, params, xp, dtype)
+        return xp
+
+    def update(self, grads, state, params):
+        """The update U (theta_new = theta - U) and the next state; nothing is modified."""
+        xp = self._checked(params, grads, state)
+        check.tree_finite(xp, grads, "grads")
         return self._update(xp, grads, state)
 
     def step(self, params, grads, state):
@@ -116,12 +121,14 @@ class _Optimizer:
         Raises ``FloatingPointError`` (and returns nothing) if the new params
         would hold NaN or Inf, e.g. after an exploding update.
         """
-        U, new_state = self.update(grads, state, params)
-        xp = namespace({"params[0][0]": params[0][0]})
+        xp = self._checked(params, grads, state)
+        U, new_state = self._update(xp, grads, state)
         new = apply_update(xp, params, U)
-        if not all(check.all_finite(xp, W) and check.all_finite(xp, b) for W, b in new):
-            # Only on failure (the happy path pays nothing): a NaN/Inf that came in
-            # with params or state is a bad value (ValueError naming it), not an overflow.
+        if not check.tree_all_finite(xp, new):
+            # Only on failure (the happy path pays one reduction per array): a NaN/Inf
+            # that came in with grads, params or state is a bad value (ValueError
+            # naming it), not an overflow.
+            check.tree_finite(xp, grads, "grads")
             check.tree_finite(xp, params, "params")
             self._state_finite(xp, state)
             raise FloatingPointError("the step overflowed: new params would hold NaN or Inf; "
