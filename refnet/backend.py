@@ -52,6 +52,7 @@ __all__ = ["namespace", "device", "host_namespace", "asarray_like", "to_numpy", 
 
 
 _NUMPY = array_api_compat.numpy
+_SCALARS = (int, float, complex, bool)
 
 
 def is_array(x) -> bool:
@@ -71,7 +72,7 @@ def fast_namespace(arrays):
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError:
         return None
-    if not all(map(is_array, arrays)):
+    if any(x is None or isinstance(x, _SCALARS) for x in arrays):   # array_namespace lets these through
         return None
     if xp is not _NUMPY:                      # NumPy arrays all live on the host: nothing to compare
         dev = device(arrays[0])
@@ -116,8 +117,8 @@ def _library(x) -> str:
 
 
 def is_float_dtype(xp, dtype) -> bool:
-    """True for real floating dtypes (float32, float64)."""
-    return xp.isdtype(dtype, "real floating")
+    """True for the standard's real floating dtypes, float32 and float64."""
+    return dtype == xp.float64 or dtype == xp.float32
 
 
 def host_namespace():
