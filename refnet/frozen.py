@@ -168,10 +168,11 @@ class _Linearization:
 
 
 def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, method):
-    """Gauss-Newton: while max|c(theta) - c0| > tol: theta <- theta - J^T (J J^T)^+ (c(theta) - c0).
+    """Gauss-Newton: while max|c(theta) - c0| > tol: theta <- theta - J^T (J J^T)^+ (c(theta) - c0),
+    with J at the current theta (quadratic convergence at full row rank).
 
-    Returns (params, iterations, residual); raises RetractionError when max_iter
-    corrections do not reach tol or the residual becomes non-finite.
+    Returns (params, corrections applied, residual); raises RetractionError when
+    max_iter corrections do not reach tol or the residual becomes non-finite.
     """
     for it in range(max_iter + 1):
         trace = net._forward(xp, params, anchors)
@@ -200,7 +201,7 @@ def _frozen_args(net, params, anchors, outputs, outputs_name, method, tol, max_i
 
 
 def _finite_params(xp, params):
-    if not all(check.all_finite(xp, W) and check.all_finite(xp, b) for W, b in params):
+    if not check.tree_all_finite(xp, params):
         raise FloatingPointError("the step overflowed: new params would hold NaN or Inf; lower lr")
     return params
 
@@ -236,14 +237,15 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
     """
     check.network(net)
     check.flag(retract, "retract")
-    grads = net.vjp(params, X, G)
+    grads, trace = net._vjp(params, X, G)
     lr = check.positive_finite(lr, "lr")
     anchors = X if anchors is None else anchors
     xp, freeze, tol, max_iter = _frozen_args(net, params, anchors, freeze, "freeze", method, tol, max_iter)
     if not freeze:
         new = apply_update(xp, params, [(lr * gW, lr * gb) for gW, gb in grads])   # theta - lr g
         return _finite_params(xp, new), FrozenInfo(0.0, 0, 0, net.n_params, True, tol or 0.0)
-    lin = _Linearization(net, xp, params, anchors, freeze, method)
+    lin = _Linearization(net, xp, params, anchors, freeze, method,
+                         trace=trace if anchors is X else None)                  # reuse the forward pass on X
     c0 = lin.c                                                                    # frozen values   (m,)
     tol = default_tol(xp, c0) if tol is None else tol
     d = lin.project(grads)                                                        # g_perp

@@ -136,10 +136,14 @@ class MLP:
 
     def vjp(self, params, X, G):
         """Backpropagate an output gradient G = dL/dY (n, n_L) to [(dW_l, db_l), ...]."""
+        return self._vjp(params, X, G)[0]
+
+    def _vjp(self, params, X, G):
+        """``vjp`` that also returns the forward Trace (for callers that reuse it)."""
         xp, dtype = self._validate(params, X)
         check.data(G, "G", params, self.sizes[-1], n_rows=X.shape[0])
         trace = self._forward(xp, params, X)
-        return self._param_grads(xp, trace, self._backward(xp, params, trace, G))
+        return self._param_grads(xp, trace, self._backward(xp, params, trace, G)), trace
 
     def loss_and_grads(self, params, X, T, loss: str = "mse"):
         """Loss (0-d array) and its gradient [(dW_l, db_l), ...] for targets T (n, n_L).
