@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 
-from .backend import fast_namespace, is_float_dtype, namespace
+from .backend import fast_namespace, is_float_dtype, namespace, total
 
 
 def all_finite(xp, x) -> bool:
@@ -20,7 +20,7 @@ def all_finite(xp, x) -> bool:
     values overflow the sum); the exact ``isfinite`` pass runs only when the
     fast path fails. Brings one scalar to the host.
     """
-    if math.isfinite(float(xp.sum(x))):
+    if math.isfinite(float(total(xp, x))):
         return True
     return bool(xp.all(xp.isfinite(x)))
 
@@ -112,7 +112,7 @@ def like_params(tree, ref, name: str, xp, dtype):
 def tree_all_finite(xp, tree) -> bool:
     """True when every array of a list of (W, b) pairs is finite: one reduction per
     array and a single host sync (exact ``isfinite`` only if the sum is not finite)."""
-    if math.isfinite(float(sum(xp.sum(x) for layer in tree for x in layer))):
+    if math.isfinite(float(sum(total(xp, x) for layer in tree for x in layer))):
         return True
     return all(all_finite(xp, x) for layer in tree for x in layer)
 
