@@ -191,21 +191,10 @@ for method, (drift, gain) in results.items():
 # frozen values to ~1e-16.
 
 # %%
+# The plot (same figure as `python -m refnet demo --section frozen --plot PREFIX`).
+from refnet.demos.frozen import plot
+
 try:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    print("plot:", plot(results, os.path.join(OUT, "01_frozen_outputs.png")))
 except ImportError:
-    plt = None
-if plt is not None:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for method, (drift, gain) in results.items():
-        a.semilogy(np.maximum(drift, 1e-17), label=method)
-        b.plot(gain, label=method)
-    a.set(xlabel="step", ylabel="max |y1 - y1(0)|", title="output 1 (frozen)")
-    b.set(xlabel="step", ylabel="mean (y2 - y2(0))", title="output 2 (trained)")
-    a.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(OUT, "01_frozen_outputs.png")
-    fig.savefig(path, dpi=110)
-    print("plot:", path)
+    print("plot skipped: matplotlib is not installed")
