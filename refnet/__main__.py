@@ -18,12 +18,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = sys.stdout
     for name in args.section or SECTIONS:
-        try:
-            section = importlib.import_module(f"refnet.demos.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"refnet.demos.{name}":
-                raise
-            continue
+        section = importlib.import_module(f"refnet.demos.{name}")
         out.write(f"\n== {section.TITLE} ==\n")
         section.run(out, args)
     return 0
