@@ -24,6 +24,7 @@
 
 # %%
 import os
+import sys
 
 import numpy as np
 
@@ -162,26 +163,15 @@ for lr in (0.05, 0.5, 5.0):
 # `Projected`, holding output 1 at its values at `init`.
 
 # %%
-def run(method):
-    p = params
-    if method.startswith("projected"):
-        opt = refnet.Projected(refnet.SGD(LR), net, X, freeze=[0], retract=method.endswith("retraction"))
-        state = opt.init(p)
-    Ys = [Y0]
-    for _ in range(STEPS):
-        if method.startswith("masked"):
-            p = masked_step(p, head_only=method.endswith("head only"))
-        else:
-            p, state = opt.step(p, net.vjp(p, X, G), state)
-        Ys.append(net.forward(p, X))
-    Ys = np.stack(Ys)                                    # (STEPS + 1, n, 2)
-    return np.abs(Ys[:, :, 0] - Y0[:, 0]).max(axis=1), (Ys[:, :, 1] - Y0[:, 1]).mean(axis=1)
+# The comparison loop is `refnet.demos.frozen.compare` (the same code the demo runs);
+# its source is printed so it can be read here.
+import inspect
 
+from refnet.demos.frozen import compare, table
 
-results = {m: run(m) for m in ["masked, all layers", "masked, head only", "projected", "projected + retraction"]}
-print(f"{'method (' + str(STEPS) + ' SGD steps, lr ' + str(LR) + ')':<34} {'max |dy1|':>10} {'mean dy2':>10}")
-for method, (drift, gain) in results.items():
-    print(f"{method:<34} {drift.max():>10.2e} {gain[-1]:>10.4f}")
+print(inspect.getsource(compare))
+results = compare(steps=STEPS, lr=LR, n=n, seed=0)
+table(results, sys.stdout)
 
 # %% [markdown]
 # Masking with all layers trained gains the most on output 2 but drifts output 1 by
