@@ -25,9 +25,9 @@ Example with PyTorch (``nn.Linear.weight`` is (n_out, n_in), hence ``layout="tor
     assert report.ok, str(report)
 
 A candidate step is a list ``[W_1, b_1, W_2, b_2, ...]`` (or of ``(W, b)``
-pairs) of anything ``numpy.asarray`` accepts (use ``.detach().cpu()`` on
-tensors that need it). With ``layout="torch"`` weights are (n_out, n_in) and
-indices in the report are in that layout.
+pairs) of arrays of any library (GPU arrays are copied to the host) or anything
+``numpy.asarray`` accepts. With ``layout="torch"`` weights are (n_out, n_in)
+and indices in the report are in that layout.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import optim
+from .backend import is_array, to_numpy
 from .mlp import MLP
 
 OPTIMIZERS = ("averaged_momentum", "momentum", "sgd")
@@ -117,7 +118,8 @@ def _flat_step(step, where):
     named = []
     for i, x in enumerate(arrays):
         kind = "W" if i % 2 == 0 else "b"
-        named.append((f"{kind}_{i // 2 + 1}", np.asarray(x, dtype=np.float64)))
+        host = to_numpy(x) if is_array(x) else x                  # CuPy/GPU tensors: copied to the host
+        named.append((f"{kind}_{i // 2 + 1}", np.asarray(host, dtype=np.float64)))
     return named
 
 
