@@ -258,8 +258,6 @@ def test_mixed_namespaces_and_devices_raise_type_error(a, b, what):
 # --------------------------------------------------------------- save/load
 def test_save_load_round_trip(any_backend, tmp_path):
     """Arrays of any backend are saved from the host and load back bit for bit."""
-    if not hasattr(refnet, "save") or not hasattr(refnet, "load"):
-        pytest.skip("refnet.save/load not available yet (refnet/io.py is being written)")
     B = any_backend
     inp = Inputs(B)
     params, state = _train(refnet.Momentum(0.1, 0.9), inp)
