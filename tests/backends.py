@@ -25,7 +25,9 @@ class Backend:
     atol: float = 1e-12
 
     def asarray(self, a):
-        return self._make(np.asarray(a, dtype=self.dtype))
+        out = self._make(np.asarray(a, dtype=self.dtype))
+        assert str(out.dtype).endswith(self.dtype), f"{self.name} made {out.dtype}, not {self.dtype}"
+        return out
 
     def numpy(self, x):
         return to_numpy(x)

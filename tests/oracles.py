@@ -25,6 +25,7 @@ def forward(net, flat, X):
         start += n_out
         phi = ANP_ACTIVATIONS[net.activation if l < L else net.output_activation]
         A = phi(anp.dot(A, W) + b)
+    assert start == flat.shape[0], f"flat has {flat.shape[0]} entries, the layout uses {start}"
     return A
 
 
