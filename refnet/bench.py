@@ -108,15 +108,20 @@ def _blas_info():
     return os.cpu_count() or 1, desc
 
 
-def _mem_available() -> int:
-    """MemAvailable from /proc/meminfo, in bytes (0 when unknown)."""
+def _proc_bytes(path: str, key: str):
+    """A "key: N kB" line of a /proc file, in bytes (None when unknown)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return None
+
+
+def _mem_available() -> int:
+    """MemAvailable from /proc/meminfo, in bytes (0 when unknown)."""
+    return _proc_bytes("/proc/meminfo", "MemAvailable") or 0
 
 
 def machine_info() -> dict:
@@ -654,13 +659,8 @@ CHILD_CASES = {**{k: _child_projection for k in PROJ_CHILD},
 
 
 def _rss_now() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """Current resident size of this process, in bytes (0 when unknown)."""
+    return _proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def _peak_rss() -> int:
@@ -670,13 +670,8 @@ def _peak_rss() -> int:
     high-water mark across exec into it, which would charge the benchmark
     driver's memory (torch included) to the child.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024        # Linux: kilobytes
+    hwm = _proc_bytes("/proc/self/status", "VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
 
 
 def child_main(name, quick) -> int:
