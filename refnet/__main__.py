@@ -1,4 +1,4 @@
-"""Command line: ``python -m refnet demo [--plot PATH] [--section NAME]``."""
+"""Command line: ``python -m refnet demo [--plot PREFIX] [--section NAME]``."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     demo = sub.add_parser("demo", help="run the demos on built-in data (seconds)")
     demo.add_argument("--section", choices=SECTIONS, action="append",
                       help="run only this section (repeatable); default: all")
-    demo.add_argument("--plot", metavar="PATH", help="also save plots (needs matplotlib) with this path prefix")
+    demo.add_argument("--plot", metavar="PATH", help="also save plots (needs matplotlib) as PATH<section>.png, e.g. --plot out/ gives out/frozen.png")
     args = parser.parse_args(argv)
     out = sys.stdout
     for name in args.section or SECTIONS:

@@ -72,15 +72,15 @@ def run(out, args):
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
         except ImportError:
-            out.write("(--plot: matplotlib is not installed, no plot saved)\n")
+            out.write("plot skipped: matplotlib is not installed\n")
             return curves
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, c in curves.items():
             ax.semilogy(np.arange(EPOCHS + 1), c[:, 0], label=name)
         ax.set(xlabel="epoch", ylabel="train softmax cross-entropy", title=data.name)
         ax.legend()
-        path = f"{args.plot}_momentum.png"
+        path = f"{args.plot}momentum.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-        out.write(f"saved {path}\n")
+        out.write(f"plot: {path}\n")
     return curves
