@@ -25,7 +25,7 @@ import os
 import autograd
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import oracles
 import refnet
@@ -281,7 +281,6 @@ def test_gram_matrix_equals_explicit_JJT(backend, prob, seed):
 NONLINEAR = ["sigmoid", "tanh", "softplus"]
 
 
-@settings(max_examples=min(settings().max_examples, 50))  # 8 frozen steps + 8 oracle forwards per example
 @given(problems(min_layers=2, max_layers=3, activations=NONLINEAR, max_n=4), st.data())
 def test_drift_without_retraction_is_second_order(prob, data):
     """max |c(theta - lr g_perp) - c0| ~ lr^2 (fitted log-log slope near 2); unprojected control ~ lr."""
@@ -559,7 +558,6 @@ def test_projected_optimizers_keep_outputs_over_training(name, method):
     assert mse2(params) < 0.5 * start, (mse2(params), start)
 
 
-@settings(max_examples=min(settings().max_examples, 10))    # 100 projected, retracted steps per example
 @given(frozen_problems(activations=SMOOTH, max_layers=2), st.sampled_from(sorted(OPTIMIZERS)))
 def test_projected_optimizers_random_nets(prob, name):
     net, params, X, G, K, anchors = prob
