@@ -128,30 +128,21 @@ def tree_finite(xp, tree, name: str):
             finite(xp, b, f"{name}[{l}][1]")
 
 
-def _rows(x, name: str, n_cols: int, n_rows, what: str):
-    """Shape part of ``data``/``batch``: 2-D (n, n_cols), n >= 1 (n == n_rows when given)."""
+def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
+    """``batch`` that must also match (validated) ``params``: their library, device and dtype."""
+    return batch(x, name, n_cols, what, n_rows=n_rows, like=params[0][0])
+
+
+def batch(x, name: str, n_cols: int, what="samples", n_rows=None, like=None):
+    """A 2-D batch (n, n_cols) of a real floating dtype, finite, n >= 1 (n == n_rows when
+    given); with ``like`` (an array) also of its library, device and dtype."""
+    xp = namespace({name: x} if like is None else {"params[0][0]": like, name: x})
     if len(x.shape) != 2:
         raise ValueError(f"{name} must be 2-D ({what}, {n_cols}), got shape {tuple(x.shape)}")
     shape(x, name, (n_rows, n_cols))
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty; expected at least one row ({what})")
-
-
-def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
-    """Validate a 2-D float batch (n, n_cols): the library, device and dtype of
-    (validated) ``params``, finite, n >= 1 (and n == n_rows when given)."""
-    xp = namespace({"params[0][0]": params[0][0], name: x})
-    _rows(x, name, n_cols, n_rows, what)
-    float_dtype(xp, x, name, params[0][0].dtype)
-    return finite(xp, x, name)
-
-
-def batch(x, name: str, n_cols: int, what="samples"):
-    """``data`` without params (e.g. anchors given before any params): an array of
-    any library, 2-D (n >= 1, n_cols), real floating, finite."""
-    xp = namespace({name: x})
-    _rows(x, name, n_cols, None, what)
-    float_dtype(xp, x, name)
+    float_dtype(xp, x, name, None if like is None else like.dtype)
     return finite(xp, x, name)
 
 
