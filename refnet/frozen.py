@@ -140,8 +140,8 @@ class _Linearization:
         xp, dtype, out = self.xp, self.params[0][0].dtype, []
         for A, D in zip(self.As, self.Ds):
             M = xp.sum(xp.reshape(lam, D.shape[:2] + (1,)) * D, axis=0)          # sum_k lam_ki Delta_l,ki  (n, n_l)
-            out.append((_as(xp, A.T @ M, dtype),                               # dW_l = A^T (lam * Delta_l)
-                        _as(xp, xp.sum(M, axis=0), dtype)))                    # db_l = colsum(lam * Delta_l)
+            out.append((_as(xp, A.T @ M, dtype),                                 # dW_l = A^T (lam * Delta_l)
+                        _as(xp, xp.sum(M, axis=0), dtype)))                      # db_l = colsum(lam * Delta_l)
         return out
 
     def _solve(self, y):
