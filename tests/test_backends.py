@@ -283,7 +283,7 @@ LIBRARIES = {"array_api_compat", "array_api_strict", "cupy", "cupyx", "torch", "
              "dask", "ndonnx", "sparse", "mlx", "numba"}
 # Host-side modules: data made on the host, files, benchmarks, demos, the conformance kit.
 # They may use NumPy freely (and receive arrays through refnet.backend.to_numpy).
-HOST_SIDE = ("data.py", "io.py", "conformance.py", "__main__.py", "bench*.py", "bench/*", "demos/*")
+HOST_SIDE = ("data.py", "io.py", "conformance.py", "conformance/*", "strategies.py", "docs.py", "datasets/*", "__main__.py", "bench*.py", "bench/*", "demos/*")
 # Peer tools measure refnet against other libraries (torch.func) and on GPUs (CuPy), so they
 # must create those arrays: they may import a library, but only inside a function, so that
 # importing them never requires it.

@@ -19,7 +19,7 @@ import oracles
 from backends import ALL
 from refnet.backend import namespace
 from refnet.data import seed_regression
-from strategies import problems
+from refnet.strategies import problems
 
 F32_BACKENDS = ["numpy-float32", "strict-float32"]
 

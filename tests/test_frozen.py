@@ -32,7 +32,7 @@ import refnet
 from refnet.backend import namespace
 from refnet.data import seed_regression
 from refnet.frozen import _Linearization
-from strategies import SMOOTH, frozen_subsets, inputs, problems
+from refnet.strategies import SMOOTH, frozen_subsets, inputs, problems
 
 EPS = np.finfo(np.float64).eps
 EPS32 = float(np.finfo(np.float32).eps)

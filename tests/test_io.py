@@ -14,7 +14,7 @@ from hypothesis import given, strategies as st
 
 import refnet
 import refnet.io as rio
-from strategies import SMOOTH, architectures, inputs, seeds
+from refnet.strategies import SMOOTH, architectures, inputs, seeds
 
 # ---------------------------------------------------------------------- helpers
 json_values = st.recursive(

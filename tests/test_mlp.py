@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 import refnet
 import oracles
-from strategies import SMOOTH, problems
+from refnet.strategies import SMOOTH, problems
 
 
 def rel_err(a, b):

@@ -8,7 +8,7 @@ from hypothesis import assume, given, strategies as st
 
 import refnet
 from refnet.conformance import Scenario, compare_trajectories, reference_trajectory
-from strategies import grad_sequences, learning_rates, momenta, seeds
+from refnet.strategies import grad_sequences, learning_rates, momenta, seeds
 
 
 # ------------------------------------------------------------------ oracles

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from torch.func import jacrev, vjp, vmap  # noqa: E402
 
 import refnet  # noqa: E402
-from strategies import problems  # noqa: E402
+from refnet.strategies import problems  # noqa: E402
 
 pytestmark = pytest.mark.peers
 

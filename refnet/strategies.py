@@ -1,4 +1,7 @@
-"""Hypothesis strategies shared by every property test (one module, one place).
+"""Hypothesis strategies for refnet's property tests and for testing your own port (public).
+
+Needs the optional ``hypothesis`` dependency (``pip install "refnet[test]"``);
+``import refnet`` does not import this module.
 
 Networks: depth 1-4 layers, widths 1-8, every activation. Parameters are
 fan-in scaled (``MLP.init`` with a drawn seed). Inputs are bounded, and
