@@ -1,6 +1,7 @@
 """refnet: a pure-NumPy (array-API) reference MLP with manual backpropagation,
 incoming-averaged momentum and null-space projection that keeps chosen outputs
-constant. See design.md for the math and README.md for a tour."""
+constant. The documentation's "Design and notation" page has the math;
+README.md gives a tour."""
 from .mlp import MLP, Trace, flatten, unflatten
 
 __version__ = "0.1.0"

@@ -1,14 +1,21 @@
 """The multilayer perceptron, written out by hand.
 
-Notation (design.md): row-major batches,
+Notation (the documentation's "Design and notation" page): row-major batches,
+one row per sample::
 
     A_0 = X                       (n, n_0)
     Z_l = A_{l-1} @ W_l + b_l     (n, n_l)     W_l: (n_{l-1}, n_l),  b_l: (n_l,)
     A_l = phi_l(Z_l)              (n, n_l)
     Y   = A_L
 
-``W_l[:, j]`` (a column) holds the incoming connections of neuron j of layer l.
-Parameters are plain data: ``params = [(W_1, b_1), ..., (W_L, b_L)]``.
+``W_l[:, j]`` (a column) holds the incoming connections of neuron ``j`` of
+layer ``l``. Parameters are plain data: ``params = [(W_1, b_1), ..., (W_L, b_L)]``.
+Backpropagation of ``G = dL/dY`` (n, n_L), with ``Delta_l = dL/dZ_l`` (n, n_l)::
+
+    Delta_L     = G * phi_L'(Z_L)
+    dW_l        = A_{l-1}^T Delta_l                     (n_{l-1}, n_l)
+    db_l        = 1^T Delta_l   (column sums)           (n_l,)
+    Delta_{l-1} = (Delta_l W_l^T) * phi_{l-1}'(Z_{l-1})
 """
 from __future__ import annotations
 
@@ -24,19 +31,35 @@ from .nn import ACTIVATIONS, LOSSES
 class Trace(NamedTuple):
     """What the backward pass needs from the forward pass.
 
-    As[l] = A_l for l = 0..L (As[0] = X, As[L] = Y), each (n, n_l);
-    Zs[l] = Z_l for l = 1..L (Zs[0] is None), each (n, n_l).
+    ``As[l] = A_l`` for ``l = 0..L`` (``As[0] = X``, ``As[L] = Y``), each ``(n, n_l)``;
+    ``Zs[l] = Z_l`` for ``l = 1..L`` (``Zs[0]`` is None), each ``(n, n_l)``.
     """
     As: list
     Zs: list
 
 
 class MLP:
-    """A fully connected network ``sizes = [n_0, n_1, ..., n_L]``.
+    """A fully connected network with layer widths ``sizes = [n_0, n_1, ..., n_L]``.
 
-    ``activation`` is used on every hidden layer, ``output_activation`` on layer L
-    (identity by default). Names: identity, sigmoid, tanh, relu, softplus.
-    The object holds only the architecture; parameters are passed in and out.
+    The object holds only the architecture; parameters are plain data passed
+    in and out (a list of ``(W_l, b_l)``, ``W_l`` of shape ``(n_{l-1}, n_l)``).
+
+    Parameters
+    ----------
+    sizes : list of int
+        At least two widths, each at least 1: inputs ``n_0``, hidden layers, outputs ``n_L``.
+    activation : str, default "sigmoid"
+        ``phi_l`` of every hidden layer: "identity", "sigmoid", "tanh", "relu" or "softplus".
+    output_activation : str, default "identity"
+        ``phi_L`` of the output layer, from the same names.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], activation="sigmoid")
+    >>> params = net.init(seed=0)
+    >>> net.forward(params, np.zeros((5, 3))).shape
+    (5, 2)
     """
 
     def __init__(self, sizes, activation: str = "sigmoid", output_activation: str = "identity"):
@@ -56,21 +79,31 @@ class MLP:
 
     @property
     def n_params(self) -> int:
-        """p = sum_l (n_{l-1} + 1) n_l, the length of ``flatten(params)``."""
+        """``p = sum_l (n_{l-1} + 1) n_l``, the length of ``flatten(params)``."""
         return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     # ------------------------------------------------------------------ init
     def init(self, seed=0, dtype=None, like=None):
         """Fan-in scaled random parameters, drawn on the host with NumPy.
 
-        W_l ~ Normal(0, gain^2 / n_{l-1}) with gain = sqrt(2) for relu hidden
-        layers (He) and 1 otherwise (LeCun); b_l = 0. Draws are float64 and
-        rounded to ``dtype``, so float32 and float64 start from the same numbers.
+        ``W_l ~ Normal(0, gain^2 / n_{l-1})`` with ``gain = sqrt(2)`` for relu
+        hidden layers (He) and 1 otherwise (LeCun); ``b_l = 0``. Draws are
+        float64 and rounded to ``dtype``, so float32 and float64 start from the
+        same numbers.
 
-        seed: int or ``numpy.random.Generator`` (never the global RNG).
-        dtype: "float64" (default) or "float32"; with ``like`` it defaults to like's dtype.
-        like: an array whose namespace and device receive the parameters.
-        Returns [(W_1 (n_0, n_1), b_1 (n_1,)), ...].
+        Parameters
+        ----------
+        seed : int or numpy.random.Generator, default 0
+            Never the global RNG.
+        dtype : {"float64", "float32"}, optional
+            Default float64, or ``like``'s dtype when ``like`` is given.
+        like : array, optional
+            An array whose namespace and device receive the parameters.
+
+        Returns
+        -------
+        list of (W, b)
+            ``[(W_1 (n_0, n_1), b_1 (n_1,)), ..., (W_L (n_{L-1}, n_L), b_L (n_L,))]``.
         """
         if isinstance(seed, np.random.Generator):
             rng = seed
@@ -107,17 +140,30 @@ class MLP:
         return Trace(As, Zs)
 
     def forward(self, params, X):
-        """Y = A_L for inputs X (n, n_0); returns (n, n_L)."""
+        """The outputs ``Y = A_L``.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            As returned by :meth:`init`.
+        X : array, shape (n, n_0)
+            One row per sample, same namespace, device and dtype as ``params``.
+
+        Returns
+        -------
+        array, shape (n, n_L)
+        """
         xp, _ = self._validate(params, X)
         return self._forward(xp, params, X).As[-1]
 
     # -------------------------------------------------------------- backward
     def _backward(self, xp, params, trace: Trace, G) -> list:
-        """Deltas of every layer for output seeds G (..., n, n_L).
+        """Deltas ``Delta_l = dL/dZ_l`` of every layer.
 
         Delta_L = G * phi_L'(Z_L);  Delta_{l-1} = (Delta_l W_l^T) * phi_{l-1}'(Z_{l-1}).
-        Leading axes of G (e.g. one per frozen output) are carried through.
-        Returns [Delta_1, ..., Delta_L], Delta_l of shape (..., n, n_l).
+        G is an output gradient (n, n_L), or one-hot output seeds (K, 1, n_L) that
+        broadcast against phi_L'(Z_L) (n, n_L), one leading entry per output.
+        Returns [Delta_1, ..., Delta_L], Delta_l of shape (n, n_l) or (K, n, n_l).
         """
         L = len(params)
         dphi = lambda l: self.phis[l - 1].df(xp, trace.Zs[l], trace.As[l])  # phi_l'(Z_l)  (n, n_l)
@@ -130,12 +176,28 @@ class MLP:
 
     @staticmethod
     def _param_grads(xp, trace: Trace, deltas) -> list:
-        """dW_l = A_{l-1}^T Delta_l (n_{l-1}, n_l), db_l = column sums of Delta_l (n_l,)."""
+        """dW_l = A_{l-1}^T Delta_l (n_{l-1}, n_l), db_l = 1^T Delta_l, the column sums (n_l,)."""
         return [(A.T @ D, xp.sum(D, axis=0))                   # dW_l = A_{l-1}^T Delta_l,  db_l = 1^T Delta_l
                 for A, D in zip(trace.As[:-1], deltas)]
 
     def vjp(self, params, X, G):
-        """Backpropagate an output gradient G = dL/dY (n, n_L) to [(dW_l, db_l), ...]."""
+        """Backpropagate an output gradient ``G = dL/dY`` to the parameters.
+
+        The vector-Jacobian product ``J^T vec(G)``: ``dW_l = A_{l-1}^T Delta_l``,
+        ``db_l = 1^T Delta_l`` (column sums), with ``Delta_l = dL/dZ_l``.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+        X : array, shape (n, n_0)
+        G : array, shape (n, n_L)
+            Any output gradient, e.g. ``2 (Y - T) / (n n_L)`` for the mse loss.
+
+        Returns
+        -------
+        list of (dW, db)
+            Shaped like ``params``: ``dW_l`` (n_{l-1}, n_l), ``db_l`` (n_l,).
+        """
         return self._vjp(params, X, G)[0]
 
     def _vjp(self, params, X, G):
@@ -146,10 +208,30 @@ class MLP:
         return self._param_grads(xp, trace, self._backward(xp, params, trace, G)), trace
 
     def loss_and_grads(self, params, X, T, loss: str = "mse"):
-        """Loss (0-d array) and its gradient [(dW_l, db_l), ...] for targets T (n, n_L).
+        """The loss and its gradient with respect to every parameter.
 
-        loss: "mse" (mean over all entries of (Y - T)^2) or "softmax_cross_entropy"
-        (logits Y, one-hot or probability rows T, mean over samples).
+        Parameters
+        ----------
+        params : list of (W, b)
+        X : array, shape (n, n_0)
+        T : array, shape (n, n_L)
+            Targets. For "softmax_cross_entropy", rows of probabilities
+            (one-hot or soft, each row summing to 1).
+        loss : {"mse", "softmax_cross_entropy"}, default "mse"
+            "mse": the mean over all ``n n_L`` entries of ``(Y - T)^2``.
+            "softmax_cross_entropy": ``Y`` are logits, the mean over samples of
+            ``-sum_k T_ik log softmax(Y_i)_k``.
+
+        Returns
+        -------
+        loss : 0-d array
+        grads : list of (dW, db)
+            Shaped like ``params``.
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss overflows although the inputs are finite.
         """
         check.choice(loss, "loss", LOSSES)
         xp, dtype = self._validate(params, X)
@@ -171,13 +253,25 @@ class MLP:
         return xp.take(I, idx, axis=0)[:, None, :]             # rows of the identity   (K, 1, n_L)
 
     def jacobian(self, params, X, outputs=None):
-        """Dense Jacobian J = dc/dtheta of c = (Y[:, k] for k in outputs), stacked output-major.
+        """Dense Jacobian ``J = dc/dtheta`` of the chosen outputs, stacked output-major.
 
-        Row k * n + i is the gradient of Y[i, outputs[k]]; columns follow
-        ``flatten`` order (W_1 row-major, b_1, W_2, ...). Each row is one
-        sample's backprop of a one-hot seed, done for all rows at once:
-        W_l block = a_{l-1,i} (outer) delta_{l,i},  b_l block = delta_{l,i}.
-        X: (n, n_0). Returns (len(outputs) * n, p).
+        ``c = (Y[:, k] for k in outputs)``: row ``k * n + i`` is the gradient of
+        ``Y[i, outputs[k]]``; columns follow ``flatten`` order (``W_1``
+        row-major, ``b_1``, ``W_2``, ...). Each row is one sample's backprop of
+        a one-hot seed ``e_k`` (a row ``(1, n_L)``), done for all rows at once:
+        the ``W_l`` block is the outer product ``a_{l-1,i}^T delta_{l,i}`` of
+        sample ``i``'s rows, the ``b_l`` block is ``delta_{l,i}``.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+        X : array, shape (n, n_0)
+        outputs : list of int, optional
+            0-based output indices; default all ``n_L`` outputs.
+
+        Returns
+        -------
+        array, shape (len(outputs) * n, p)
         """
         xp, _ = self._validate(params, X)
         outputs = list(range(self.sizes[-1])) if outputs is None else check.indices(outputs, "outputs", self.sizes[-1])
@@ -187,7 +281,7 @@ class MLP:
 
     @staticmethod
     def _jacobian_from(xp, trace: Trace, deltas):
-        """Assemble J (m, p) from Deltas (K, n, n_l) and activations A_{l-1} (n, n_{l-1})."""
+        """Assemble J (m, p), m = K n, from Deltas (K, n, n_l) and activations A_{l-1} (n, n_{l-1})."""
         blocks = []
         for A, D in zip(trace.As[:-1], deltas):
             K, n, n_out = D.shape
@@ -207,13 +301,29 @@ def _check_probabilities(xp, T):
 
 
 def flatten(params):
-    """Concatenate [(W_1, b_1), ...] into one vector: W_1 row-major, b_1, W_2, ...  (p,)."""
+    """Concatenate ``[(W_1, b_1), ...]`` into one vector ``theta`` of shape ``(p,)``.
+
+    Order: ``W_1`` row-major, ``b_1``, ``W_2`` row-major, ``b_2``, ...
+    """
     xp, _ = check.params(params)
     return _flat(xp, params)
 
 
 def unflatten(v, like):
-    """Inverse of ``flatten``: a vector (p,) cut into the shapes of ``like`` (a params list)."""
+    """Inverse of :func:`flatten`: cut a vector ``v`` of shape ``(p,)`` into the shapes of ``like``.
+
+    Parameters
+    ----------
+    v : array, shape (p,)
+        Same namespace and dtype as ``like``.
+    like : list of (W, b)
+        A params list giving the shapes.
+
+    Returns
+    -------
+    list of (W, b)
+        Views (slices) of ``v`` where the array library allows it.
+    """
     xp, dtype = check.params(like, name="like")
     check.namespace({"v": v, "like[0][0]": like[0][0]})
     check.shape(v, "v", (sum(W.shape[0] * W.shape[1] + b.shape[0] for W, b in like),))

@@ -9,8 +9,12 @@ from typing import Callable, NamedTuple
 
 
 class Activation(NamedTuple):
-    """phi and its derivative. ``df(xp, Z, A)`` gets both Z and A = phi(Z),
-    so each derivative uses the cheaper form (e.g. tanh' = 1 - A^2)."""
+    """An activation ``phi`` and its derivative, applied elementwise.
+
+    ``f(xp, Z)`` returns ``phi(Z)``; ``df(xp, Z, A)`` returns ``phi'(Z)`` and gets
+    both ``Z`` and ``A = phi(Z)``, so each derivative uses the cheaper form
+    (e.g. ``tanh' = 1 - A^2``).
+    """
     name: str
     f: Callable
     df: Callable
@@ -35,10 +39,22 @@ ACTIVATIONS = {
 
 
 def mse(xp, Y, T):
-    """Mean squared error over all entries and its gradient.
+    """Mean squared error over all entries, and its gradient::
 
-    L = mean((Y - T)^2) (TensorFlow's ``reduce_mean(square(Y - T))``);
-    dL/dY = 2 (Y - T) / (n * n_out). Y, T: (n, n_out). Returns (L 0-d, G (n, n_out)).
+        L = sum_ik (Y_ik - T_ik)^2 / (n n_L)        G = dL/dY = 2 (Y - T) / (n n_L)
+
+    TensorFlow's ``reduce_mean(square(Y - T))``.
+
+    Parameters
+    ----------
+    xp : array namespace
+    Y, T : arrays, shape (n, n_L)
+        Outputs and targets.
+
+    Returns
+    -------
+    L : 0-d array
+    G : array, shape (n, n_L)
     """
     R = Y - T                                          # residual (n, n_out)
     N = R.shape[0] * R.shape[1]
@@ -46,11 +62,27 @@ def mse(xp, Y, T):
 
 
 def softmax_cross_entropy(xp, Y, T):
-    """Softmax cross-entropy of logits Y against probability targets T, averaged over samples.
+    """Softmax cross-entropy of logits ``Y`` against probability targets ``T``, averaged over samples::
 
-    L = -(1/n) sum_i sum_k T_ik log softmax(Y_i)_k, computed with a stable
-    log-sum-exp; dL/dY = (softmax(Y) * rowsum(T) - T) / n, i.e. (P - T) / n for
-    rows of T that sum to 1 (one-hot or probabilities). Y, T: (n, n_out).
+        P_ik = exp(Y_ik) / sum_j exp(Y_ij)          (row-wise softmax)
+        L    = -(1/n) sum_i sum_k T_ik log P_ik
+        G    = dL/dY = (P * rowsum(T) - T) / n  =  (P - T) / n   when every row of T sums to 1
+
+    ``log P`` is computed with a stable log-sum-exp (the row maximum is
+    subtracted first).
+
+    Parameters
+    ----------
+    xp : array namespace
+    Y : array, shape (n, n_L)
+        Logits.
+    T : array, shape (n, n_L)
+        One-hot or probability rows.
+
+    Returns
+    -------
+    L : 0-d array
+    G : array, shape (n, n_L)
     """
     n = Y.shape[0]
     Zs = Y - xp.max(Y, axis=1, keepdims=True)                         # shift: softmax(Y) = softmax(Zs)

@@ -1,19 +1,24 @@
-"""Optimizers as pure functions: ``state = opt.init(params)``,
-``params, state = opt.step(params, grads, state)`` (optax style).
+"""Optimizers as pure functions (optax style)::
 
-Every optimizer first computes an *update* U with ``U, state = opt.update(grads, state)``
-and then steps ``theta <- theta - U``. ``Projected`` (refnet.frozen) uses ``update``
-to project U before it is applied. Nothing here modifies its arguments.
+    state = opt.init(params)
+    params, state = opt.step(params, grads, state)
 
-Accumulation rules (TF1 ``MomentumOptimizer``, ``torch.optim.SGD`` with dampening 0):
+``step`` first computes an *update* ``U`` with
+``U, state = opt.update(grads, state, params)`` and then applies
+``theta <- theta - U``; ``refnet.Projected`` calls ``update`` itself to project
+``U`` before it is applied. Nothing here modifies its arguments.
+
+Update rules, per array, with ``g`` a parameter gradient (``dW_l`` or ``db_l``)
+and ``M`` its momentum buffer (``state.accumulation``, zero at ``init``), as in
+TF1's ``MomentumOptimizer`` and ``torch.optim.SGD`` with ``dampening=0``::
 
     SGD:               U = lr g
-    Momentum:          a <- g + mu a;           U = lr a       (nesterov: U = lr (g + mu a))
-    AveragedMomentum:  a <- g + mu mean_in(a);  U = lr a
+    Momentum:          M <- g + mu M;            U = lr M     (nesterov: U = lr (g + mu M))
+    AveragedMomentum:  M <- g + mu mean_in(M);   U = lr M
 
 ``mean_in`` replaces each entry of a weight column (the incoming connections
-of one neuron) by the column mean: ``mean_in(A) = P_in A`` with
-``P_in = 1 1^T / n_in`` (see :func:`averaging_matrix`, :func:`average_incoming`).
+of one neuron) by the column mean: ``mean_in(M) = P_in M`` with
+``P_in = 1 1^T / n_in`` (see :func:`averaging_matrix` and :func:`average_incoming`).
 """
 from __future__ import annotations
 
@@ -26,17 +31,37 @@ from .backend import device, host_namespace, namespace
 # ------------------------------------------------------------------ averaging
 def _mean_in(xp, A, axis=0):
     """Mean over the incoming axis/axes, kept for broadcasting (e.g. (1, n_out))."""
-    return xp.mean(A, axis=axis, keepdims=True)                 # (1/n_in) 1^T A
+    return xp.mean(A, axis=axis, keepdims=True)                 # (1/n_in) 1^T A      (1, n_out)
 
 
 def average_incoming(A, axis=0):
     """Replace every entry by the mean over the axes that index incoming connections.
 
-    For refnet's (n_in, n_out) weights and TF/Keras dense kernels: ``axis=0``
-    (each column is one neuron's incoming connections). For a PyTorch
-    ``nn.Linear.weight`` (n_out, n_in): ``axis=1``. For a TF conv kernel
-    (H, W, C_in, C_out): ``axis=(0, 1, 2)``. Returns a new array of A's shape:
-    ``mean_in(A) = P_in @ A`` computed as a mean and a broadcast.
+    The fast form of ``mean_in(A) = P_in @ A``: a mean and a broadcast, never the
+    ``(n_in, n_in)`` matrix of :func:`averaging_matrix`.
+
+    Parameters
+    ----------
+    A : array, float32 or float64, any shape
+        Weights, gradients or momentum buffers of one layer.
+    axis : int or tuple of int, default 0
+        The axes that index a neuron's incoming connections: ``0`` for refnet's
+        ``(n_in, n_out)`` weights and TF/Keras dense kernels (each column is one
+        neuron's incoming connections); ``1`` for a PyTorch ``nn.Linear.weight``
+        ``(n_out, n_in)``; ``(0, 1, 2)`` for a TF conv kernel
+        ``(H, W, C_in, C_out)`` (fan-in ``H * W * C_in``).
+
+    Returns
+    -------
+    array, shape of ``A``
+        A new array: every entry replaced by the mean over ``axis`` of its slice.
+
+    Raises
+    ------
+    ValueError
+        If an averaged axis is empty or ``A`` holds NaN or Inf.
+    TypeError
+        If ``A`` is not a floating-point array.
     """
     xp = namespace({"A": A})
     check.float_dtype(xp, A, "A")
@@ -50,13 +75,26 @@ def average_incoming(A, axis=0):
 
 
 def averaging_matrix(n: int, dtype=None, like=None):
-    """The explicit projector ``P_in = 1 1^T / n`` (n, n), for reading and tests.
+    """The explicit projector ``P_in = 1 1^T / n``, for reading and tests.
 
-    ``P_in @ A`` equals ``average_incoming(A, axis=0)``. P_in is symmetric and
-    idempotent: the orthogonal projection onto constant vectors. ``like`` (an
-    array) picks the namespace and device (NumPy when None); ``dtype`` is
-    "float64" or "float32", by default like's dtype (float64 without like), so
-    ``averaging_matrix(n, like=A) @ A`` stays in A's precision.
+    ``P_in @ A`` equals ``average_incoming(A, axis=0)``. ``P_in`` is symmetric
+    and idempotent (``1^T 1 = n``): the orthogonal projection onto constant
+    vectors.
+
+    Parameters
+    ----------
+    n : int, at least 1
+        The fan-in ``n_in``.
+    dtype : {"float64", "float32"}, optional
+        By default ``like``'s dtype, float64 without ``like``, so
+        ``averaging_matrix(n, like=A) @ A`` stays in ``A``'s precision.
+    like : array, optional
+        Picks the array namespace and device (NumPy when omitted).
+
+    Returns
+    -------
+    array, shape (n, n)
+        Every entry equal to ``1 / n``.
     """
     n = check.count(n, "n", 1)
     xp, dev = host_namespace() if like is None else (namespace({"like": like}), device(like))
@@ -73,7 +111,11 @@ class SGDState(NamedTuple):
 
 
 class MomentumState(NamedTuple):
-    """accumulation: [(a_W, a_b), ...] shaped like params."""
+    """State of :class:`Momentum` and :class:`AveragedMomentum`.
+
+    ``accumulation`` is the momentum buffer ``M``: a list ``[(M_W1, M_b1), ...]``
+    shaped like the params, zero at ``init``.
+    """
     accumulation: list
 
 
@@ -92,6 +134,8 @@ class _Optimizer:
     """Shared ``step``: validate, ``update``, apply, refuse non-finite results."""
 
     def init(self, params):
+        """The initial state for ``params`` (list of ``(W, b)``): ``SGDState()``, or a
+        ``MomentumState`` of zero buffers on the params' namespace, device and dtype."""
         xp, _ = check.params(params)
         return self._init(xp, params)
 
@@ -110,16 +154,54 @@ class _Optimizer:
         return xp
 
     def update(self, grads, state, params):
-        """The update U (theta_new = theta - U) and the next state; nothing is modified."""
+        """The update ``U`` (``theta_new = theta - U``) and the next state.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            Gradients shaped like ``params``.
+        state
+            The state from ``init`` or the previous ``update``/``step``.
+        params : list of (W, b)
+            The current parameters (used to check ``grads`` and ``state``).
+
+        Returns
+        -------
+        U : list of (U_W, U_b)
+            Shaped like ``params``.
+        state
+            The next state. Nothing passed in is modified.
+        """
         xp = self._checked(params, grads, state)
         check.tree_finite(xp, grads, "grads")
         return self._update(xp, grads, state)
 
     def step(self, params, grads, state):
-        """One step ``theta <- theta - U``. Returns (new params, new state).
+        """One step ``theta <- theta - U``.
 
-        Raises ``FloatingPointError`` (and returns nothing) if the new params
-        would hold NaN or Inf, e.g. after an exploding update.
+        Parameters
+        ----------
+        params : list of (W, b)
+            ``W_l`` of shape ``(n_{l-1}, n_l)``, ``b_l`` of shape ``(n_l,)``.
+        grads : list of (dW, db)
+            Gradients shaped like ``params``.
+        state
+            The state from ``init`` or the previous ``step``.
+
+        Returns
+        -------
+        params : list of (W, b)
+            New arrays; the ones passed in are not modified.
+        state
+            The next state.
+
+        Raises
+        ------
+        FloatingPointError
+            If the new params would hold NaN or Inf (e.g. after an exploding
+            update); nothing is returned.
+        ValueError
+            If ``grads``, ``params`` or the state hold NaN or Inf.
         """
         xp = self._checked(params, grads, state)
         U, new_state = self._update(xp, grads, state)
@@ -140,12 +222,18 @@ class _Optimizer:
 
 
 def apply_update(xp, params, U):
-    """theta_new = theta - U, layer by layer."""
+    """``theta_new = theta - U``, layer by layer."""
     return [(W - dW, b - db) for (W, b), (dW, db) in zip(params, U)]   # theta <- theta - U
 
 
 class SGD(_Optimizer):
-    """Plain gradient descent: theta <- theta - lr g."""
+    """Plain gradient descent: ``theta <- theta - lr g``.
+
+    Parameters
+    ----------
+    lr : float, > 0
+        The learning rate.
+    """
 
     def __init__(self, lr):
         self.lr, _ = _hyper(lr)
@@ -159,7 +247,7 @@ class SGD(_Optimizer):
 
 class _MomentumBase(_Optimizer):
     def _init(self, xp, params):
-        return MomentumState([(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params])  # a = 0
+        return MomentumState([(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params])  # M = 0
 
     def _check_state(self, state, params, xp, dtype):
         if not isinstance(state, MomentumState):
@@ -172,10 +260,20 @@ class _MomentumBase(_Optimizer):
 
 
 class Momentum(_MomentumBase):
-    """SGD with momentum, TF1 ``MomentumOptimizer`` semantics.
+    """SGD with momentum, TF1 ``MomentumOptimizer`` semantics::
 
-    a <- g + mu a;  theta <- theta - lr a   (nesterov: theta <- theta - lr (g + mu a)).
-    Equal to ``torch.optim.SGD(lr, momentum=mu, nesterov=...)`` with dampening 0.
+        M <- g + mu M;   theta <- theta - lr M        (nesterov: theta <- theta - lr (g + mu M))
+
+    Equal to ``torch.optim.SGD(lr, momentum=mu, nesterov=...)`` with ``dampening=0``.
+
+    Parameters
+    ----------
+    lr : float, > 0
+        The learning rate.
+    momentum : float in [0, 1), default 0.9
+        ``mu``; 0 gives plain SGD.
+    nesterov : bool, default False
+        Nesterov's variant (needs ``momentum > 0``).
     """
 
     def __init__(self, lr, momentum=0.9, nesterov=False):
@@ -189,29 +287,38 @@ class Momentum(_MomentumBase):
 
     def _update(self, xp, grads, state):
         lr, mu = self.lr, self.momentum
-        acc = [(g + mu * a, gb + mu * ab)                                    # a <- g + mu a
-               for (g, gb), (a, ab) in zip(grads, state.accumulation)]
+        M = [(g + mu * m, gb + mu * mb)                                      # M <- g + mu M
+             for (g, gb), (m, mb) in zip(grads, state.accumulation)]
         if self.nesterov:
-            U = [(lr * (g + mu * a), lr * (gb + mu * ab))                    # U = lr (g + mu a)
-                 for (g, gb), (a, ab) in zip(grads, acc)]
+            U = [(lr * (g + mu * m), lr * (gb + mu * mb))                    # U = lr (g + mu M)
+                 for (g, gb), (m, mb) in zip(grads, M)]
         else:
-            U = [(lr * a, lr * ab) for a, ab in acc]                         # U = lr a
-        return U, MomentumState(acc)
+            U = [(lr * m, lr * mb) for m, mb in M]                           # U = lr M
+        return U, MomentumState(M)
 
 
 class AveragedMomentum(_MomentumBase):
-    """Incoming-averaged momentum: a <- g + mu mean_in(a);  theta <- theta - lr a.
+    """Incoming-averaged momentum::
 
-    The momentum of a connection i -> j is the mean accumulation over all
-    connections entering neuron j: the column mean of a_W (axis 0, the incoming
-    axis of an (n_in, n_out) weight). Not the row mean: averaging axis 1 (the
-    seed answer's ``reduce_mean(axis=1)`` on a TF kernel) averages a unit's
-    *outgoing* connections, a different algorithm.
+        M <- g + mu mean_in(M);   theta <- theta - lr M,     mean_in(M) = P_in M,  P_in = 1 1^T / n_in
 
-    include_bias=False (default, matches the seed question): biases get standard
-    momentum a_b <- g_b + mu a_b. include_bias=True treats b_j as the weight of
-    a constant-1 input into neuron j and averages it with column j of W, over
-    the augmented (n_in + 1) rows.
+    The momentum of a connection ``i -> j`` is the mean momentum of all
+    connections entering neuron ``j``: the column mean of ``M_W`` (axis 0, the
+    incoming axis of an ``(n_in, n_out)`` weight). Not the row mean: averaging
+    axis 1 (``reduce_mean(axis=1)`` on a TF kernel, as a widely copied answer
+    did) averages a unit's *outgoing* connections, a different algorithm.
+
+    Parameters
+    ----------
+    lr : float, > 0
+        The learning rate.
+    momentum : float in [0, 1), default 0.9
+        ``mu``; 0 gives plain SGD, and a layer with fan-in 1 gets standard momentum.
+    include_bias : bool, default False
+        False: biases get standard momentum ``M_b <- g_b + mu M_b`` (the original
+        question averaged weights only). True: ``b_j`` is the weight of a
+        constant-1 input into neuron ``j`` and is averaged with column ``j`` of
+        ``W``, over the augmented ``n_in + 1`` rows of ``[W; b^T]``.
     """
 
     def __init__(self, lr, momentum=0.9, include_bias=False):
@@ -223,13 +330,13 @@ class AveragedMomentum(_MomentumBase):
 
     def _update(self, xp, grads, state):
         lr, mu = self.lr, self.momentum
-        acc = []
-        for (g, gb), (a, ab) in zip(grads, state.accumulation):
+        M = []
+        for (g, gb), (m, mb) in zip(grads, state.accumulation):
             if self.include_bias:
-                n_in = a.shape[0]
-                m = (xp.sum(a, axis=0) + ab) / (n_in + 1)                    # mean over [a_W; a_b]  (n_out,)
-                acc.append((g + mu * m, gb + mu * m))                        # a <- g + mu mean_in([a_W; a_b])
+                n_in = m.shape[0]
+                col = (xp.sum(m, axis=0) + mb) / (n_in + 1)                  # mean over [M_W; M_b]  (n_out,)
+                M.append((g + mu * col, gb + mu * col))                      # M <- g + mu mean_in([M_W; M_b])
             else:
-                acc.append((g + mu * _mean_in(xp, a), gb + mu * ab))         # a_W <- g + mu P_in a_W; a_b standard
-        U = [(lr * a, lr * ab) for a, ab in acc]                             # U = lr a
-        return U, MomentumState(acc)
+                M.append((g + mu * _mean_in(xp, m), gb + mu * mb))           # M_W <- g + mu P_in M_W; M_b standard
+        U = [(lr * m, lr * mb) for m, mb in M]                               # U = lr M
+        return U, MomentumState(M)
