@@ -1,6 +1,7 @@
-"""Demo section: the seed-1 question. Push output 2 of the 3-4-2 sigmoid network up
-(G = dL/dY = [0, -1] per sample) while output 1 must not change on the batch.
-Compares the seed answer's masking baselines with null-space projection."""
+"""Demo section: the frozen-output question. Push output 1 of the 3-4-2 sigmoid network up
+(G = dL/dY = [0, -1] per sample) while output 0 must not change on the batch.
+Compares the masking baselines of the question's accepted answer with null-space projection.
+Outputs are numbered from 0 (the question's "output 1 / output 2" are outputs 0 / 1)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 import refnet
 from refnet.data import seed_regression
 
-TITLE = "Frozen outputs (seed-1 network 3-4-2, G = [0, -1]: raise output 2, keep output 1)"
+TITLE = "Frozen outputs (3-4-2 sigmoid network, G = [0, -1]: raise output 1, keep output 0 constant)"
 
 METHODS = ["masked, all layers", "masked, head only", "projected", "projected + retraction"]
 
@@ -16,13 +17,13 @@ METHODS = ["masked, all layers", "masked, head only", "projected", "projected + 
 def compare(steps=200, lr=0.05, n=8, seed=0):
     """Train each method for ``steps`` SGD steps on G = [0, -1] / n per sample.
 
-    Returns (method -> (drift (steps + 1,), gain (steps + 1,))): drift[t] = max_i |y1_i(t) - y1_i(0)|,
-    gain[t] = mean_i (y2_i(t) - y2_i(0)), both on the batch X (n, 3), which is also the anchor set.
+    Returns (method -> (drift (steps + 1,), gain (steps + 1,))): drift[t] = max_i |y0_i(t) - y0_i(0)|,
+    gain[t] = mean_i (y1_i(t) - y1_i(0)), both on the batch X (n, 3), which is also the anchor set.
     """
     X, _ = seed_regression(n=n, seed=seed)
     net = refnet.MLP([3, 4, 2], activation="sigmoid", output_activation="identity")
     params0 = net.init(seed=seed)
-    G = np.tile([0.0, -1.0], (n, 1)) / n                     # dL/dY of L = -mean(y2)   (n, 2)
+    G = np.tile([0.0, -1.0], (n, 1)) / n                     # dL/dY of L = -mean(y1)   (n, 2)
     Y0 = net.forward(params0, X)
     out = {}
     for method in METHODS:
@@ -44,38 +45,43 @@ def compare(steps=200, lr=0.05, n=8, seed=0):
 
 
 def table(results, out):
-    """Write the side-by-side table: max output-1 drift and mean output-2 gain after the last step."""
+    """Write the side-by-side table: max output-0 drift and mean output-1 gain after the last step."""
     steps = len(next(iter(results.values()))[0]) - 1
-    out.write(f"{'method (' + str(steps) + ' SGD steps)':<26} {'max |dy1|':>11} {'mean dy2':>10}\n")
+    out.write(f"{'method (' + str(steps) + ' SGD steps)':<26} {'max |dy0|':>11} {'mean dy1':>10}\n")
     for method, (drift, gain) in results.items():
         out.write(f"{method:<26} {drift.max():>11.2e} {gain[-1]:>10.4f}\n")
 
 
-def plot(results, path):
-    """Drift of output 1 (log scale) and gain of output 2 against the step; needs matplotlib."""
-    import matplotlib
-    matplotlib.use("Agg")
+def plot(results, path=None):
+    """Drift of output 0 (log scale) and gain of output 1 against the step; needs matplotlib.
+
+    Returns the matplotlib Figure, saved to ``path`` when given. The figure is
+    detached from pyplot, so no global figure stays open; a notebook shows it
+    when it is a cell's last expression.
+    """
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    plt.close(fig)                                           # the caller owns fig; pyplot keeps no reference
     for method, (drift, gain) in results.items():
-        a.semilogy(np.maximum(drift, 1e-17), label=method)
+        a.semilogy(np.maximum(drift, 1e-17), label=method)   # exact zeros drawn at 1e-17
         b.plot(gain, label=method)
-    a.set(xlabel="step", ylabel="max |y1 - y1(0)|", title="output 1 (frozen)")
-    b.set(xlabel="step", ylabel="mean (y2 - y2(0))", title="output 2 (trained)")
+    a.set(xlabel="step", ylabel="max |y0 - y0(0)|  (0 drawn at 1e-17)", title="output 0 (frozen)")
+    b.set(xlabel="step", ylabel="mean (y1 - y1(0))", title="output 1 (trained)")
     a.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
 
 
 def run(out, args):
     results = compare()
     table(results, out)
-    out.write("output 1 is held on the 8 batch inputs (the anchors); retraction tolerance 1e-12 max(1, |y1|)\n")
+    out.write("output 0 is held on the 8 batch inputs (the anchors); retraction tolerance 1e-12 max(1, |y0|)\n")
     if getattr(args, "plot", None):
         try:
-            path = plot(results, f"{args.plot}frozen.png")
+            path = f"{args.plot}frozen.png"
+            plot(results, path)
             out.write(f"plot: {path}\n")
         except ImportError:
             out.write("plot skipped: matplotlib is not installed\n")
