@@ -6,9 +6,13 @@ Needs the optional ``hypothesis`` dependency (``pip install "refnet[test]"``);
 Networks: depth 1-4 layers, widths 1-8, every activation. Parameters are
 fan-in scaled (``MLP.init`` with a drawn seed). Inputs are bounded, and
 bounded away from tiny magnitudes (|x| in [0.1, 2]) so relative comparisons
-stay meaningful.
+stay meaningful. The hard cases, where cutoff bugs live (near-duplicate anchors,
+saturated units, tiny and huge scales, widely scaled weights, m close to p,
+square layers, widths of 1), are drawn by ``hard_problems`` (end of the module).
 """
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import numpy as np
 from hypothesis import strategies as st
@@ -71,3 +75,96 @@ def grad_sequences(draw, max_steps=4, **problem_kw):
     k = draw(st.integers(1, max_steps))
     return params, [[(rng.standard_normal(W.shape), rng.standard_normal(b.shape)) for W, b in params]
                     for _ in range(k)]
+
+
+# ----------------------------------------------------------------------------- Hard cases
+# Where cutoff bugs live: the strategies above keep inputs bounded away from tiny
+# magnitudes and never draw ill-conditioned frozen-output Jacobians. These do, on
+# purpose. Each problem is small (p <= ~250, m <= ~60) so that an oracle J (autograd)
+# and its SVD stay cheap.
+
+HARD_KINDS = ("near_duplicate", "saturated", "small_inputs", "huge_inputs", "scaled_weights",
+              "m_close_to_p", "square", "width_one")
+
+
+class HardProblem(NamedTuple):
+    """A frozen-output problem, float64 NumPy.
+
+    net: refnet.MLP; params: [(W_l, b_l)]; X: (n, n_0) batch; G: (n, n_L) output
+    gradient; freeze: frozen output indices K; anchors: (n_a, n_0); kind: which of
+    ``HARD_KINDS`` made it hard (m = len(freeze) * n_a constraints, p = net.n_params).
+    """
+    net: Any
+    params: list
+    X: np.ndarray
+    G: np.ndarray
+    freeze: list
+    anchors: np.ndarray
+    kind: str
+
+
+def anchors_near_duplicate(rng: np.random.Generator, n_base: int, d: int, gap: float = 1e-8) -> np.ndarray:
+    """(2 n_base, d) anchors: n_base points with |x| in [0.1, 2], then each one moved by
+    ``gap`` (a random direction of norm gap). J gets singular values ~ gap s_max: below
+    what a Gram matrix J J^T resolves (sqrt(m eps) s_max ~ 1.5e-8 sqrt(m) s_max) for
+    gap <~ 1e-7, but well above the pseudo-inverse cutoff max(m, p) eps s_max."""
+    base = inputs(rng, n_base, d)
+    u = rng.standard_normal((n_base, d))
+    return np.concatenate([base, base + gap * u / np.linalg.norm(u, axis=1, keepdims=True)])
+
+
+@st.composite
+def hard_problems(draw, kinds=HARD_KINDS, activations=SMOOTH + ["relu"], max_layers=3):
+    """A HardProblem whose frozen-output Jacobian J (m, p) is ill-conditioned, rank-deficient
+    or nearly square, drawn from ``kinds`` (a subset of HARD_KINDS):
+
+    - near_duplicate: anchors in pairs 1e-6 .. 1e-10 apart (``anchors_near_duplicate``)
+    - saturated:      first-layer weights x 10 .. 100 (sigmoid/tanh units saturate, their
+                      derivatives underflow to ~eps)
+    - small_inputs:   anchors and batch with |x| ~ 1e-6
+    - huge_inputs:    anchors and batch with |x| ~ 1e3
+    - scaled_weights: each layer's W, b scaled by 10^u, u uniform in [-3, 3]
+    - m_close_to_p:   every output frozen on n_a anchors with m = n_L n_a within 3 of p
+    - square:         every layer as wide as the input (n_0 = n_1 = ... = n_L)
+    - width_one:      a hidden layer of width 1 (a bottleneck: J has rank <= a few)
+    """
+    kind = draw(st.sampled_from(list(kinds)))
+    act = draw(st.sampled_from(list(activations)))
+    out_act = draw(st.sampled_from(["identity", "identity", act]))
+    rng = np.random.default_rng(draw(seeds))
+    L = draw(st.integers(1, max_layers))
+    sizes = [draw(st.integers(1, 6)) for _ in range(L + 1)]
+    if kind == "square":
+        sizes = [sizes[0]] * (L + 1)
+    elif kind == "width_one":
+        L = max(L, 2)
+        sizes = [draw(st.integers(1, 6)) for _ in range(L + 1)]
+        sizes[draw(st.integers(1, L - 1))] = 1
+    elif kind == "m_close_to_p":
+        L = min(L, 2)
+        sizes = [draw(st.integers(1, 3)) for _ in range(L + 1)]
+    net = refnet.MLP(sizes, activation=act, output_activation=out_act)
+    params = net.init(seed=rng)
+    n = draw(st.integers(1, 5))
+    X = inputs(rng, n, sizes[0])
+    K = list(draw(frozen_subsets(sizes[-1])))
+    anchors = inputs(rng, draw(st.integers(1, 4)), sizes[0])
+    if kind == "near_duplicate":
+        gap = 10.0 ** -draw(st.integers(6, 10))
+        anchors = anchors_near_duplicate(rng, draw(st.integers(1, 4)), sizes[0], gap)
+    elif kind == "saturated":
+        W1, b1 = params[0]
+        params = [(W1 * draw(st.floats(10.0, 100.0)), b1)] + list(params[1:])
+    elif kind in ("small_inputs", "huge_inputs"):
+        scale = 1e-6 if kind == "small_inputs" else 1e3
+        X, anchors = X * scale, anchors * scale
+    elif kind == "scaled_weights":
+        params = [(W * 10.0 ** rng.uniform(-3, 3), b * 10.0 ** rng.uniform(-3, 3)) for W, b in params]
+    elif kind == "m_close_to_p":
+        K = list(range(sizes[-1]))
+        n_a = max(1, -(-net.n_params // sizes[-1]) + draw(st.integers(-1, 1)))   # n_L n_a ~ p
+        anchors = inputs(rng, n_a, sizes[0])
+    if draw(st.booleans()) and kind not in ("near_duplicate", "m_close_to_p"):
+        anchors = X                                                               # the batch as anchors
+    G = rng.standard_normal((X.shape[0], sizes[-1]))
+    return HardProblem(net, params, X, G, K, anchors, kind)
