@@ -1,0 +1,230 @@
+"""The measuring machinery: environment, interleaved timing, threads, subprocess peak memory.
+
+Nothing here knows a case: ``interleaved`` times any zero-argument callables,
+``child_main`` / ``run_child`` measure any case builder in a fresh process,
+``machine_info`` describes the machine for the report header.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import refnet
+
+
+# ============================================================== environment
+def _no_peers() -> bool:
+    return os.environ.get("REFNET_BENCH_NO_PEERS", "") not in ("", "0")
+
+
+def import_peer(name):
+    """Import an optional peer library (torch, autograd), or None when absent or disabled."""
+    if _no_peers():
+        return None
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def blas_info():
+    """(BLAS thread count, description) from threadpoolctl, else from environment variables."""
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [d for d in threadpool_info() if d.get("user_api") == "blas"]
+        if blas:
+            d = blas[0]
+            desc = f"{d.get('internal_api')} {d.get('version')} ({d.get('architecture', '?')}, {d.get('threading_layer', '?')})"
+            return int(d["num_threads"]), desc
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var):
+            return int(os.environ[var]), f"unknown BLAS ({var}={os.environ[var]})"
+    desc = "unknown BLAS"
+    try:
+        desc = str(np.show_config(mode="dicts")["Build Dependencies"]["blas"].get("name"))
+    except Exception:           # older NumPy: no mode="dicts"
+        pass
+    return os.cpu_count() or 1, desc
+
+
+def _proc_bytes(path: str, key: str):
+    """A "key: N kB" line of a /proc file, in bytes (None when unknown)."""
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def mem_available() -> int:
+    """MemAvailable from /proc/meminfo, in bytes (0 when unknown)."""
+    return _proc_bytes("/proc/meminfo", "MemAvailable") or 0
+
+
+def machine_info() -> dict:
+    """Platform, CPU model, cores, RAM, load, library versions, threads, date."""
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    blas_threads, blas = blas_info()
+    torch = import_peer("torch")
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(ram / 2**30, 1),
+        "load_avg_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "numpy": np.__version__,
+        "blas": blas,
+        "blas_threads": blas_threads,
+        "torch": torch.__version__ if torch else "n/a",
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "autograd": "n/a",
+        "refnet": refnet.__version__,
+    }
+    ag = import_peer("autograd")
+    if ag is not None:
+        try:
+            from importlib.metadata import version
+            info["autograd"] = version("autograd")
+        except Exception:
+            info["autograd"] = "installed"
+    return info
+
+
+# ================================================================= threads
+def limit_blas_threads(n):
+    """Pin NumPy's BLAS to n threads for this process (threadpoolctl; else the env vars, for children)."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(n)                 # inherited by the memory subprocesses
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=n, user_api="blas")
+    except ImportError:
+        print("  (threadpoolctl absent: --threads applies to subprocesses only)", flush=True)
+
+
+def set_torch_threads(torch, info):
+    if torch is not None:
+        torch.set_num_threads(info["blas_threads"])
+        info["torch_threads"] = torch.get_num_threads()
+
+
+# ================================================================== timing
+def interleaved(contenders: dict, repeats: int, min_sample: float, warmup: int = 2) -> dict:
+    """Median seconds per call of each callable, timed in interleaved rounds.
+
+    contenders: name -> zero-argument callable (called for its side effects).
+    Each contender is warmed up ``warmup`` times (the last, timed, call sizes
+    the sample: ``number`` calls lasting >= ``min_sample`` seconds). Round r times one sample
+    of every contender, in forward order on even rounds and reverse order on
+    odd ones. Returns name -> {"median": s, "spread": IQR / median, "number", "repeats"}.
+    """
+    numbers = {}
+    for name, fn in contenders.items():
+        for _ in range(max(1, warmup)):        # the last warm-up call sizes the sample
+            t0 = time.perf_counter()
+            fn()
+            one = max(time.perf_counter() - t0, 1e-7)
+        numbers[name] = max(1, math.ceil(min_sample / one))
+    samples = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            fn, k = contenders[name], numbers[name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / k)
+    out = {}
+    for name, s in samples.items():
+        med = statistics.median(s)
+        q = statistics.quantiles(s, n=4) if len(s) >= 2 else [med, med, med]
+        out[name] = {"median": med, "spread": (q[2] - q[0]) / med if med else 0.0,
+                     "number": numbers[name], "repeats": len(s)}
+    return out
+
+
+class Stepper:
+    """Holds a contender's evolving parameters so that ``__call__`` is one training step."""
+
+    def __init__(self, fn, state):
+        self.fn, self.state = fn, state
+
+    def __call__(self):
+        self.state = self.fn(self.state)
+
+
+# ================================================== subprocess peak memory
+def _rss_now() -> int:
+    """Current resident size of this process, in bytes (0 when unknown)."""
+    return _proc_bytes("/proc/self/status", "VmRSS") or 0
+
+
+def _peak_rss() -> int:
+    """Peak resident size of this process: VmHWM (reset by exec), else ru_maxrss.
+
+    ru_maxrss is not used first because Linux carries the forking parent's
+    high-water mark across exec into it, which would charge the benchmark
+    driver's memory (torch included) to the child.
+    """
+    hwm = _proc_bytes("/proc/self/status", "VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+
+
+def child_main(make, name, quick) -> int:
+    """Run one memory case in this (fresh) process; print one JSON line.
+
+    make: ``(name, quick) -> (fn, repeats, meta)`` builds the case's inputs; ``fn()`` is timed.
+    """
+    fn, reps, meta = make(name, quick)
+    base = _rss_now()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    peak = _peak_rss()
+    print(json.dumps({"name": name, "times": times, "median": statistics.median(times),
+                      "peak_rss": peak, "rss_after_setup": base, **meta}))
+    return 0
+
+
+def run_child(name, quick, mem_limit=None, timeout=900) -> dict:
+    """Run ``python -m refnet.bench --_child NAME`` and return its JSON (or an error dict)."""
+    cmd = [sys.executable, "-m", "refnet.bench", "--_child", name] + (["--quick"] if quick else [])
+
+    def limit():
+        if mem_limit:
+            resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=limit)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", "timeout": timeout}
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+        return {"error": f"exit {p.returncode}: {tail}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
