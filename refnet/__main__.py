@@ -1,4 +1,4 @@
-"""Command line: ``python -m refnet demo [--plot PREFIX] [--section NAME]``."""
+"""Command line: ``python -m refnet demo [--plot PREFIX] [--section NAME]``, ``python -m refnet docs --out DIR``."""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +15,14 @@ def main(argv=None) -> int:
     demo.add_argument("--section", choices=SECTIONS, action="append",
                       help="run only this section (repeatable); default: all")
     demo.add_argument("--plot", metavar="PATH", help="also save plots (needs matplotlib) as PATH<section>.png, e.g. --plot out/ gives out/frozen.png")
+    docs = sub.add_parser("docs", help="build the documentation site (needs the docs extra)")
+    docs.add_argument("--out", required=True, metavar="DIR", help="where the HTML site goes (DIR/index.html)")
+    docs.add_argument("--strict", action="store_true", help="treat every Sphinx warning as an error")
+    docs.add_argument("--source", metavar="DIR", help="site sources (default: the checkout's tutorials/)")
     args = parser.parse_args(argv)
+    if args.command == "docs":
+        from refnet import docs as site
+        return site.main(args)
     out = sys.stdout
     for name in args.section or SECTIONS:
         section = importlib.import_module(f"refnet.demos.{name}")
