@@ -14,16 +14,25 @@
 # %% [markdown]
 # # 00 — Backpropagation by hand
 #
-# The network of the seed question (`seeds/000_...`): three inputs, four
-# sigmoid hidden units, two identity outputs (3-4-2), trained on
+# **The question.** A small network — three inputs, four sigmoid hidden units,
+# two identity outputs (3-4-2) — is trained on
 #
-# $$x \in [0, 1]^3, \qquad y_1 = x_1 + x_2 + x_3, \qquad y_2 = x_1^2 + x_2^2 + x_3^2$$
+# $$x \in [0, 1]^3, \qquad y_0 = x_0 + x_1 + x_2, \qquad y_1 = x_0^2 + x_1^2 + x_2^2$$
 #
-# plus a little noise. We write the forward pass, derive the backward pass,
-# code both in plain NumPy line by line, and check every number against
-# `refnet.MLP` **and** against HIPS autograd, an independent automatic
-# differentiator. Then the Jacobian (one row per output and sample), and a
-# short gradient-descent run.
+# plus a little noise. How is the gradient of a loss with respect to every
+# weight computed, by hand, with matrices only; how is the gradient of *one*
+# output on *one* sample computed (a row of the Jacobian, which tutorial 01
+# needs to keep an output constant); and how do we know the numbers are right?
+#
+# Indices are 0-based everywhere, in code and prose: "output 0" and "output 1"
+# are what the original question (and tutorial 01) call "output 1" and
+# "output 2". The notation is that of the [Design and notation](design.md) page.
+#
+# We write the forward pass, derive the backward pass with one identity (the
+# Frobenius inner product), code it in plain NumPy line by line, and check
+# every number against `refnet.MLP` **and** against HIPS autograd, an
+# independent automatic differentiator. Then the softmax cross-entropy
+# gradient, the Jacobian, and a short gradient-descent run.
 #
 # Run as a script: `python tutorials/00_backprop_by_hand.py`
 # (`REFNET_FAST=1` shortens the training run).
@@ -39,7 +48,7 @@ from refnet.data import seed_regression
 FAST = os.environ.get("REFNET_FAST") == "1"
 np.set_printoptions(precision=4, suppress=True)
 
-X, T = seed_regression(n=8, seed=0)                 # X (8, 3), T (8, 2)
+X, T = seed_regression(n=8, seed=0)                 # X (8, 3), T (8, 2): columns y_0, y_1
 net = refnet.MLP([3, 4, 2], activation="sigmoid", output_activation="identity")
 params = net.init(seed=0)                           # [(W_1 (3, 4), b_1 (4,)), (W_2 (4, 2), b_2 (2,))]
 (W1, b1), (W2, b2) = params
@@ -49,14 +58,17 @@ print("X", X.shape, "T", T.shape, "W_1", W1.shape, "b_1", b1.shape, "W_2", W2.sh
 # %% [markdown]
 # ## Forward pass
 #
-# Row-major batches: one row per sample. With $A_0 = X$ of shape $(n, n_0)$,
+# Row-major batches: one row per sample, and a single sample is a **row**
+# vector. With $A_0 = X$ of shape $(n, n_0)$,
 #
-# $$Z_l = A_{l-1} W_l + b_l \quad (n, n_l), \qquad A_l = \phi_l(Z_l), \qquad Y = A_L .$$
+# $$Z_l = A_{l-1} W_l + \mathbf 1 b_l \quad (n, n_l), \qquad A_l = \phi_l(Z_l), \qquad Y = A_L ,$$
 #
-# $W_l$ has shape $(n_{l-1}, n_l)$: column $j$ of $W_l$ holds the incoming
-# connections of neuron $j$. Here $\phi_1 = \sigma$ (sigmoid,
-# $\sigma(z) = 1/(1 + e^{-z})$) and $\phi_2$ is the identity. The loss is the
-# mean squared error over all $N = n \cdot n_L$ entries,
+# where $\mathbf 1$ is the all-ones column $(n, 1)$ and $b_l$ a row $(1, n_l)$,
+# so $\mathbf 1 b_l$ repeats the bias on every row (NumPy's broadcasting writes
+# it `Z = A @ W + b`). $W_l$ has shape $(n_{l-1}, n_l)$: column $j$ of $W_l$
+# holds the incoming connections of neuron $j$. Here $\phi_1 = \sigma$
+# (sigmoid, $\sigma(z) = 1/(1 + e^{-z})$) and $\phi_2$ is the identity. The
+# loss is the mean squared error over all $N = n \, n_L$ entries,
 # $L = \frac1N \sum_{i,k} (Y_{ik} - T_{ik})^2$.
 
 # %%
@@ -65,38 +77,101 @@ def sigmoid(Z):
 
 
 A0 = X                                              # A_0 = X                     (8, 3)
-Z1 = A0 @ W1 + b1                                   # Z_1 = A_0 W_1 + b_1         (8, 4)
+Z1 = A0 @ W1 + b1                                   # Z_1 = A_0 W_1 + 1 b_1       (8, 4)
 A1 = sigmoid(Z1)                                    # A_1 = sigma(Z_1)            (8, 4)
-Z2 = A1 @ W2 + b2                                   # Z_2 = A_1 W_2 + b_2         (8, 2)
+Z2 = A1 @ W2 + b2                                   # Z_2 = A_1 W_2 + 1 b_2       (8, 2)
 Y = Z2                                              # Y = A_2 = Z_2 (identity)    (8, 2)
 N = Y.shape[0] * Y.shape[1]                         # N = n * n_L = 16
-L = np.sum((Y - T) ** 2) / N                        # L = |Y - T|^2 / N
+L = np.sum((Y - T) ** 2) / N                        # L = |Y - T|_F^2 / N
 
 err_forward = np.max(np.abs(Y - net.forward(params, X)))
 print(f"loss L = {L:.6f};  max |Y_hand - net.forward| = {err_forward:.1e}")
 assert err_forward <= 1e-15
 
 # %% [markdown]
+# ## The one identity we need
+#
+# For matrices of equal shape, the **Frobenius inner product** is the sum of
+# the entrywise products, and it is a trace:
+#
+# $$\langle A, B \rangle_F = \sum_{i,j} A_{ij} B_{ij} = \operatorname{tr}(A^T B).$$
+#
+# Because $\operatorname{tr}(PQ) = \operatorname{tr}(QP)$ (cyclic
+# permutation), a factor can be moved from one side of the product to the
+# other by transposing it:
+#
+# $$\langle A, B C \rangle_F = \operatorname{tr}(A^T B C) = \operatorname{tr}\big((B^T A)^T C\big) = \langle B^T A, C \rangle_F,
+# \qquad
+# \langle A, B C \rangle_F = \operatorname{tr}(C A^T B) = \langle A C^T, B \rangle_F .$$
+#
+# A scalar loss $L$ changes, to first order, by the entrywise product of its
+# gradient with the change of its argument. So if we can write
+# $dL = \langle M, dW \rangle_F$ for **every** small change $dW$, then
+# $\partial L / \partial W = M$. Backpropagation is this identity applied
+# once per matrix product. Checked on random matrices:
+
+# %%
+rng = np.random.default_rng(0)
+A_, B_, C_ = rng.standard_normal((5, 3)), rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
+frob = lambda P, Q: np.sum(P * Q)                   # <P, Q>_F = sum_ij P_ij Q_ij
+assert np.isclose(frob(A_, B_ @ C_), np.trace(A_.T @ B_ @ C_))      # <A, BC> = tr(A^T B C)
+assert np.isclose(frob(A_, B_ @ C_), frob(B_.T @ A_, C_))           # = <B^T A, C>
+assert np.isclose(frob(A_, B_ @ C_), frob(A_ @ C_.T, B_))           # = <A C^T, B>
+print("<A, BC> = tr(A^T B C) = <B^T A, C> = <A C^T, B>:", round(frob(A_, B_ @ C_), 6))
+
+# %% [markdown]
 # ## Backward pass, derived
 #
-# Write $G = \partial L / \partial Y$ (same shape as $Y$); for the mse loss
-# $G = 2 (Y - T) / N$. Define $\Delta_l = \partial L / \partial Z_l$, shape
-# $(n, n_l)$. The chain rule, one entry at a time:
+# Write $G = \partial L / \partial Y$, shape $(n, n_L)$, and
+# $\Delta_l = \partial L / \partial Z_l$, shape $(n, n_l)$. So
+# $dL = \langle G, dY \rangle_F$ and, one layer in, $dL = \langle \Delta_l, dZ_l \rangle_F$.
 #
-# * Output layer: $A_L = \phi_L(Z_L)$ elementwise, so
-#   $\Delta_L = G \odot \phi_L'(Z_L)$ (for the identity, $\Delta_L = G$).
-# * Weights: $Z_{l,ij} = \sum_m A_{l-1,im} W_{l,mj} + b_{l,j}$, so
-#   $\partial L / \partial W_{l,mj} = \sum_i A_{l-1,im} \Delta_{l,ij}$, i.e.
-#   $$dW_l = A_{l-1}^T \Delta_l \quad (n_{l-1}, n_l), \qquad db_l = \textstyle\sum_i \Delta_{l,i} \quad (n_l,)$$
-#   (a sum over samples: every sample contributes an outer product
-#   $a_{l-1,i} \delta_{l,i}^T$).
-# * One layer down: $Z_{l,ij}$ depends on $A_{l-1,im}$ through $W_{l,mj}$, so
-#   $\partial L/\partial A_{l-1} = \Delta_l W_l^T$, and through
-#   $A_{l-1} = \phi_{l-1}(Z_{l-1})$:
-#   $$\Delta_{l-1} = (\Delta_l W_l^T) \odot \phi_{l-1}'(Z_{l-1}).$$
+# **The loss.** $L = \frac1N \langle Y - T, Y - T \rangle_F$ gives
+# $dL = \frac2N \langle Y - T, dY \rangle_F$, so for the mse
+#
+# $$G = \frac{2}{N} (Y - T).$$
+#
+# **Through an activation.** $A_l = \phi_l(Z_l)$ entrywise, so
+# $dA_l = \phi_l'(Z_l) \odot dZ_l$ and, since an entrywise factor can move
+# across the inner product ($\langle P, Q \odot R \rangle_F = \langle P \odot Q, R \rangle_F$),
+#
+# $$\Delta_L = G \odot \phi_L'(Z_L) \qquad (\text{identity output: } \Delta_L = G).$$
+#
+# **Through a layer.** $Z_l = A_{l-1} W_l + \mathbf 1 b_l$ changes by
+# $dZ_l = dA_{l-1}\, W_l + A_{l-1}\, dW_l + \mathbf 1\, db_l$, so
+#
+# $$dL = \langle \Delta_l, dZ_l \rangle_F
+#      = \langle \Delta_l W_l^T, dA_{l-1} \rangle_F
+#      + \langle A_{l-1}^T \Delta_l, dW_l \rangle_F
+#      + \langle \mathbf 1^T \Delta_l, db_l \rangle_F ,$$
+#
+# each term by the identity above (move $W_l$, $A_{l-1}$, $\mathbf 1$ across).
+# Reading off the three gradients:
+#
+# $$dW_l = A_{l-1}^T \Delta_l \quad (n_{l-1}, n_l), \qquad
+#   db_l = \mathbf 1^T \Delta_l \quad (1, n_l), \qquad
+#   \frac{\partial L}{\partial A_{l-1}} = \Delta_l W_l^T \quad (n, n_{l-1}),$$
+#
+# and through $A_{l-1} = \phi_{l-1}(Z_{l-1})$ as before,
+#
+# $$\Delta_{l-1} = (\Delta_l W_l^T) \odot \phi_{l-1}'(Z_{l-1}).$$
 #
 # For the sigmoid, $\sigma'(z) = \sigma(z)(1 - \sigma(z))$, so
 # $\phi_1'(Z_1) = A_1 \odot (1 - A_1)$: the forward pass already holds it.
+#
+# **Why $db_l$ is a column sum.** $\mathbf 1^T \Delta_l$ adds up the rows of
+# $\Delta_l$: $db_l = \sum_i \delta_{l,i}$ with $\delta_{l,i}$ row $i$ of
+# $\Delta_l$. The bias is added to every sample's row, so every sample's
+# $\delta_{l,i}$ flows back into it. The same holds for $W_l$, written per
+# sample: with $a_{l-1,i}$ row $i$ of $A_{l-1}$ (a $1 \times n_{l-1}$ row),
+#
+# $$dW_l = A_{l-1}^T \Delta_l = \sum_{i} a_{l-1,i}^T\, \delta_{l,i} ,$$
+#
+# a sum over samples of outer products (column times row). The bias is the
+# weight of a connection from a unit whose activation is always 1: its
+# per-sample outer product is $1 \cdot \delta_{l,i}$, and the sum is
+# $\mathbf 1^T \Delta_l$. Stacking the bias under the weights makes it one
+# formula: $[dW_l;\, db_l] = [A_{l-1}, \mathbf 1]^T \Delta_l$ (checked below).
 
 # %%
 def backward(X, A1, W2, G):
@@ -107,16 +182,24 @@ def backward(X, A1, W2, G):
     """
     Delta2 = G * 1.0                                # Delta_2 = G * phi_2'(Z_2), phi_2' = 1   (n, 2)
     dW2 = A1.T @ Delta2                             # dW_2 = A_1^T Delta_2                    (4, 2)
-    db2 = np.sum(Delta2, axis=0)                    # db_2 = colsum Delta_2                   (2,)
+    db2 = np.sum(Delta2, axis=0)                    # db_2 = 1^T Delta_2 (column sums)        (2,)
     Delta1 = (Delta2 @ W2.T) * A1 * (1.0 - A1)      # Delta_1 = (Delta_2 W_2^T) * sigma'(Z_1) (n, 4)
     dW1 = X.T @ Delta1                              # dW_1 = A_0^T Delta_1                    (3, 4)
-    db1 = np.sum(Delta1, axis=0)                    # db_1 = colsum Delta_1                   (4,)
+    db1 = np.sum(Delta1, axis=0)                    # db_1 = 1^T Delta_1 (column sums)        (4,)
     return [(dW1, db1), (dW2, db2)]
 
 
 G = 2.0 * (Y - T) / N                               # G = dL/dY for the mse loss               (8, 2)
 grads = backward(X, A1, W2, G)
 g_hand = refnet.flatten(grads)                      # flatten order: W_1 row-major, b_1, W_2, b_2  (26,)
+
+# the per-sample view: dW_1 = sum_i a_{0,i}^T delta_{1,i}, db_1 = sum_i delta_{1,i}
+Delta1 = (G @ W2.T) * A1 * (1.0 - A1)                                   # Delta_1               (8, 4)
+outer_sum = sum(X[i:i + 1].T @ Delta1[i:i + 1] for i in range(n))       # sum of (3,1)(1,4)     (3, 4)
+augmented = np.hstack([X, np.ones((n, 1))]).T @ Delta1                  # [A_0, 1]^T Delta_1    (4, 4)
+assert np.allclose(outer_sum, grads[0][0], rtol=1e-14, atol=0)
+assert np.allclose(augmented, np.vstack([grads[0][0], grads[0][1]]), rtol=1e-14, atol=0)
+print("dW_1 = sum of per-sample outer products; [dW_1; db_1] = [A_0, 1]^T Delta_1")
 
 # %% [markdown]
 # ### Check 1: refnet
@@ -138,9 +221,11 @@ assert err_vjp <= 1e-14 and err_lag <= 1e-14 and abs(float(loss_ref) - L) <= 1e-
 #
 # HIPS autograd differentiates the same forward pass written in
 # `autograd.numpy`, as a function of the flat parameter vector
-# $\theta$ (flatten order). If autograd is not installed, we fall back to
-# central finite differences, $\partial_j L \approx (L(\theta + h e_j) - L(\theta - h e_j)) / 2h$,
-# which agree only to about $h^2$ (here $h = 10^{-5}$) and rounding, $\sim 10^{-10}$.
+# $\theta$ (flatten order: $W_1$ row-major, $b_1$, $W_2$, $b_2$). If autograd
+# is not installed, we fall back to central finite differences,
+# $\partial_j L \approx (L(\theta + h e_j) - L(\theta - h e_j)) / 2h$, which
+# agree only to about $h^2$ (here $h = 10^{-5}$) plus rounding, so the
+# tolerance is looser.
 
 # %%
 try:
@@ -156,8 +241,8 @@ def forward_flat(theta, X):
     """Y (n, 2) from theta (26,) = [W_1 (3x4 row-major), b_1 (4), W_2 (4x2), b_2 (2)], in autograd.numpy."""
     W1_, b1_ = anp.reshape(theta[0:12], (3, 4)), theta[12:16]
     W2_, b2_ = anp.reshape(theta[16:24], (4, 2)), theta[24:26]
-    A1_ = 1.0 / (1.0 + anp.exp(-(anp.dot(X, W1_) + b1_)))     # A_1 = sigma(X W_1 + b_1)
-    return anp.dot(A1_, W2_) + b2_                            # Y = A_1 W_2 + b_2
+    A1_ = 1.0 / (1.0 + anp.exp(-(anp.dot(X, W1_) + b1_)))     # A_1 = sigma(X W_1 + 1 b_1)
+    return anp.dot(A1_, W2_) + b2_                            # Y = A_1 W_2 + 1 b_2
 
 
 def loss_flat(theta):
@@ -170,17 +255,76 @@ def central_gradient(f, theta, h=1e-5):
     return np.stack(cols, axis=-1)                            # d f / d theta_j in the last axis
 
 
+def oracle_gradient(f, theta):
+    """d f / d theta by autograd (or central differences without it), and the tolerance it allows."""
+    if HAVE_AUTOGRAD:
+        return np.asarray(autograd.grad(f)(theta)), 1e-12
+    return central_gradient(lambda t: np.asarray(f(t)), theta), 1e-7
+
+
 theta = refnet.flatten(params)
-if HAVE_AUTOGRAD:
-    oracle_name, tol = "autograd", 1e-12
-    g_oracle = autograd.grad(loss_flat)(theta)
-else:
-    oracle_name, tol = "central differences (autograd not installed)", 1e-7
-    g_oracle = central_gradient(lambda t: np.asarray(loss_flat(t)), theta)
+oracle_name = "autograd" if HAVE_AUTOGRAD else "central differences (autograd not installed)"
+g_oracle, tol = oracle_gradient(loss_flat, theta)
 err_grad = np.max(np.abs(g_hand - g_oracle)) / np.max(np.abs(g_oracle))
 print(f"max rel. error, hand gradient vs {oracle_name}: {err_grad:.1e}")
 assert err_grad <= tol
 print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
+
+# %% [markdown]
+# ## The softmax cross-entropy gradient
+#
+# For classification the outputs $Y$ are **logits**, turned into
+# probabilities row by row by the softmax, and compared with one-hot (or
+# probability) targets $T$ whose rows sum to 1:
+#
+# $$P_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
+#   L = -\frac1n \sum_i \sum_k T_{ik} \log P_{ik}.$$
+#
+# Take one sample $i$. Since $\log P_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
+#
+# $$\frac{\partial \log P_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - P_{im},$$
+#
+# and so
+#
+# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - P_{im}\big)
+#   = -\frac1n \Big(T_{im} - P_{im} \sum_k T_{ik}\Big) = \frac{P_{im} - T_{im}}{n},$$
+#
+# using $\sum_k T_{ik} = 1$ in the last step. In matrix form
+#
+# $$G = \frac{P - T}{n} .$$
+#
+# Every row of $G$ sums to zero: adding the same constant to all logits of
+# a sample changes no probability (exercise 3 uses this). Here on the same
+# 3-4-2 network, read as a two-class classifier whose label is whether
+# $x_0 > 0.5$; the backward pass is the same `backward`, only $G$ changes.
+
+# %%
+labels = (X[:, 0] > 0.5).astype(np.int64)                     # class 0 or 1 per sample    (8,)
+T_cls = np.eye(2)[labels]                                     # one-hot targets            (8, 2)
+Ys = Y - Y.max(axis=1, keepdims=True)                         # shift each row: softmax unchanged
+P = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)        # P = softmax(Y) row-wise    (8, 2)
+L_ce = -np.sum(T_cls * np.log(P)) / n                         # L = -(1/n) sum T log P
+G_ce = (P - T_cls) / n                                        # G = (P - T) / n            (8, 2)
+g_ce = refnet.flatten(backward(X, A1, W2, G_ce))              # (26,)
+
+loss_ce_ref, grads_ce_ref = net.loss_and_grads(params, X, T_cls, loss="softmax_cross_entropy")
+
+
+def ce_flat(theta):
+    Y_ = forward_flat(theta, X)                               # logits (8, 2)
+    logZ = anp.log(anp.sum(anp.exp(Y_), axis=1, keepdims=True))
+    return -anp.sum(T_cls * (Y_ - logZ)) / n                  # L = -(1/n) sum T log softmax(Y)
+
+
+g_ce_oracle, tol_ce = oracle_gradient(ce_flat, theta)
+err_ce_ref = np.max(np.abs(g_ce - refnet.flatten(grads_ce_ref))) / np.max(np.abs(g_ce))
+err_ce_oracle = np.max(np.abs(g_ce - g_ce_oracle)) / np.max(np.abs(g_ce_oracle))
+print(f"cross-entropy L = {L_ce:.6f} (refnet {float(loss_ce_ref):.6f})")
+print(f"max rel. error, (P - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
+print(f"max rel. error, (P - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
+print("row sums of G:", G_ce.sum(axis=1))
+assert abs(L_ce - float(loss_ce_ref)) <= 1e-15 and err_ce_ref <= 1e-14 and err_ce_oracle <= tol_ce
+assert np.max(np.abs(G_ce.sum(axis=1))) <= 1e-16
 
 # %% [markdown]
 # ## The Jacobian of the outputs
@@ -190,27 +334,35 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 # $J = \partial c / \partial \theta$ with $c$ stacking $Y_{ik}$,
 # **output-major**: row $k n + i$ is $\partial Y_{ik} / \partial \theta$.
 #
-# Row $(k, i)$ is the backward pass above run on sample $i$ alone with the
-# one-hot seed $G = e_k^T$ (a $1 \times n_L$ row): $\delta_2 = e_k$,
-# $\delta_1 = (\delta_2 W_2^T) \odot a_{1,i} (1 - a_{1,i})$, and its blocks are
+# Row $(k, i)$ is the backward pass above run on sample $i$ alone, with the
+# one-hot **seed** $e_k$ (row $k$ of the identity, a $1 \times n_L$ row) in
+# place of $G$. All quantities of one sample are rows: $x_i$ $(1, 3)$,
+# $a_{1,i}$ $(1, 4)$, and the deltas
 #
-# $$\underbrace{x_i \delta_1^T}_{W_1\ (3 \times 4)} \;\Big|\; \underbrace{\delta_1}_{b_1} \;\Big|\; \underbrace{a_{1,i} \delta_2^T}_{W_2\ (4 \times 2)} \;\Big|\; \underbrace{\delta_2}_{b_2}$$
+# $$\delta_{2} = e_k \odot \phi_2'(z_{2,i}) = e_k \quad (1, 2), \qquad
+#   \delta_{1} = (\delta_2 W_2^T) \odot a_{1,i} \odot (1 - a_{1,i}) \quad (1, 4).$$
 #
-# laid out in flatten order. The vjp is a weighted sum of these rows:
-# $\mathrm{vjp}(G) = J^T \mathrm{vec}(G)$ with $\mathrm{vec}(G)_{kn+i} = G_{ik}$.
+# The row's blocks are the per-sample terms of $dW_l = \sum_i a_{l-1,i}^T \delta_{l,i}$
+# and $db_l = \sum_i \delta_{l,i}$, laid out in flatten order:
+#
+# $$\underbrace{x_i^T \delta_1}_{W_1\ (3 \times 4)} \;\Big|\; \underbrace{\delta_1}_{b_1\ (1 \times 4)} \;\Big|\; \underbrace{a_{1,i}^T \delta_2}_{W_2\ (4 \times 2)} \;\Big|\; \underbrace{\delta_2}_{b_2\ (1 \times 2)} .$$
+#
+# The vjp is a weighted sum of these rows: by linearity of the backward pass
+# in $G$, $\mathrm{vjp}(G) = J^T \mathrm{vec}(G)$ with
+# $\mathrm{vec}(G)_{kn+i} = G_{ik}$.
 
 # %%
 n_out = 2
 J_hand = np.zeros((n_out * n, theta.size))                    # (16, 26)
 for k in range(n_out):                                        # output-major rows ...
     for i in range(n):                                        # ... then samples
-        x_i, a_i = X[i:i + 1], A1[i:i + 1]                    # one sample: (1, 3), (1, 4)
-        e_k = np.eye(n_out)[k:k + 1]                          # one-hot seed e_k^T  (1, 2)
+        x_i, a_i = X[i:i + 1], A1[i:i + 1]                    # one sample, rows: (1, 3), (1, 4)
+        e_k = np.eye(n_out)[k:k + 1]                          # one-hot seed e_k  (1, 2)
         delta2 = e_k * 1.0                                    # delta_2 = e_k * phi_2' (identity)     (1, 2)
         delta1 = (delta2 @ W2.T) * a_i * (1.0 - a_i)          # delta_1 = (delta_2 W_2^T) * sigma'     (1, 4)
         J_hand[k * n + i] = np.concatenate([
-            (x_i.T @ delta1).ravel(), delta1.ravel(),         # W_1 block x_i delta_1^T, b_1 block delta_1
-            (a_i.T @ delta2).ravel(), delta2.ravel()])        # W_2 block a_i delta_2^T, b_2 block delta_2
+            (x_i.T @ delta1).ravel(), delta1.ravel(),         # W_1 block x_i^T delta_1, b_1 block delta_1
+            (a_i.T @ delta2).ravel(), delta2.ravel()])        # W_2 block a_i^T delta_2, b_2 block delta_2
 
 J_ref = net.jacobian(params, X)                               # all outputs, output-major   (16, 26)
 err_jac = np.max(np.abs(J_hand - J_ref)) / np.max(np.abs(J_ref))
@@ -226,18 +378,20 @@ print(f"max rel. error, hand J vs net.jacobian:       {err_jac:.1e}")
 print(f"max rel. error, hand J vs {oracle_name}: {err_jac_oracle:.1e}")
 print(f"max rel. error, J^T vec(G) vs hand backprop:  {err_jt:.1e}")
 assert err_jac <= 1e-14 and err_jac_oracle <= tol and err_jt <= 1e-14
-print("rows 0..7: d y_1 / d theta (output 1, samples 0..7); rows 8..15: d y_2 / d theta")
+print("rows 0..7: dY[i, 0] / d theta (output 0, samples 0..7); rows 8..15: dY[i, 1] / d theta (output 1)")
 
 # %% [markdown]
-# Only the $W_2$ and $b_2$ columns belonging to output $k$ are non-zero
-# among the last-layer entries of rows for output $k$: output 1 does not
-# depend on $W_2[:, 1]$ or $b_2[1]$. The first-layer blocks are shared, which
-# is why training output 2 moves output 1 too (tutorial 01).
+# Among the last-layer entries, the rows of output $k$ are non-zero only in
+# the $W_2$ and $b_2$ columns belonging to output $k$: output 0 does not
+# depend on $W_2[:, 1]$ or $b_2[1]$, and output 1 not on $W_2[:, 0]$ or
+# $b_2[0]$. The first-layer blocks are shared, which is why training output
+# 1 moves output 0 too (tutorial 01).
 
 # %%
-W2_cols = 16 + np.arange(8).reshape(4, 2)                     # flat indices of W_2 (4, 2)
-assert np.all(J_hand[:n, W2_cols[:, 1]] == 0) and np.all(J_hand[:n, 25] == 0)
-assert np.all(J_hand[n:, W2_cols[:, 0]] == 0) and np.all(J_hand[n:, 24] == 0)
+W2_idx = 16 + np.arange(8).reshape(4, 2)                      # flat indices of W_2 (4, 2); b_2 is 24, 25
+assert np.all(J_hand[:n, W2_idx[:, 1]] == 0) and np.all(J_hand[:n, 25] == 0)     # output 0 rows
+assert np.all(J_hand[n:, W2_idx[:, 0]] == 0) and np.all(J_hand[n:, 24] == 0)     # output 1 rows
+assert np.all(J_hand[:n, :12] != 0) and np.all(J_hand[n:, :12] != 0)            # W_1 shared by both
 
 # %% [markdown]
 # ## Gradient descent with the hand-written backward pass
@@ -246,20 +400,22 @@ assert np.all(J_hand[n:, W2_cols[:, 0]] == 0) and np.all(J_hand[n:, 24] == 0)
 # samples. Each step: forward, $G = 2(Y - T)/N$, `backward`, update.
 
 # %%
-X, T = seed_regression(n=32, seed=0)
+X32, T32 = seed_regression(n=32, seed=0)                     # a larger sample: (32, 3), (32, 2)
 (W1, b1), (W2, b2) = net.init(seed=0)
 lr, steps = 0.5, (300 if FAST else 3000)
 report = {0, 10, 100, steps // 2, steps}
+history = {}
 print(f"{'step':>6} {'mse':>10}")
 for step in range(steps + 1):
-    A1 = sigmoid(X @ W1 + b1)                                 # A_1 = sigma(X W_1 + b_1)
-    Y = A1 @ W2 + b2                                          # Y = A_1 W_2 + b_2
-    N = Y.size
+    H = sigmoid(X32 @ W1 + b1)                                # A_1 = sigma(X W_1 + 1 b_1)   (32, 4)
+    Yh = H @ W2 + b2                                          # Y = A_1 W_2 + 1 b_2          (32, 2)
     if step in report:
-        print(f"{step:>6} {np.sum((Y - T) ** 2) / N:>10.6f}")
-    (dW1, db1), (dW2, db2) = backward(X, A1, W2, 2.0 * (Y - T) / N)
+        history[step] = np.sum((Yh - T32) ** 2) / Yh.size
+        print(f"{step:>6} {history[step]:>10.6f}")
+    (dW1, db1), (dW2, db2) = backward(X32, H, W2, 2.0 * (Yh - T32) / Yh.size)   # G = 2 (Y - T) / N
     W1, b1 = W1 - lr * dW1, b1 - lr * db1                     # theta <- theta - lr grad
     W2, b2 = W2 - lr * dW2, b2 - lr * db2
+assert history[steps] < history[100] < history[0]            # the loss goes down
 
 # %% [markdown]
 # The same run with refnet's pieces (`loss_and_grads` + `refnet.SGD`) ends at
@@ -269,8 +425,79 @@ for step in range(steps + 1):
 params, opt = net.init(seed=0), refnet.SGD(lr)
 state = opt.init(params)
 for step in range(steps + 1):
-    loss, g = net.loss_and_grads(params, X, T, loss="mse")
+    loss, g = net.loss_and_grads(params, X32, T32, loss="mse")
     params, state = opt.step(params, g, state)
-err_train = max(np.max(np.abs(a - b)) for a, b in zip(refnet.flatten(params), refnet.flatten([(W1, b1), (W2, b2)])))
+err_train = np.max(np.abs(refnet.flatten(params) - refnet.flatten([(W1, b1), (W2, b2)])))
 print(f"max |theta_hand - theta_refnet| after {steps + 1} steps: {err_train:.1e}")
 assert err_train <= 1e-10
+
+# %% [markdown]
+# ## Exercises
+#
+# Each solution is hidden below its exercise (click to show it in the
+# rendered page) and checks itself with an `assert` against an independent
+# computation.
+#
+# **1. A tanh hidden layer.** Write the backward pass for
+# `refnet.MLP([3, 4, 2], activation="tanh")`. Only $\phi_1'$ changes:
+# $\tanh'(z) = 1 - \tanh^2(z)$, so $\phi_1'(Z_1) = 1 - A_1 \odot A_1$. Check
+# it against `net.loss_and_grads` and against central differences of the
+# loss.
+
+# %% tags=["hide-cell"]
+X8, T8 = X, T                                                 # the 8-sample example
+net_tanh = refnet.MLP([3, 4, 2], activation="tanh")
+(V1, c1), (V2, c2) = p_tanh = net_tanh.init(seed=1)
+H1 = np.tanh(X8 @ V1 + c1)                                    # A_1 = tanh(X W_1 + 1 b_1)    (8, 4)
+Yt = H1 @ V2 + c2                                             # Y = A_1 W_2 + 1 b_2          (8, 2)
+Gt = 2.0 * (Yt - T8) / Yt.size                                # G = 2 (Y - T) / N
+D2 = Gt                                                       # Delta_2 = G (identity output)
+D1 = (D2 @ V2.T) * (1.0 - H1 * H1)                            # Delta_1 = (Delta_2 W_2^T) * (1 - A_1^2)
+g_tanh = refnet.flatten([(X8.T @ D1, D1.sum(axis=0)), (H1.T @ D2, D2.sum(axis=0))])
+
+
+def loss_tanh(t):
+    (V1_, c1_), (V2_, c2_) = refnet.unflatten(t, like=p_tanh)
+    return np.mean((np.tanh(X8 @ V1_ + c1_) @ V2_ + c2_ - T8) ** 2)
+
+
+g_fd = central_gradient(loss_tanh, refnet.flatten(p_tanh))
+_, g_ref = net_tanh.loss_and_grads(p_tanh, X8, T8, loss="mse")
+err_fd = np.max(np.abs(g_tanh - g_fd)) / np.max(np.abs(g_fd))
+err_ref = np.max(np.abs(g_tanh - refnet.flatten(g_ref))) / np.max(np.abs(g_fd))
+print(f"tanh backprop: rel. error vs central differences {err_fd:.1e}, vs refnet {err_ref:.1e}")
+assert err_fd <= 1e-8 and err_ref <= 1e-14
+
+# %% [markdown]
+# **2. The gradient as a directional derivative.** The identity
+# $dL = \sum_l \langle dW_l, V_{W_l} \rangle_F + \langle db_l, V_{b_l} \rangle_F$
+# says that moving all parameters along a direction $V$ changes the loss at
+# the rate $\langle \nabla L, V \rangle$. Pick a random direction $V$ and
+# compare $\big(L(\theta + hV) - L(\theta - hV)\big)/2h$ with the inner product
+# of the hand gradient (from the 8-sample mse example) and $V$.
+
+# %% tags=["hide-cell"]
+theta8 = refnet.flatten(net.init(seed=0))                     # the 8-sample example's parameters
+V = np.random.default_rng(1).standard_normal(theta8.size)     # a random direction in theta-space
+h = 1e-5
+rate_fd = (loss_flat(theta8 + h * V) - loss_flat(theta8 - h * V)) / (2 * h)   # dL/dh along V (8-sample loss)
+rate_ip = float(g_hand @ V)                                   # <grad L, V> = sum over layers of <dW, V_W> + <db, V_b>
+print(f"directional derivative: central difference {rate_fd:.10f}, <grad, V> {rate_ip:.10f}")
+assert abs(rate_fd - rate_ip) <= 1e-8 * max(1.0, abs(rate_ip))
+
+# %% [markdown]
+# **3. Softmax is blind to a shift.** Show that with softmax cross-entropy
+# the output-layer bias gradient $db_2$ sums to zero over the outputs, and
+# explain why with the rows of $G$. Check the explanation independently:
+# adding the same constant to both output biases leaves the loss unchanged.
+
+# %% tags=["hide-cell"]
+# db_2 = 1^T Delta_2 = 1^T G, and each row of G = (P - T)/n sums to sum_k P_ik - sum_k T_ik = 1 - 1 = 0,
+# so sum_k db_2[k] = 1^T G 1 = 0. Shifting all logits of a row by c leaves softmax unchanged, so L
+# is constant along the direction b_2 + c (1, 1), whose rate of change is exactly sum_k db_2[k].
+p8 = net.init(seed=0)
+db2_ce = backward(X8, sigmoid(X8 @ p8[0][0] + p8[0][1]), p8[1][0], G_ce)[1][1]
+L_shift = [float(net.loss_and_grads([p8[0], (p8[1][0], p8[1][1] + c)], X8, T_cls,
+                                    loss="softmax_cross_entropy")[0]) for c in (0.0, 3.0)]
+print(f"db_2 = {db2_ce}, sum = {db2_ce.sum():.1e};  L(b_2) = {L_shift[0]:.12f}, L(b_2 + 3) = {L_shift[1]:.12f}")
+assert abs(db2_ce.sum()) <= 1e-16 and abs(L_shift[0] - L_shift[1]) <= 1e-14
