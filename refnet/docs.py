@@ -133,7 +133,7 @@ def build(out, *, strict: bool = False, source=None) -> pathlib.Path:
     out = pathlib.Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="refnet-docs-") as tmp:
-        args = ["-b", "html", "-q", "-E", "-d", str(pathlib.Path(tmp) / "doctrees")]
+        args = ["-b", "html", "-q", "-E", "-T", "-d", str(pathlib.Path(tmp) / "doctrees")]
         args += ["-W", "--keep-going"] if strict else []
         # The tutorials' kernels inherit this environment (REFNET_FAST included): inline figures,
         # not Agg; the PNG files they also save go to tmp, not into the sources.

@@ -51,7 +51,7 @@ METHODS = ("gram", "dense")
 class FrozenInfo(NamedTuple):
     """What a frozen step did.
 
-    residual:   max |c(theta_new) - c0| over frozen outputs and anchors (measured)
+    residual:   ``max |c(theta_new) - c0|`` over frozen outputs and anchors (measured)
     iterations: Gauss-Newton retraction corrections applied
     rank:       numerical rank of J at the starting parameters
     nullity:    p - rank, the dimension of the directions that keep c constant
@@ -233,7 +233,7 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
 
     g = backprop of G (n, n_L) at X (n, n_0); theta' = theta - lr g_perp
     (``project_out``); then, with ``retract=True``, Gauss-Newton corrections
-    until max |c(theta') - c(theta)| <= tol on the anchors (default: X).
+    until ``max |c(theta') - c(theta)| <= tol`` on the anchors (default: X).
     tol defaults to 1e-12 max(1, max|c0|) in float64 and 1e-5 max(1, max|c0|)
     in float32. Returns (new params, FrozenInfo). Raises RetractionError (with
     ``.residual``) when the retraction does not converge in ``max_iter``

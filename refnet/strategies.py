@@ -5,7 +5,7 @@ Needs the optional ``hypothesis`` dependency (``pip install "refnet[test]"``);
 
 Networks: depth 1-4 layers, widths 1-8, every activation. Parameters are
 fan-in scaled (``MLP.init`` with a drawn seed). Inputs are bounded, and
-bounded away from tiny magnitudes (|x| in [0.1, 2]) so relative comparisons
+bounded away from tiny magnitudes (abs(x) in [0.1, 2]) so relative comparisons
 stay meaningful. The hard cases, where cutoff bugs live (near-duplicate anchors,
 saturated units, tiny and huge scales, widely scaled weights, m close to p,
 square layers, widths of 1), are drawn by ``hard_problems`` (end of the module).
@@ -39,7 +39,7 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 def inputs(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    """(n, d) inputs with |x| in [0.1, 2] and random signs."""
+    """(n, d) inputs with abs(x) in [0.1, 2] and random signs."""
     return rng.uniform(0.1, 2.0, (n, d)) * rng.choice([-1.0, 1.0], (n, d))
 
 
@@ -104,7 +104,7 @@ class HardProblem(NamedTuple):
 
 
 def anchors_near_duplicate(rng: np.random.Generator, n_base: int, d: int, gap: float = 1e-8) -> np.ndarray:
-    """(2 n_base, d) anchors: n_base points with |x| in [0.1, 2], then each one moved by
+    """(2 n_base, d) anchors: n_base points with abs(x) in [0.1, 2], then each one moved by
     ``gap`` (a random direction of norm gap). J gets singular values ~ gap s_max: below
     what a Gram matrix J J^T resolves (sqrt(m eps) s_max ~ 1.5e-8 sqrt(m) s_max) for
     gap <~ 1e-7, but well above the pseudo-inverse cutoff max(m, p) eps s_max."""
@@ -121,8 +121,8 @@ def hard_problems(draw, kinds=HARD_KINDS, activations=SMOOTH + ["relu"], max_lay
     - near_duplicate: anchors in pairs 1e-6 .. 1e-10 apart (``anchors_near_duplicate``)
     - saturated:      first-layer weights x 10 .. 100 (sigmoid/tanh units saturate, their
                       derivatives underflow to ~eps)
-    - small_inputs:   anchors and batch with |x| ~ 1e-6
-    - huge_inputs:    anchors and batch with |x| ~ 1e3
+    - small_inputs:   anchors and batch with abs(x) ~ 1e-6
+    - huge_inputs:    anchors and batch with abs(x) ~ 1e3
     - scaled_weights: each layer's W, b scaled by 10^u, u uniform in [-3, 3]
     - m_close_to_p:   every output frozen on n_a anchors with m = n_L n_a within 3 of p
     - square:         every layer as wide as the input (n_0 = n_1 = ... = n_L)
@@ -168,3 +168,33 @@ def hard_problems(draw, kinds=HARD_KINDS, activations=SMOOTH + ["relu"], max_lay
         anchors = X                                                               # the batch as anchors
     G = rng.standard_normal((X.shape[0], sizes[-1]))
     return HardProblem(net, params, X, G, K, anchors, kind)
+
+
+# --------------------------------------------------------------------------- Ports
+# Cases for refnet.conformance (checking your own implementation against refnet).
+
+
+@st.composite
+def conformance_cases(draw, kinds=None, max_layers=3, max_width=5, max_n=5):
+    """A ``refnet.conformance.Case``: plain data (architecture, seed, hard-case kind, frozen set,
+    loss, optimizer and hyperparameters) from which every input array is made deterministically.
+    ``kinds`` defaults to all of ``refnet.conformance.cases.KINDS`` ("plain" first, so failures shrink
+    towards a plain case)."""
+    from refnet.conformance.cases import KINDS, Case
+    L = draw(st.integers(1, max_layers))
+    sizes = [draw(st.integers(1, max_width)) for _ in range(L + 1)]
+    optimizer = draw(st.sampled_from(["averaged_momentum", "momentum", "sgd"]))
+    momentum = draw(st.sampled_from([0.9, 0.5, 0.99]))
+    return Case(sizes=tuple(sizes),
+                activation=draw(st.sampled_from(["tanh"] + [a for a in ACTIVATION_NAMES if a != "tanh"])),
+                output_activation=draw(st.sampled_from(["identity"] + [a for a in ACTIVATION_NAMES if a != "identity"])),
+                seed=draw(st.integers(0, 2**16)),
+                n=draw(st.integers(1, max_n)),
+                kind=draw(st.sampled_from(list(KINDS if kinds is None else kinds))),
+                freeze=tuple(draw(frozen_subsets(sizes[-1]))),
+                lr=draw(st.sampled_from([0.1, 0.01, 0.5])),
+                loss=draw(st.sampled_from(["mse", "softmax_cross_entropy"])),
+                optimizer=optimizer, momentum=momentum,
+                nesterov=optimizer == "momentum" and draw(st.booleans()),
+                include_bias=optimizer == "averaged_momentum" and draw(st.booleans()),
+                n_steps=draw(st.integers(2, 5)))
