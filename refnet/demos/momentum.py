@@ -1,21 +1,22 @@
-"""Demo section: SGD, Momentum, incoming-averaged momentum and the seed answer's
-outgoing-averaged variant side by side (digits when scikit-learn is installed,
-else built-in synthetic classes). tutorials/02_averaged_momentum.py has the math
-and a longer run over several seeds."""
+"""Demo section: SGD, Momentum, incoming-averaged momentum and the outgoing-averaged
+variant (the widely copied answer's ``reduce_mean(axis=1)``) side by side on the
+UCI 8x8 handwritten digits shipped with refnet. Tutorial 02 has the math, longer
+runs over several seeds, learning-rate / momentum sweeps and a 2-D picture."""
 from __future__ import annotations
 
 import numpy as np
 
 import refnet
-from refnet.data import digits_or_synthetic, one_hot
+from refnet.data import digits_split, one_hot
 
 TITLE = "Incoming-averaged momentum vs SGD and momentum (64-32-10 tanh, softmax cross-entropy)"
 LR, MU, BATCH, EPOCHS, SEED = 0.05, 0.9, 32, 5, 0
 
 
 class _SeedOutgoing:
-    """The seed answer's update (not refnet API): A <- G + mu A P_out, the mean over
-    axis 1 of an (n_in, n_out) kernel, i.e. a unit's outgoing connections."""
+    """The outgoing-averaged update (not refnet API): M_W <- dW + mu M_W P_out, the
+    mean over axis 1 of an (n_in, n_out) kernel, i.e. a unit's outgoing connections;
+    biases get standard momentum."""
 
     def __init__(self, lr, momentum):
         self.lr, self.momentum = lr, momentum
@@ -24,17 +25,17 @@ class _SeedOutgoing:
         return refnet.MomentumState([(np.zeros_like(W), np.zeros_like(b)) for W, b in params])
 
     def step(self, params, grads, state):
-        acc = [(gW + self.momentum * refnet.average_incoming(aW, axis=1), gb + self.momentum * ab)  # A P_out
-               for (gW, gb), (aW, ab) in zip(grads, state.accumulation)]
-        return ([(W - self.lr * aW, b - self.lr * ab) for (W, b), (aW, ab) in zip(params, acc)],   # w -= lr a
-                refnet.MomentumState(acc))
+        M = [(gW + self.momentum * refnet.average_incoming(mW, axis=1), gb + self.momentum * mb)  # M <- g + mu M P_out
+             for (gW, gb), (mW, mb) in zip(grads, state.accumulation)]
+        return ([(W - self.lr * mW, b - self.lr * mb) for (W, b), (mW, mb) in zip(params, M)],   # theta <- theta - lr M
+                refnet.MomentumState(M))
 
 
 OPTIMIZERS = {
     "SGD": lambda: refnet.SGD(LR),
     "Momentum": lambda: refnet.Momentum(LR, MU),
     "Averaged (incoming)": lambda: refnet.AveragedMomentum(LR, MU),
-    "seed's (outgoing)": lambda: _SeedOutgoing(LR, MU),
+    "Averaged (outgoing)": lambda: _SeedOutgoing(LR, MU),
 }
 
 
@@ -57,7 +58,7 @@ def _train(net, data, T, make_opt):
 
 
 def run(out, args):
-    data = digits_or_synthetic(seed=0)
+    data = digits_split(seed=0)                                 # UCI digits, pixels in [0, 1], 75/25 split
     T = one_hot(data.y_train, data.n_classes)                   # (n_train, n_classes)
     net = refnet.MLP([data.X_train.shape[1], 32, data.n_classes], activation="tanh")
     curves = {name: _train(net, data, T, make) for name, make in OPTIMIZERS.items()}
