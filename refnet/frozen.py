@@ -1,4 +1,4 @@
-"""Frozen outputs by null-space projection (design.md section 2).
+"""Frozen outputs by null-space projection (the design notes, section 2; docs page "Design and notation").
 
 Constraints: the frozen outputs K on anchor inputs X_a, stacked output-major,
 
@@ -7,38 +7,79 @@ Constraints: the frozen outputs K on anchor inputs X_a, stacked output-major,
 
 A step along ``g_perp = g - J^T lambda`` with ``(J J^T) lambda = J g`` leaves c
 unchanged to first order; a Gauss-Newton *retraction* then removes the O(lr^2)
-remainder:  repeat  r = c(theta) - c0;  theta <- theta - J^T (J J^T)^+ r.
+remainder:  repeat  r = c(theta) - c0;  theta <- theta - J^+ r.
 
-Two routes compute the same projection:
+One definition. Let ``J = U diag(s) V^T`` be the thin SVD, s_1 >= s_2 >= ...,
+``tau = max(m, p) * eps_J * s_1`` (eps_J: the epsilon of the parameters' dtype;
+the array-API ``pinv`` default cutoff) and ``V_r`` the right singular vectors
+with s_i > tau. refnet's projection is ``g_perp = (I - V_r V_r^T) g``, its rank
+``r`` and nullity ``p - r``, and the retraction's correction is ``J^+ r`` with the
+same cutoff. Every route computes this, to the error model below.
 
-* ``method="dense"``: J from per-sample backprop, a thin SVD ``J = U S V^T``,
-  singular values at or below ``max(m, p) * eps * s_max`` dropped (the
-  array-API ``pinv`` default), ``g_perp = g - V_r (V_r^T g)``. Memory O(m p).
-* ``method="gram"`` (default): J is never formed. With Delta_l (m, n_l) the
-  stacked backprop of the one-hot seeds and A_{l-1} repeated per frozen output,
+Routes (``method=``):
+
+* ``"dense"``: J from per-sample backprop (memory O(m p)), thin SVD, cutoff tau.
+* ``"gram"`` (default, matrix-free: J is never formed). With Delta_l (K, n_a, n_l)
+  the backprop of the one-hot seeds and A_{l-1} repeated per frozen output,
 
       J J^T  = sum_l (A_{l-1} A_{l-1}^T + 1) * (Delta_l Delta_l^T)     (elementwise *)
       J v    = sum_l rowsum((A_{l-1} dW_l) * Delta_l) + Delta_l db_l
       J^T lam: dW_l = A_{l-1}^T (lam * Delta_l),  db_l = colsum(lam * Delta_l)
 
-  and a symmetric eigendecomposition of the m x m Gram matrix. Memory
-  O(m^2 + m sum_l n_l), so it projects with millions of parameters.
+  Eigendecomposition ``J J^T = Q diag(w) Q^T``. The Gram matrix holds s^2, and
+  rounding puts an absolute error of about ``m eps64 w_max`` on every w, so it
+  resolves only the *clear* eigenvalues, ``w_i >= w_max / kappa_c^2`` with
+  ``kappa_c = (max(m, p) / (m^2 eps64))^(1/3) / 4`` (about 1e4 .. 1e5 s_1 / s_i).
+  Their projector ``P_c = J^T Q_c diag(w_c^-1) Q_c^T J`` is applied once, or twice
+  when ``m * sqrt(w_max / w_c,min) > max(m, p)`` ("twice is enough").
+  The other eigenvectors, Q_b (m, b), span the *band*: singular values the Gram
+  matrix cannot tell from zero. If there is a band, ``B = J^T Q_b`` (p, b) is
+  formed matrix-free, its clear part removed, ``B' = (I - P_c) B``, and the thin
+  SVD ``B' = V_b diag(s_b) W_b^T`` with the cutoff tau gives the band's kept
+  directions V_b: route ``"gram+band"``, memory O(b (p + m sum_l n_l)), at most
+  ``BAND_MAX_ENTRIES`` (a dense J is never smaller, so a dense fallback cannot
+  help where the band does not fit). Above the budget the band is treated as the
+  Gram matrix sees it (eigenvalues above ``max(m eps64, (tau / s_1)^2) w_max``
+  kept), a ``ProjectionAccuracyWarning`` is raised and the route is
+  ``"gram (band unresolved)"``; ``FrozenInfo.warning`` records it.
 
-Precision. Both routes do their small linear algebra in float64, also for
-float32 parameters (the per-layer factors are upcast; results are cast back).
-The Gram matrix holds s^2, so the gram route drops eigenvalues at or below
-``max(m * eps64, (max(m, p) * eps_J)^2) * lambda_max`` (eps_J: the epsilon of
-the parameters' dtype): it cannot resolve directions with
-``s < sqrt(m * eps64) * s_max`` (about 1.5e-8 sqrt(m) s_max), and in float32
-no finer than the dense route's float32 cutoff. The dense route resolves down
-to ``max(m, p) * eps_J * s_max``. The gram projection is applied twice
-("twice is enough" re-orthogonalisation), which removes the error that the
-squared condition number leaves after the first pass.
+Why the band is exact: ``J^T Q = [C, B]`` with ``C = J^T Q_c`` and, exactly,
+``B = B' + C X``, ``X = (C^T C)^-1 C^T B`` (|X| <= the Gram rounding / w_c,min).
+So J's row space is range(C) (+) range(B') (orthogonal), the singular values of J
+below ``s_1 / kappa_c`` are those of B' (Schur complement of the clear block), and
+B' is known to the same absolute accuracy, ~ eps s_1, as a dense J.
+
+Error model (tested against numpy.linalg.svd of the autograd Jacobian, on the
+hard cases of refnet.strategies). With cond_r = s_1 / s_r (s_r the smallest kept
+singular value) and no singular value within a factor 10 of tau (otherwise the
+rank itself is ambiguous to any implementation):
+
+    |g_perp - (I - V_r V_r^T) g| <= C max(m, p) eps_J cond_r |g|,    C = 8
+    |J g_perp|                  <= C max(m, p) eps_J s_1 |g|
+
+Derivation. dense: the SVD is backward stable, J + E with |E| ~ eps s_1, and by
+Wedin the kept subspace turns by |E| / (s_r - s_{r+1}) <= 2 eps cond_r. gram,
+clear part: |E_S| ~ m eps w_max, so one pass leaves a relative error
+``delta = m eps kappa_c^2`` in the row-space part (<= max(m, p) eps kappa_c when
+``m kappa_c <= max(m, p)``, hence one pass), the second pass ``delta^2``, which
+``kappa_c`` keeps below ``max(m, p) eps kappa_c``; the rounding of J^T lambda adds
+eps kappa_c |g|. band: the dense argument applied to B', whose error is the
+rounding of J^T Q_b (~ eps s_1) plus what the clear passes leave (the same bound).
+float32 parameters: all of this runs in float64 on the upcast factors (J exact
+to float32 rounding of the forward/backward pass), cast back at the end, and
+eps_J = eps32 in tau and in the bound.
+
+Retraction. Corrections ``d = J^+ (c(theta) - c0)`` reuse the factorization at
+the starting point (a chord method: linear convergence at a rate ~ |J(theta) -
+J(theta_0)| cond_r, one forward pass and one J^T product per correction) and
+re-factor J at the current point (Gauss-Newton, quadratic) whenever a correction
+reduces the residual by less than ``CHORD_RATE``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+import warnings
+from typing import Any, NamedTuple, Optional
 
 from . import _checks as check
 from .backend import device
@@ -46,17 +87,28 @@ from .mlp import _flat, _unflat
 from .optim import apply_update
 
 METHODS = ("gram", "dense")
+EPS64 = 2.0 ** -52
+BAND_MAX_ENTRIES = 2 ** 25       # float64 entries the band resolution may hold: b (p + m sum_l n_l) (256 MiB)
+CHORD_RATE = 0.25                # re-factor J when a chord correction shrinks the residual by less than this
+
+
+class ProjectionAccuracyWarning(RuntimeWarning):
+    """The gram route could not resolve J's small singular values (the band did not fit
+    ``BAND_MAX_ENTRIES``): its projection and rank are the Gram matrix's, not the definition's."""
 
 
 class FrozenInfo(NamedTuple):
     """What a frozen step did.
 
-    residual:   ``max |c(theta_new) - c0|`` over frozen outputs and anchors (measured)
-    iterations: Gauss-Newton retraction corrections applied
-    rank:       numerical rank of J at the starting parameters
+    residual:   max |c(theta_new) - c0| over frozen outputs and anchors (measured)
+    iterations: retraction corrections applied
+    rank:       rank of J at the starting parameters (the pinv definition's, module docstring)
     nullity:    p - rank, the dimension of the directions that keep c constant
     converged:  residual <= tol
     tol:        the tolerance it was held to
+    route:      which computation ran: "gram", "gram+band", "gram (band unresolved)",
+                "dense", or "none" (nothing frozen)
+    warning:    the ProjectionAccuracyWarning message, or None
     """
     residual: float
     iterations: int
@@ -64,10 +116,13 @@ class FrozenInfo(NamedTuple):
     nullity: int
     converged: bool
     tol: float
+    route: str = "none"
+    warning: Optional[str] = None
 
 
 class RetractionError(ArithmeticError):
-    """Retraction did not reach ``tol``; ``.residual`` and ``.iterations`` say how far it got."""
+    """Retraction did not reach ``tol``; ``.residual`` and ``.iterations`` say how far it got,
+    the message what was detected and what would help."""
 
     def __init__(self, message, residual, iterations):
         super().__init__(message)
@@ -90,11 +145,17 @@ def _as(xp, x, dtype):
     return xp.astype(x, dtype, copy=False)
 
 
+def _count(xp, mask) -> int:
+    return int(xp.sum(xp.astype(mask, xp.int64)))
+
+
 class _Linearization:
-    """c and J at one parameter point, factored once; then ``project`` vectors
-    onto the null space of J and compute minimum-norm ``correction``s.
+    """c and J at one parameter point, factored once; then ``project`` vectors onto
+    the null space of J and compute minimum-norm ``correction``s J^+ r.
 
     params: [(W_l, b_l)], anchors: (n_a, n_0), outputs: the K frozen indices.
+    Attributes: c (m,), rank, nullity, cond (s_1 / s_r), route, warning.
+    Flat vectors are float64 columns (p, k) in flatten order.
     """
 
     def __init__(self, net, xp, params, anchors, outputs, method, trace=None):
@@ -103,94 +164,175 @@ class _Linearization:
         self.c = _c(xp, trace.As[-1], outputs)                                  # c(theta)          (m,)
         seeds = net._output_seeds(xp, anchors, outputs)                         # e_k               (K, 1, n_L)
         deltas = net._backward(xp, params, trace, seeds)                        # Delta_l           (K, n_a, n_l)
-        m, p = self.c.shape[0], net.n_params
-        eps_J = float(xp.finfo(params[0][0].dtype).eps)
+        self.m, self.p = self.c.shape[0], net.n_params
+        self.tau = max(self.m, self.p) * float(xp.finfo(params[0][0].dtype).eps)  # cutoff / s_1
+        self.warning, self.Vb = None, None
         if method == "dense":
-            J = _as(xp, net._jacobian_from(xp, trace, deltas), xp.float64)      # J                 (m, p)
-            V, s, Ut = xp.linalg.svd(J.T, full_matrices=False)                  # J^T = V diag(s) U^T (tall: ~2x faster than J)
-            U, Vt = Ut.T, V.T                                                   # J = U diag(s) V^T
-            keep = s > max(m, p) * eps_J * xp.max(s)                            # relative cutoff
-            self.U, self.Vt = U, Vt * xp.astype(keep, xp.float64)[:, None]      # V_r^T: dropped rows zeroed
-            self.inv = xp.where(keep, 1.0 / xp.where(keep, s, 1.0), 0.0)        # s_r^-1, 0 elsewhere
+            self._dense(xp, net._jacobian_from(xp, trace, deltas))
         else:
-            K = deltas[-1].shape[0]
             self.As = [_as(xp, A, xp.float64) for A in trace.As[:-1]]           # A_{l-1}           (n_a, n_{l-1})
             self.Ds = [_as(xp, D, xp.float64) for D in deltas]                  # Delta_l           (K, n_a, n_l)
-            S = 0.0
-            for A, D in zip(self.As, self.Ds):
-                D2 = xp.reshape(D, (m, D.shape[-1]))                             # Delta_l stacked   (m, n_l)
-                S = S + xp.tile(A @ A.T + 1.0, (K, K)) * (D2 @ D2.T)             # (A A^T + 1) * (Delta Delta^T)
-            w, self.Q = xp.linalg.eigh(S)                                        # J J^T = Q diag(w) Q^T
-            keep = w > max(m * 2.0 ** -52, (max(m, p) * eps_J) ** 2) * xp.max(w) # relative cutoff on s^2
-            self.inv = xp.where(keep, 1.0 / xp.where(keep, w, 1.0), 0.0)        # w_r^-1, 0 elsewhere
-        self.rank = int(xp.sum(xp.astype(keep, xp.int64)))
-        self.nullity = p - self.rank
+            self._gram(xp)
+        self.nullity = self.p - self.rank
 
-    # -- gram route: J v, J^T lam, (J J^T)^+ ------------------------------------------
-    def _J(self, v):
-        """J v (m,) for v = [(dW_l, db_l)], matrix-free."""
-        xp, out = self.xp, 0.0
-        for A, D, (dW, db) in zip(self.As, self.Ds, v):
-            dW, db = _as(xp, dW, xp.float64), _as(xp, db, xp.float64)
-            out = out + xp.sum((A @ dW) * D, axis=-1) + D @ db                   # rowsum((A dW) * Delta) + Delta db  (K, n)
-        return xp.reshape(out, (-1,))
+    # -- factorizations -----------------------------------------------------------------
+    def _dense(self, xp, J):
+        J = _as(xp, J, xp.float64)                                              # J                 (m, p)
+        V, s, Ut = xp.linalg.svd(J.T, full_matrices=False)                      # J^T = V diag(s) U^T (tall: ~2x faster)
+        s_1 = float(s[0]) if s.shape[0] else 0.0
+        self.rank = r = _count(xp, s > self.tau * s_1)                          # s sorted descending: a prefix
+        self.V, self.Ut, self.s = V[:, :r], Ut[:r, :], s[:r]                    # V_r (p, r), U_r^T (r, m), s_r
+        self.cond = s_1 / float(s[r - 1]) if r else 1.0
+        self.route = "dense"
 
-    def _JT(self, lam):
-        """J^T lam as [(dW_l, db_l)] in the parameters' dtype, matrix-free."""
-        xp, dtype, out = self.xp, self.params[0][0].dtype, []
+    def _gram(self, xp):
+        m, p = self.m, self.p
+        S = 0.0
         for A, D in zip(self.As, self.Ds):
-            M = xp.sum(xp.reshape(lam, D.shape[:2] + (1,)) * D, axis=0)          # sum_k lam_ki Delta_l,ki  (n, n_l)
-            out.append((_as(xp, A.T @ M, dtype),                                 # dW_l = A^T (lam * Delta_l)
-                        _as(xp, xp.sum(M, axis=0), dtype)))                      # db_l = colsum(lam * Delta_l)
-        return out
+            K = D.shape[0]
+            D2 = xp.reshape(D, (m, D.shape[-1]))                                 # Delta_l stacked   (m, n_l)
+            S = S + xp.tile(A @ A.T + 1.0, (K, K)) * (D2 @ D2.T)                 # (A A^T + 1) * (Delta Delta^T)
+        w, Q = xp.linalg.eigh(S)                                                 # J J^T = Q diag(w) Q^T, w ascending
+        w_max = max(float(w[-1]), 0.0)
+        kappa_c = (max(m, p) / (m * m * EPS64)) ** (1 / 3) / 4                   # clear: w >= w_max / kappa_c^2
+        n_c = _count(xp, w >= w_max / kappa_c ** 2) if w_max > 0 else 0          # clear: a suffix of w
+        b = m - n_c                                                              # band: the rest (all if J = 0)
+        self.route = "gram"
+        if n_c and b and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES:
+            self.warning = (f"the gram route cannot resolve {b} small singular value(s) of J (m = {m}, "
+                            f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}: rank and projection are "
+                            f"the Gram matrix's (accurate to ~ sqrt(m eps) s_1 only); use fewer or less similar "
+                            f"anchors, or method='dense' if J fits in memory")
+            warnings.warn(self.warning, ProjectionAccuracyWarning, stacklevel=4)
+            self.route = "gram (band unresolved)"
+            n_c = _count(xp, w > max(m * EPS64, self.tau ** 2) * w_max)          # the Gram matrix's own cutoff
+            b, kappa_c = m - n_c, math.inf                                       # (and always two passes)
+        self.Qc, self.inv_c = Q[:, b:], 1.0 / w[b:]                              # Q_c (m, n_c), w_c^-1
+        cond_c = math.sqrt(w_max / float(w[b])) if n_c else 1.0                  # s_1 / smallest clear s
+        self.passes = 1 if m * cond_c <= max(m, p) and kappa_c < math.inf else 2
+        self.rank, self.cond = n_c, cond_c
+        if n_c and b and self.route == "gram":
+            Qb = Q[:, :b]                                                         # Q_b               (m, b)
+            Bp = self._clear(self._JT(Qb))                                        # B' = (I - P_c) J^T Q_b  (p, b)
+            Vb, sb, Wbt = xp.linalg.svd(Bp, full_matrices=False)                  # B' = V_b diag(s_b) W_b^T
+            s_1 = max(math.sqrt(w_max), float(sb[0]))
+            r_b = _count(xp, sb > self.tau * s_1)                                 # the pinv cutoff on the band
+            self.Qb, self.Vb, self.sb, self.Wbt = Qb, Vb[:, :r_b], sb[:r_b], Wbt[:r_b, :]
+            self.rank, self.route = n_c + r_b, "gram+band"
+            self.cond = s_1 / float(sb[r_b - 1]) if r_b else cond_c
 
-    def _solve(self, y):
-        """(J J^T)^+ y = Q diag(w_r^-1) Q^T y  (m,)."""
-        return self.Q @ (self.inv * (self.Q.T @ y))
+    # -- gram route: J T, J^T L, the clear projector ---------------------------------------
+    def _J(self, T):
+        """J T (m, k) for T (p, k), matrix-free."""
+        xp, out, start = self.xp, 0.0, 0
+        k = T.shape[1]
+        for A, D in zip(self.As, self.Ds):
+            n_in, n_out = A.shape[1], D.shape[-1]
+            mid, stop = start + n_in * n_out, start + (n_in + 1) * n_out
+            dW = xp.reshape(T[start:mid, :], (n_in, n_out * k))                  # W_l rows      (n_in, n_out k)
+            AdW = xp.reshape(A @ dW, (A.shape[0], n_out, k))                     # A_{l-1} dW_l  (n_a, n_out, k)
+            out = out + xp.sum(D[..., None] * AdW, axis=2) + D @ T[mid:stop, :]  # rowsum((A dW) * Delta) + Delta db  (K, n_a, k)
+            start = stop
+        return xp.reshape(out, (self.m, k))
+
+    def _JT(self, L):
+        """J^T L (p, k) for L (m, k), matrix-free."""
+        xp, blocks = self.xp, []
+        k = L.shape[1]
+        for A, D in zip(self.As, self.Ds):
+            K, n_a, n_out = D.shape
+            M = xp.sum(D[..., None] * xp.reshape(L, (K, n_a, 1, k)), axis=0)     # sum_k lam_ki Delta_l,ki  (n_a, n_out, k)
+            dW = A.T @ xp.reshape(M, (n_a, n_out * k))                            # dW_l = A^T (lam * Delta_l)
+            blocks += [xp.reshape(dW, (A.shape[1] * n_out, k)), xp.sum(M, axis=0)]  # db_l = colsum(lam * Delta_l)
+        return xp.concat(blocks, axis=0)
+
+    def _clear(self, T):
+        """(I - P_c) T, P_c = J^T Q_c diag(w_c^-1) Q_c^T J, applied ``passes`` times.  T: (p, k)."""
+        for _ in range(self.passes):
+            T = T - self._JT(self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ self._J(T))))
+        return T
 
     # -- public operations --------------------------------------------------------------
     def project(self, v):
-        """The nearest vector to v with J v_perp = 0: v - J^T (J J^T)^+ J v. v: [(dW, db)]."""
+        """The nearest vector to v with J v_perp = 0 (module docstring), as [(dW, db)]. v: [(dW, db)]."""
         xp = self.xp
         if self.nullity == 0:                                                    # null space {0}: no step
             return [(xp.zeros_like(dW), xp.zeros_like(db)) for dW, db in v]
-        if self.method == "dense":
-            t = _as(xp, _flat(xp, v), xp.float64)
-            t = t - self.Vt.T @ (self.Vt @ t)                                    # (I - V_r V_r^T) v
-            return _unflat(xp, _as(xp, t, self.params[0][0].dtype), v)
-        for _ in range(2):                                                       # twice is enough
-            v = apply_update(xp, v, self._JT(self._solve(self._J(v))))           # v - J^T (J J^T)^+ J v
-        return v
+        t = xp.reshape(_as(xp, _flat(xp, v), xp.float64), (-1, 1))              # v               (p, 1)
+        if self.route == "dense":
+            t = t - self.V @ (self.V.T @ t)                                      # (I - V_r V_r^T) v
+        else:
+            if self.Vb is not None:
+                t = t - self.Vb @ (self.Vb.T @ t)                                # (I - V_b V_b^T) v
+            t = self._clear(t)                                                   # (I - P_c) ...
+        return _unflat(xp, _as(xp, t[:, 0], self.params[0][0].dtype), v)
 
     def correction(self, r):
-        """Minimum-norm d with J d = r in the least-squares sense: J^T (J J^T)^+ r. r: (m,)."""
+        """Minimum-norm d with J d = r in the least-squares sense, J^+ r, as [(dW, db)]. r: (m,)."""
         xp = self.xp
-        r = _as(xp, r, xp.float64)
-        if self.method == "dense":
-            d = self.Vt.T @ (self.inv * (self.U.T @ r))                          # V_r S_r^-1 U_r^T r
-            return _unflat(xp, _as(xp, d, self.params[0][0].dtype), self.params)
-        return self._JT(self._solve(r))                                          # J^T (J J^T)^+ r
+        r = xp.reshape(_as(xp, r, xp.float64), (-1, 1))
+        if self.route == "dense":
+            d = self.V @ ((self.Ut @ r) / self.s[:, None])                       # V_r S_r^-1 U_r^T r
+        else:
+            d = self._JT(self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ r)))      # d_c = J^T Q_c w_c^-1 Q_c^T r
+            if self.Vb is not None:                                              # + V_b S_b^-1 W_b^T Q_b^T (r - J d_c)
+                d = d + self.Vb @ ((self.Wbt @ (self.Qb.T @ (r - self._J(d)))) / self.sb[:, None])
+        return _unflat(xp, _as(xp, d[:, 0], self.params[0][0].dtype), self.params)
 
 
-def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, method):
-    """Gauss-Newton: while max|c(theta) - c0| > tol: theta <- theta - J^T (J J^T)^+ (c(theta) - c0),
-    with J at the current theta (quadratic convergence at full row rank).
+def _advice(lin, history, tol, max_iter):
+    """What the residual history (max|c - c0| before each correction) says, and what would help."""
+    first, last = history[0], history[-1]
+    hints = []
+    if not math.isfinite(last):
+        hints.append("the parameters overflowed: use a smaller lr")
+    elif lin.warning:
+        hints.append("the gram route could not resolve J's small singular values (ProjectionAccuracyWarning): "
+                     "use method='dense', or fewer / less similar anchors")
+    if math.isfinite(last) and last >= first:
+        hints.append(f"the residual did not decrease ({first:.1e} -> {last:.1e}): the step left Gauss-Newton's "
+                     f"basin; use a smaller lr (the first residual is O(lr^2))")
+    elif math.isfinite(last):
+        rate = (last / first) ** (1 / max(len(history) - 1, 1))
+        if rate < 0.5:
+            hints.append(f"it was still converging (~{rate:.1e} per correction): raise max_iter (now {max_iter})")
+        else:
+            hints.append(f"it stalls at {last:.1e} (~{rate:.2f} per correction)"
+                         + (f": J is ill-conditioned (cond_r ~ {lin.cond:.1e}; near-duplicate anchors or "
+                            f"saturated units), so raise tol above this floor or use a smaller lr"
+                            if lin.cond > 1e6 else ": use a smaller lr or raise tol"))
+    if lin.rank < lin.m:
+        hints.append(f"J has rank {lin.rank} < m = {lin.m} constraints on p = {lin.p} parameters (nullity "
+                     f"{lin.nullity}): more anchors than the frozen outputs' own parameters (or duplicates), so "
+                     f"a finite step can move c where no correction reaches; use a smaller lr or fewer anchors")
+    return "; ".join(hints)
 
-    Returns (params, corrections applied, residual); raises RetractionError when
-    max_iter corrections do not reach tol or the residual becomes non-finite.
+
+def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin):
+    """Remove the drift: while max|c(theta) - c0| > tol: theta <- theta - J^+ (c(theta) - c0).
+
+    J^+ comes from ``lin`` (the factorization at the step's start: a chord method) and is
+    re-factored at the current parameters when a correction shrinks the residual by less
+    than CHORD_RATE (Gauss-Newton from there). Returns (params, corrections applied,
+    residual, the last factorization); raises RetractionError when max_iter corrections
+    do not reach tol or the residual becomes non-finite.
     """
+    history = []
     for it in range(max_iter + 1):
         trace = net._forward(xp, params, anchors)
         r = _c(xp, trace.As[-1], outputs) - c0                                   # r = c(theta) - c0   (m,)
         res = float(xp.max(xp.abs(r)))
+        history.append(res)
         if res <= tol:
-            return params, it, res
+            return params, it, res, lin
         if not math.isfinite(res) or it == max_iter:
             break
-        lin = _Linearization(net, xp, params, anchors, outputs, method, trace=trace)
-        params = apply_update(xp, params, lin.correction(r))                     # theta <- theta - J^T (J J^T)^+ r
-    raise RetractionError(f"retraction did not converge: max |c - c0| = {res:.3e} > tol = {tol:.3e} "
-                          f"after {it} Gauss-Newton corrections (lower lr or raise max_iter/tol)", res, it)
+        if it and res > CHORD_RATE * history[-2]:                                 # the chord is slow: re-factor
+            lin = _Linearization(net, xp, params, anchors, outputs, lin.method, trace=trace)
+        params = apply_update(xp, params, lin.correction(r))                     # theta <- theta - J^+ r
+    raise RetractionError(f"retraction did not converge: max |c - c0| = {res:.3e} > tol = {tol:.3e} after "
+                          f"{it} correction(s), route {lin.route!r}, rank {lin.rank}, nullity {lin.nullity}. "
+                          + _advice(lin, history, tol, max_iter), res, it)
 
 
 def _frozen_args(net, params, anchors, outputs, outputs_name, method, tol, max_iter):
@@ -214,10 +356,13 @@ def _finite_params(xp, params):
 def project_out(net, params, grads, anchors, outputs=(0,), method="gram"):
     """Project ``grads`` onto the null space of J, the Jacobian of outputs K on anchors.
 
-    Returns g_perp = g - J^T (J J^T)^+ J g as [(dW_l, db_l)]: the nearest vector
-    to g with J g_perp = 0, so a small step along it leaves the frozen outputs
-    unchanged to first order. anchors: (n_a, n_0); outputs: frozen indices K;
-    method: "gram" (matrix-free, default) or "dense" (explicit J and SVD).
+    Returns g_perp = (I - V_r V_r^T) g as [(dW_l, db_l)], V_r the right singular
+    vectors of J above the pinv cutoff (module docstring): the nearest vector to g
+    with J g_perp = 0, so a small step along it leaves the frozen outputs unchanged
+    to first order. anchors: (n_a, n_0); outputs: frozen indices K; method:
+    "gram" (default: matrix-free, exact to the module's error model on any J) or
+    "dense" (explicit J and SVD). Warns ProjectionAccuracyWarning where the gram
+    route cannot resolve J (its band exceeds BAND_MAX_ENTRIES).
     """
     xp, outputs, _, _ = _frozen_args(net, params, anchors, outputs, "outputs", method, None, 1)
     check.like_params(grads, params, "grads", xp, params[0][0].dtype)
@@ -232,13 +377,14 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
     """One gradient step on output gradient G that keeps outputs ``freeze`` constant on ``anchors``.
 
     g = backprop of G (n, n_L) at X (n, n_0); theta' = theta - lr g_perp
-    (``project_out``); then, with ``retract=True``, Gauss-Newton corrections
-    until ``max |c(theta') - c(theta)| <= tol`` on the anchors (default: X).
+    (``project_out``); then, with ``retract=True``, corrections J^+ r until
+    max |c(theta') - c(theta)| <= tol on the anchors (default: X).
     tol defaults to 1e-12 max(1, max|c0|) in float64 and 1e-5 max(1, max|c0|)
     in float32. Returns (new params, FrozenInfo). Raises RetractionError (with
-    ``.residual``) when the retraction does not converge in ``max_iter``
-    corrections. An empty ``freeze`` is a plain gradient step; a trivial null
-    space (rank J = p) gives a zero step with ``info.nullity == 0``.
+    ``.residual`` and a message saying what would help) when the retraction does
+    not converge in ``max_iter`` corrections. An empty ``freeze`` is a plain
+    gradient step; a trivial null space (rank J = p) gives a zero step with
+    ``info.nullity == 0``.
     """
     check.network(net)
     check.flag(retract, "retract")
@@ -255,14 +401,18 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
     tol = default_tol(xp, c0) if tol is None else tol
     d = lin.project(grads)                                                        # g_perp
     new = apply_update(xp, params, [(lr * dW, lr * db) for dW, db in d])          # theta - lr g_perp
-    new, its, res = _settle(net, xp, new, anchors, freeze, c0, tol, max_iter, method, retract)
-    return _finite_params(xp, new), FrozenInfo(res, its, lin.rank, lin.nullity, res <= tol, tol)
+    new, its, res = _settle(net, xp, new, anchors, freeze, c0, tol, max_iter, lin, retract)
+    return _finite_params(xp, new), _info(lin, res, its, tol)
 
 
-def _settle(net, xp, params, anchors, outputs, c0, tol, max_iter, method, retract):
+def _info(lin, res, its, tol):
+    return FrozenInfo(res, its, lin.rank, lin.nullity, res <= tol, tol, lin.route, lin.warning)
+
+
+def _settle(net, xp, params, anchors, outputs, c0, tol, max_iter, lin, retract):
     """Retract (retract=True) or only measure the residual max|c(theta) - c0|."""
     if retract:
-        return _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, method)
+        return _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin)[:3]
     r = _c(xp, net._forward(xp, params, anchors).As[-1], outputs) - c0            # c(theta) - c0
     return params, 0, float(xp.max(xp.abs(r)))
 
@@ -327,9 +477,8 @@ class Projected:
         U, inner = self.inner.update(lin.project(grads), state.inner, params)     # inner update of g_perp
         new = apply_update(xp, params, lin.project(U))                            # theta - U_perp
         new, its, res = _settle(self.net, xp, new, self.anchors, freeze, state.frozen, tol, max_iter,
-                                self.method, self.retract)
-        info = FrozenInfo(res, its, lin.rank, lin.nullity, res <= tol, tol)
-        return _finite_params(xp, new), ProjectedState(inner, state.frozen, info)
+                                lin, self.retract)                                # back to c0 of init
+        return _finite_params(xp, new), ProjectedState(inner, state.frozen, _info(lin, res, its, tol))
 
 
 def masked_grads(net, params, X, G, freeze, head_only=False):

@@ -257,24 +257,24 @@ def test_gram_matrix_equals_explicit_JJT(backend, prob, seed):
         S += np.tile(Al @ Al.T + 1.0, (len(K), len(K))) * (D2 @ D2.T)             # (A A^T + 1) * (Delta Delta^T)
     S_err = 64 * (np.abs(J) @ Jerr.T + Jerr @ np.abs(J).T)                       # |J| err^T + err |J|^T
     assert np.all(np.abs(S - JJt) <= S_err)
-    # what the route actually uses: Q diag(w) Q^T with w_r^-1 kept. Kept eigenvalues equal the
-    # oracle's eigenvalues of J J^T (Weyl: absolute error <= |S - J J^T|_2 + m eps lambda_max)
-    inv = backend.numpy(lin.inv)
-    kept = inv > 0
-    assert int(kept.sum()) == lin.rank
-    w_oracle = np.sort(np.linalg.eigvalsh(JJt))[::-1][:lin.rank]                    # largest rank eigenvalues
-    np.testing.assert_allclose(np.sort(1.0 / inv[kept])[::-1], w_oracle, rtol=0,
+    # what the route actually uses on its clear part: Q_c diag(w_c) Q_c^T. Its eigenvalues equal the
+    # oracle's largest eigenvalues of J J^T (Weyl: absolute error <= |S - J J^T|_2 + m eps lambda_max)
+    inv = backend.numpy(lin.inv_c)
+    n_c = inv.shape[0]
+    assert lin.rank >= n_c
+    w_oracle = np.sort(np.linalg.eigvalsh(JJt))[::-1][:n_c]                       # largest n_c eigenvalues
+    np.testing.assert_allclose(np.sort(1.0 / inv)[::-1], w_oracle, rtol=0,
                                atol=64 * m * EPS * scale + np.linalg.norm(S_err, 2))
-    Q = backend.numpy(lin.Q)
-    np.testing.assert_allclose(Q.T @ Q, np.eye(m), rtol=0, atol=64 * m * EPS)    # orthonormal eigenvectors
-    # the matrix-free products J v and J^T lam against the oracle J
+    Q = backend.numpy(lin.Qc)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n_c), rtol=0, atol=64 * m * EPS)  # orthonormal eigenvectors
+    # the matrix-free products J V and J^T L (columns) against the oracle J
     rng = np.random.default_rng(seed)
-    v = rng.standard_normal(J.shape[1])
-    lam = rng.standard_normal(m)
-    Jv = backend.numpy(lin._J(refnet.unflatten(backend.asarray(v), p_)))
-    assert np.all(np.abs(Jv - J @ v) <= 64 * (Jerr @ np.abs(v)))
-    JTlam = flat(backend, lin._JT(backend.asarray(lam)))
-    assert np.all(np.abs(JTlam - J.T @ lam) <= 64 * (Jerr.T @ np.abs(lam)))
+    V = rng.standard_normal((J.shape[1], 2))
+    L = rng.standard_normal((m, 2))
+    JV = backend.numpy(lin._J(backend.asarray(V)))
+    assert np.all(np.abs(JV - J @ V) <= 64 * (Jerr @ np.abs(V)))
+    JTL = backend.numpy(lin._JT(backend.asarray(L)))
+    assert np.all(np.abs(JTL - J.T @ L) <= 64 * (Jerr.T @ np.abs(L)))
 
 
 # ----------------------------------------------------------------------------- finite steps
