@@ -260,7 +260,7 @@ def case_flops(cfg, info):
     return rows
 
 
-# ----------------------------------------------------- subprocess (memory) cases
+# =========================================== memory (fresh subprocesses)
 def _gram_problem(sizes, m, dtype="float64"):
     """A tanh net ``sizes`` with m anchors, one frozen output, and a gradient to project."""
     net = refnet.MLP(sizes, activation="tanh")
@@ -381,6 +381,7 @@ def case_memory(cfg, info):
     return rows
 
 
+# ======================================================================= GPU
 def case_gpu(cfg, info):
     """CuPy: medium and large training steps and the gram projection, vs NumPy and PyTorch CUDA."""
     try:

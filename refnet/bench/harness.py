@@ -25,6 +25,7 @@ import refnet
 
 # ============================================================== environment
 def _no_peers() -> bool:
+    """REFNET_BENCH_NO_PEERS set (to anything but 0): run without peer libraries."""
     return os.environ.get("REFNET_BENCH_NO_PEERS", "") not in ("", "0")
 
 
@@ -128,6 +129,7 @@ def limit_blas_threads(n):
 
 
 def set_torch_threads(torch, info):
+    """Give torch (when present) the BLAS thread count of ``info``; record what torch took."""
     if torch is not None:
         torch.set_num_threads(info["blas_threads"])
         info["torch_threads"] = torch.get_num_threads()

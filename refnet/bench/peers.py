@@ -1,7 +1,7 @@
 """The peers refnet is measured against, each built the way its users would write it.
 
 The bare NumPy loop (same math and pure semantics as refnet, no library around
-it), PyTorch CPU/CUDA (``nn.Sequential`` + ``MSELoss`` + an optimizer), a
+it), PyTorch (``nn.Sequential`` + ``MSELoss`` + an optimizer), a
 PyTorch port of ``AveragedMomentum``, ``torch.func`` (vmap of jacrev + SVD),
 HIPS autograd and CuPy. Each peer library is imported only inside a function
 (``harness.import_peer`` or a local import), so importing this module needs none of them.
@@ -53,6 +53,7 @@ def numpy_train_step(params, X, T, lr):
 
 
 def numpy_trainer(params, X, T, lr):
+    """The bare NumPy loop as a ``Stepper`` holding its params."""
     return Stepper(lambda p: numpy_train_step(p, X, T, lr)[1], params)
 
 

@@ -46,6 +46,7 @@ def gb(b):
 
 
 def _load(v):
+    """Load averages as "0.9 / 0.6 / 0.3"."""
     return "?" if not v else " / ".join(f"{x:.1f}" for x in v)
 
 
