@@ -3,7 +3,15 @@
 refnet's array code never names an array library. It asks this module for the
 namespace ``xp`` of its inputs and then uses only functions of the Python array
 API standard (https://data-apis.org/array-api/), so the same lines run on
-NumPy, CuPy (GPU), PyTorch tensors and ``array_api_strict``.
+NumPy, CuPy (GPU), PyTorch tensors, JAX arrays and ``array_api_strict``.
+
+JAX arrays are accepted only with ``jax_enable_x64`` on (float32 arrays stay
+float32): without it JAX silently makes float32 of float64 requests, such as
+float64 params or the float64 linear algebra of frozen outputs.
+JAX transformations (``jax.jit``, ``jax.vmap``, ``jax.grad``) are refused with a
+``TypeError``: refnet decides things on the host from concrete values (inputs
+are finite, the frozen-output retraction converged, the numerical rank), and a
+traced array has no value until the transformation runs.
 
 Rules for contributors (the ``array_api_strict`` test backend enforces most;
 tests/test_backends.py checks the import rules statically):
@@ -44,6 +52,8 @@ tests/test_backends.py checks the import rules statically):
 """
 from __future__ import annotations
 
+import sys
+
 import array_api_compat
 import array_api_compat.numpy
 import numpy as np
@@ -77,6 +87,8 @@ def fast_namespace(arrays):
     if any(x is None or isinstance(x, _SCALARS) for x in arrays):   # array_namespace lets these through
         return None
     if xp is not _NUMPY:                      # NumPy arrays all live on the host: nothing to compare
+        if array_api_compat.is_jax_namespace(xp) and (not _jax_x64() or any(map(_is_jax_tracer, arrays))):
+            return None
         dev = device(arrays[0])
         if any(device(x) != dev for x in arrays):
             return None
@@ -89,7 +101,10 @@ def total(xp, x):
     per call in the finiteness checks)."""
     if xp is _NUMPY:
         return np.add.reduce(x, axis=None)
-    return xp.sum(x)
+    s = xp.sum(x)
+    if _is_jax_tracer(s):      # inside jax.jit even concrete (closed-over) arrays give traced results
+        raise TypeError(_tracing("refnet was called inside a JAX transformation"))
+    return s
 
 
 def namespace(named: dict):
@@ -109,22 +124,55 @@ def _diagnose(named: dict):
     ref_name = ref_xp = ref_dev = None
     for name, x in named.items():
         if not is_array(x):
-            raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch or any array-API "
+            raise TypeError(f"{name} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API "
                             f"library), got {type(x).__name__}")
+        if _is_jax_tracer(x):
+            raise TypeError(_tracing(f"{name} is a JAX tracer"))
         xp, dev = array_api_compat.array_namespace(x), device(x)
         if ref_xp is None:
             ref_name, ref_xp, ref_dev = name, xp, dev
         elif xp is not ref_xp:
-            raise TypeError(f"{name} is a {_library(x)} array but {ref_name} is a "
-                            f"{_library(named[ref_name])} array; pass arrays of one library")
+            raise TypeError(f"{name} is {_library(x, article=True)} array but {ref_name} is "
+                            f"{_library(named[ref_name], article=True)} array; pass arrays of one library")
         elif dev != ref_dev:
             raise TypeError(f"{name} is on device {dev!r} but {ref_name} is on {ref_dev!r}; "
                             f"move them to one device")
+    if array_api_compat.is_jax_namespace(ref_xp) and not _jax_x64():
+        raise TypeError(f"{ref_name} is a JAX array, and JAX has x64 disabled: refnet needs it, because "
+                        f"JAX then silently makes float32 of every float64 request (float64 params, "
+                        f"the float64 linear algebra of frozen outputs). Enable it at startup with "
+                        f'jax.config.update("jax_enable_x64", True); float32 arrays stay float32')
     raise TypeError("arrays of incompatible libraries: " + ", ".join(named))
 
 
-def _library(x) -> str:
-    return type(x).__module__.split(".")[0]
+# top-level module of an array type -> the library's name in error messages
+_LIBRARY_NAMES = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX", "jaxlib": "JAX", "cupy": "CuPy"}
+
+
+def _library(x, article=False) -> str:
+    """The name of x's library ("JAX", not its module "jaxlib"), after "a" or "an" with ``article``."""
+    module = type(x).__module__.split(".")[0]
+    name = _LIBRARY_NAMES.get(module, module)
+    return (("an " if name[0] in "aeiouAEIOU" else "a ") + name) if article else name
+
+
+def _tracing(what: str) -> str:
+    return (f"{what}: refnet cannot run inside jax.jit, jax.vmap, jax.grad or another JAX "
+            f"transformation. It runs eagerly and decides on the host from concrete values (the "
+            f"inputs are finite, the frozen-output retraction converged, the numerical rank), which "
+            f"traced arrays do not have; call refnet on concrete arrays, outside the transformation")
+
+
+def _jax_x64() -> bool:
+    """JAX's process-wide (or ``jax.enable_x64`` context) switch for 64-bit types."""
+    return bool(sys.modules["jax"].config.jax_enable_x64)
+
+
+def _is_jax_tracer(x) -> bool:
+    """True for an abstract JAX value (inside jit, vmap, grad, ...). Without an
+    import: a program that never imported jax holds no tracer."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
 
 
 def is_float_dtype(xp, dtype) -> bool:

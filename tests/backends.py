@@ -1,5 +1,7 @@
 """The test backends: one place that knows how to put host data on each library.
 
+Rows: NumPy, ``array_api_strict`` (two devices), PyTorch, JAX (x64 on) and,
+with a GPU, CuPy, PyTorch CUDA and JAX CUDA; float32 variants of the CPU ones.
 ``Backend.asarray(a)`` moves a NumPy array onto the backend (cast to the
 backend's dtype); ``Backend.numpy(x)`` brings a result back; ``Backend.params``
 does both for a parameter list. Tolerances for comparing a backend's results
@@ -7,6 +9,7 @@ with the NumPy float64 reference live here (``rtol``/``atol``).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -58,6 +61,38 @@ def _cupy(a):
     return cupy.asarray(a)
 
 
+def _jax(platform):
+    """A JAX backend's constructor. Building it turns ``jax_enable_x64`` on (refnet refuses
+    JAX arrays without it). The switch is process-global: from then on every JAX array this
+    test process makes defaults to 64 bits; a test that needs it off uses :func:`jax_x64`."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    dev = jax.devices(platform)[0]
+    return lambda a: jax.numpy.asarray(a, device=dev)
+
+
+@contextlib.contextmanager
+def jax_x64(enabled):
+    """``jax_enable_x64`` set to ``enabled`` inside the block, restored after it."""
+    import jax
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def _jax_cuda_available():
+    if importlib.util.find_spec("jax") is None or not _nvidia_driver():
+        return False
+    import jax
+    try:
+        return len(jax.devices("gpu")) > 0
+    except RuntimeError:                     # the CPU-only jaxlib has no gpu platform
+        return False
+
+
 def _torch_cuda(a):
     import torch
     return torch.asarray(a, device="cuda")
@@ -98,10 +133,17 @@ ALL = {
               None if importlib.util.find_spec("torch") else "torch is not installed"),
     "torch-float32": (lambda: Backend("torch-float32", "float32", _torch, **F32),
                       None if importlib.util.find_spec("torch") else "torch is not installed"),
+    "jax": (lambda: Backend("jax", "float64", _jax("cpu")),
+            None if importlib.util.find_spec("jax") else "jax is not installed"),
+    "jax-float32": (lambda: Backend("jax-float32", "float32", _jax("cpu"), **F32),
+                    None if importlib.util.find_spec("jax") else "jax is not installed"),
     "cupy": (lambda: Backend("cupy", "float64", _cupy),
              None if _cuda_available() else "CuPy with a CUDA device is not available"),
     "torch-cuda": (lambda: Backend("torch-cuda", "float64", _torch_cuda),
                    None if _torch_cuda_available() else "torch with a CUDA device is not available"),
+    "jax-cuda": (lambda: Backend("jax-cuda", "float64", _jax("gpu")),
+                 None if _jax_cuda_available() else "jax with a CUDA device is not available (CI installs the "
+                                                    "CPU-only jax)"),
 }
-GPU = ["cupy", "torch-cuda"]        # marked ``gpu`` (tests/conftest.py)
+GPU = ["cupy", "torch-cuda", "jax-cuda"]    # marked ``gpu`` (tests/conftest.py)
 CORE = ["numpy", "strict"]          # every core test runs on both

@@ -2,15 +2,16 @@
 
 One small fixed scenario (3-5-4-2 tanh network, 6 samples, seed 0) is run on
 each backend of the ``any_backend`` matrix (tests/backends.py: NumPy, both
-``array_api_strict`` devices, float32 variants, PyTorch, CuPy when a GPU is
-present). Each case returns a nested structure of arrays; :func:`expect` (the
+``array_api_strict`` devices, float32 variants, PyTorch, JAX with x64, CuPy and
+the CUDA builds when a GPU is present). Each case returns a nested structure of arrays; :func:`expect` (the
 one place results are compared) checks that every returned array stayed on
 the input's namespace, device and dtype, and agrees with the NumPy float64
 reference (the same case run on the ``numpy`` backend) within the backend's
 documented ``rtol``/``atol``.
 
 Also here: bit-identical ``MLP.init(like=...)``, mixed namespaces/devices
-raising ``TypeError``, and the static rule that no array-code module names an
+raising ``TypeError`` that names the libraries, JAX tracers and JAX without x64
+refused with a ``TypeError`` that says why, and the static rule that no array-code module names an
 array library (see ``refnet/backend.py``).
 """
 from __future__ import annotations
@@ -216,7 +217,9 @@ def _backend(name):
 
 MIXES = [("numpy", "strict", "librar"), ("strict", "numpy", "librar"), ("strict", "strict-device1", "device"),
          ("strict-device1", "strict", "device"), ("torch", "numpy", "librar"), ("numpy", "torch", "librar"),
-         ("cupy", "numpy", "librar"), ("torch-cuda", "torch", "device"), ("torch", "torch-cuda", "device")]
+         ("cupy", "numpy", "librar"), ("torch-cuda", "torch", "device"), ("torch", "torch-cuda", "device"),
+         ("jax", "numpy", "librar"), ("numpy", "jax", "librar"), ("jax", "torch", "librar"),
+         ("torch", "jax", "librar"), ("jax-cuda", "jax", "device")]
 
 
 def _mixed_calls(a, b):
@@ -253,6 +256,88 @@ def test_mixed_namespaces_and_devices_raise_type_error(a, b, what):
             call()
         msg = str(err.value)
         assert arg in msg and what in msg, f"unclear message for {arg} ({a} + {b}): {msg}"
+
+
+# The library as error messages name it (not its module: "JAX", not "jaxlib")
+LIBRARY = {"numpy": "a NumPy", "strict": "an array_api_strict", "torch": "a PyTorch", "jax": "a JAX",
+           "cupy": "a CuPy"}
+
+
+@pytest.mark.parametrize("a,b", [("numpy", "jax"), ("jax", "numpy"), ("torch", "jax"), ("jax", "torch"),
+                                 ("numpy", "torch"), ("torch", "numpy"), ("strict", "numpy"),
+                                 ("numpy", "strict"), ("jax", "strict"),
+                                 pytest.param("cupy", "numpy", marks=pytest.mark.gpu)])
+def test_mixed_library_message_names_the_libraries(a, b):
+    A, B = _backend(a), _backend(b)
+    with pytest.raises(TypeError) as err:
+        NET.forward(Inputs(A).params, Inputs(B).X)
+    assert str(err.value) == (f"X is {LIBRARY[b]} array but params[0][0] is {LIBRARY[a]} array; "
+                              f"pass arrays of one library")
+
+
+# ------------------------------------------------------------------ JAX
+def _jax_calls(jax, inp):
+    """(what, the argument that is traced or None, call) running refnet inside a JAX transformation."""
+    p, X, T, G, anchors = inp.params, inp.X, inp.T, inp.G, inp.anchors
+    g = inp.grads(p)
+    opt = refnet.Momentum(0.1, 0.9)
+    return [
+        ("vmap over rows", "X", lambda: jax.vmap(lambda x: NET.forward(p, x[None, :]))(X)),
+        ("jit, traced X", None, lambda: jax.jit(lambda X: NET.vjp(p, X, G))(X)),   # params: traced sums
+        ("jit, closed-over arrays", None, lambda: jax.jit(lambda: NET.forward(p, X))()),
+        ("grad of the loss", "params[0][0]", lambda: jax.grad(lambda q: NET.loss_and_grads(q, X, T)[0])(p)),
+        ("jit of jacobian", None, lambda: jax.jit(lambda: NET.jacobian(p, X))()),
+        ("vmap of project_out", "anchors", lambda: jax.vmap(
+            lambda a: refnet.project_out(NET, p, g, a[None, :]))(anchors)),
+        ("jit of frozen_step", None, lambda: jax.jit(lambda: refnet.frozen_step(
+            NET, p, X, G, freeze=[0], lr=0.1, anchors=anchors))()),
+        ("jit of an optimizer step", "params[0][0]", lambda: jax.jit(lambda q: opt.step(q, g, opt.init(q)))(p)),
+        ("vmap of average_incoming", "A", lambda: jax.vmap(refnet.average_incoming)(inp.C)),
+    ]
+
+
+def test_jax_transformations_raise_a_clear_type_error():
+    """refnet decides on the host from concrete values, so jit/vmap/grad are refused up
+    front, with a TypeError that says so (not JAX's ConcretizationTypeError, a TypeError
+    subclass, nor "X is on device None") and names the traced argument when there is one."""
+    B = _backend("jax")
+    import jax
+    for what, arg, call in _jax_calls(jax, Inputs(B)):
+        with pytest.raises(TypeError) as err:
+            call()
+        msg = str(err.value)
+        assert type(err.value) is TypeError, f"{what}: {type(err.value).__name__}: {msg}"
+        assert "refnet cannot run inside jax.jit, jax.vmap, jax.grad" in msg and "concrete values" in msg, \
+            f"{what}: {msg}"
+        want = f"{arg} is a JAX tracer" if arg else "refnet was called inside a JAX transformation"
+        assert msg.startswith(want), f"{what}: {msg}"
+
+
+def test_jax_without_x64_is_refused():
+    """Without jax_enable_x64 JAX silently makes float32 of float64 (params, the frozen-output
+    linear algebra): refnet refuses JAX arrays then, naming the argument and the switch."""
+    _backend("jax")
+    import jax
+    from backends import jax_x64
+    host = _host_data()
+    with jax_x64(False):
+        X = jax.numpy.asarray(host["X"])                  # float32: the float64 data already lost
+        G = jax.numpy.asarray(host["G"])
+        assert X.dtype == jax.numpy.float32
+        calls = [("like", lambda: NET.init(seed=SEED, like=X)),
+                 ("like", lambda: NET.init(seed=SEED, dtype="float64", like=X)),
+                 ("params[0][0]", lambda: NET.forward([(X[:3, :], X[0, :5]), (G[:5, :], G[0, :])], X)),
+                 ("A", lambda: refnet.average_incoming(X)),
+                 ("like", lambda: refnet.averaging_matrix(3, like=X))]
+        for arg, call in calls:
+            with pytest.raises(TypeError) as err:
+                call()
+            assert str(err.value).startswith(f"{arg} is a JAX array, and JAX has x64 disabled"), str(err.value)
+            assert 'jax.config.update("jax_enable_x64", True)' in str(err.value)
+        with pytest.raises(TypeError, match="X is a JAX array but params.0..0. is a NumPy array"):
+            NET.forward(NET.init(seed=SEED), X)            # mixing libraries is the first problem
+    assert jax.config.jax_enable_x64
+    NET.init(seed=SEED, like=X)                            # the float32 array is accepted with x64 on
 
 
 # --------------------------------------------------------------- save/load

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import refnet
+from backends import ALL, jax_x64
 from refnet.backend import is_array, to_numpy
 
 
@@ -118,8 +119,8 @@ CASES = [
     Case("forward-X-empty", lambda e: call(e.net.forward, e.P, e.X[:0]), V, "X is empty"),
     Case("forward-X-list", lambda e: call(e.net.forward, e.P, e.X.tolist()), T_, "X must be an array"),
     Case("forward-X-strict-params-numpy", lambda e: call(e.net.forward, e.P, xs.asarray(e.X)), T_,
-         "X is a array_api_strict array but params[0][0] is a numpy array"),
-    Case("forward-X-numpy-params-strict", lambda e: call(e.net.forward, e.Ps, e.X), T_, "X is a numpy array"),
+         "X is an array_api_strict array but params[0][0] is a NumPy array"),
+    Case("forward-X-numpy-params-strict", lambda e: call(e.net.forward, e.Ps, e.X), T_, "X is a NumPy array"),
     Case("forward-X-other-device", lambda e: call(e.net.forward, e.Ps, xs.asarray(e.X, device=xs.Device("device1"))),
          T_, "X is on device"),
     # ---- forward: params -------------------------------------------------------------------
@@ -190,7 +191,7 @@ CASES = [
     Case("unflatten-float32", lambda e: call(refnet.unflatten, np.zeros(26, dtype=np.float32), e.P), T_,
          "v has dtype float32"),
     Case("unflatten-mixed-libraries", lambda e: call(refnet.unflatten, xs.zeros(26, dtype=xs.float64), e.P), T_,
-         "v is a array_api_strict array"),
+         "v is an array_api_strict array"),
     Case("unflatten-like-bad", lambda e: call(refnet.unflatten, np.zeros(26), [e.P[0]] * 2), V, ("like[1][0]", "has 3 rows")),
     # ---- optimizer constructors ------------------------------------------------------------
     Case("sgd-lr-zero", lambda e: call(refnet.SGD, 0.0), V, "lr must be a finite number > 0, got 0.0"),
@@ -318,7 +319,7 @@ CASES = [
     Case("frozen-anchors-width", lambda e: call(refnet.frozen_step, e.net, e.P, e.X, e.G, freeze=[0], lr=0.1,
                                                 anchors=e.X[:, :1]), V, "anchors must have shape (n, 3), got (5, 1)"),
     Case("frozen-anchors-strict", lambda e: call(refnet.frozen_step, e.net, e.P, e.X, e.G, freeze=[0], lr=0.1,
-                                                 anchors=xs.asarray(e.X)), T_, "anchors is a array_api_strict array"),
+                                                 anchors=xs.asarray(e.X)), T_, "anchors is an array_api_strict array"),
     Case("frozen-retract-not-bool", lambda e: call(refnet.frozen_step, e.net, e.P, e.X, e.G, freeze=[0], lr=0.1,
                                                    retract="yes"), T_, "retract must be True or False"),
     Case("frozen-G-shape", lambda e: call(refnet.frozen_step, e.net, e.P, e.X, e.G[:, :1], freeze=[0], lr=0.1), V,
@@ -370,7 +371,7 @@ CASES = [
          "state.frozen contains NaN or Inf"),
     Case("projected-step-frozen-strict", lambda e: call(e.proj.step, e.P, e.grads,
                                                         e.s_proj._replace(frozen=xs.asarray(e.s_proj.frozen))), T_,
-         "state.frozen is a array_api_strict array"),
+         "state.frozen is an array_api_strict array"),
     Case("projected-step-grads-nan", lambda e: call(e.proj.step, e.P, poison(e.grads, 1, 1), e.s_proj), V,
          "grads[1][1] contains NaN or Inf"),
     Case("projected-step-params-nan", lambda e: call(e.proj.step, poison(e.P, 1, 0), e.grads, e.s_proj), V,
@@ -392,7 +393,41 @@ CASES = [
          "which checkpoints cannot store"),
     Case("load-missing", lambda e: call(refnet.load, e.path), V, "does not exist"),
     Case("load-not-a-checkpoint", lambda e: call(refnet.load, e.text_file), V, "truncated, corrupted or not a refnet"),
+    # ---- JAX (skipped without jax) ------------------------------------------------------------
+    Case("forward-X-jax-params-numpy", lambda e: call(e.net.forward, e.P, jax_backend().asarray(e.X)), T_,
+         "X is a JAX array but params[0][0] is a NumPy array"),
+    Case("forward-X-numpy-params-jax", lambda e: call(e.net.forward, jax_backend().params(e.P), e.X), T_,
+         "X is a NumPy array but params[0][0] is a JAX array"),
+    Case("forward-jax-vmap", lambda e: call(jax().vmap(
+        lambda x: e.net.forward(jax_backend().params(e.P), x[None, :])), jax_backend().asarray(e.X)), T_,
+         ("X is a JAX tracer", "refnet cannot run inside jax.jit, jax.vmap, jax.grad")),
+    Case("loss-jax-grad", lambda e: call(jax().grad(
+        lambda q: e.net.loss_and_grads(q, jax_backend().asarray(e.X), jax_backend().asarray(e.T))[0]),
+        jax_backend().params(e.P)), T_, "params[0][0] is a JAX tracer"),
+    Case("init-like-jax-without-x64", lambda e: call(without_x64(e.net.init), seed=0,
+                                                      like=ALL["jax-float32"][0]().asarray(e.X)), T_,
+         ("like is a JAX array, and JAX has x64 disabled", 'jax.config.update("jax_enable_x64", True)')),
 ]
+
+
+def jax_backend():
+    """The jax float64 test backend (building it turns x64 on); skips without jax."""
+    pytest.importorskip("jax")
+    return ALL["jax"][0]()
+
+
+def jax():
+    jax_backend()
+    import jax
+    return jax
+
+
+def without_x64(f):
+    """f run with jax_enable_x64 off (restored afterwards)."""
+    def call_without_x64(*args, **kwargs):
+        with jax_x64(False):
+            return f(*args, **kwargs)
+    return call_without_x64
 
 
 def _walk(obj, path="env", seen=None):
