@@ -1,4 +1,4 @@
-"""A conformance kit: check your own optimizer (any framework) against refnet.
+"""Optimizer trajectories: check a whole training run of your optimizer against refnet.
 
 Three pieces:
 
@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import optim
-from .backend import is_array, to_numpy
-from .mlp import MLP
+from .. import optim
+from .._checks import count
+from ..backend import is_array, to_numpy
+from ..mlp import MLP
 
 OPTIMIZERS = ("averaged_momentum", "momentum", "sgd")
 
@@ -53,6 +54,9 @@ class Scenario:
     loss: "mse" (T is standard normal) or "softmax_cross_entropy" (T is one-hot
         of random classes).
     momentum, nesterov, include_bias: used by the optimizers that take them.
+    n_steps: at least 1; momentum optimizers need at least 2, because the
+        buffer is zero before step 1, so step 1 of every momentum variant
+        (standard, incoming- or outgoing-averaged) is the same SGD step.
     """
     sizes: tuple = (6, 5, 3)
     activation: str = "tanh"
@@ -65,6 +69,9 @@ class Scenario:
     nesterov: bool = False
     include_bias: bool = False
     n_steps: int = 10
+
+    def __post_init__(self):
+        count(self.n_steps, "n_steps", 1)
 
     def network(self) -> MLP:
         return MLP(list(self.sizes), activation=self.activation, output_activation=self.output_activation)
@@ -97,7 +104,14 @@ class Scenario:
 
 def reference_trajectory(scenario: Scenario, optimizer: str = "averaged_momentum"):
     """refnet's parameters at steps 0..n_steps: a list of n_steps + 1 lists
-    ``[(W_1, b_1), ...]`` of NumPy float64 arrays (refnet layout, W (n_in, n_out))."""
+    ``[(W_1, b_1), ...]`` of NumPy float64 arrays (refnet layout, W (n_in, n_out)).
+
+    Raises ValueError for a momentum optimizer with ``n_steps < 2``: its first
+    step is plain SGD whatever the averaging, so such a trajectory could not
+    catch a wrong averaging axis."""
+    if optimizer != "sgd" and scenario.n_steps < 2:
+        raise ValueError(f"n_steps must be >= 2 for {optimizer!r}: the momentum buffer is zero before step 1, "
+                         f"so a 1-step trajectory cannot tell incoming from outgoing (or no) averaging")
     net, opt = scenario.network(), scenario.optimizer(optimizer)
     X, T = scenario.data()
     params = scenario.initial_params()
@@ -182,6 +196,10 @@ def compare_trajectories(reference, candidate, rtol: float = 1e-10, atol: float 
     """
     if layout not in ("refnet", "torch"):
         raise ValueError(f"layout must be 'refnet' or 'torch', got {layout!r}")
+    for name, traj in (("reference", reference), ("candidate", candidate)):
+        if len(traj) < 2:
+            raise ValueError(f"{name} must hold step 0 (the initial parameters) and at least one step, "
+                             f"got {len(traj)} entr{'y' if len(traj) == 1 else 'ies'}: nothing to compare")
     n = min(len(reference), len(candidate))
     first = None
     max_err = 0.0
@@ -205,7 +223,7 @@ def compare_trajectories(reference, candidate, rtol: float = 1e-10, atol: float 
     msg = "" if len(candidate) == len(reference) else (
         f"candidate has {len(candidate) - 1} steps, reference {len(reference) - 1}; compared {n - 1}")
     ok = first is None and len(candidate) == len(reference)
-    kw = dict(n_steps=max(n - 1, 0), max_abs_error=max_err, rtol=rtol, atol=atol, layout=layout, message=msg)
+    kw = dict(n_steps=n - 1, max_abs_error=max_err, rtol=rtol, atol=atol, layout=layout, message=msg)
     if first is None:
         return Report(ok=ok, **kw)
     s, name, idx, rv, cv = first

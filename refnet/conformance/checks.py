@@ -1,0 +1,380 @@
+"""One check per quantity: run the port and refnet on a :class:`Case`, compare within the derived tolerance.
+
+Each ``check_<quantity>(port, case)`` returns ``None`` when the port agrees,
+a :class:`Mismatch` when it does not, and raises :class:`NotComparable` when
+the case has no well-defined answer at the dtype's precision (the reason is
+reported; such cases are skipped, not passed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+import refnet
+from . import layout as lay
+from . import tolerances as tl
+from ..backend import is_array, to_numpy
+from ..frozen import RetractionError
+
+# quantity -> (port method it needs, quantities it is built on), in computation order
+QUANTITIES = {
+    "forward": ("forward", ()),
+    "loss": ("loss_and_grads", ("forward",)),
+    "vjp": ("vjp", ("forward",)),
+    "grads": ("loss_and_grads", ("loss", "vjp")),
+    "jacobian": ("jacobian", ("vjp",)),
+    "project_out": ("project_out", ("jacobian",)),
+    "frozen_step": ("frozen_step", ("project_out", "vjp")),
+    "optimizer_step": ("optimizer_step", ()),
+    "trajectory": ("optimizer_step", ("optimizer_step",)),
+    "projected_trajectory": (("optimizer_step", "project_out"), ("trajectory", "project_out")),
+}
+
+
+class NotComparable(Exception):
+    """The case has no answer that can be compared entrywise (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first entry (or invariant) where the port differs from refnet by more than the tolerance.
+
+    where: the entry in the port's own layout, e.g. "step 2, W_1[3, 0]" or "Y[1, 0]",
+        or the invariant that failed; reference, candidate, tol: the values there.
+    """
+    quantity: str
+    where: str
+    reference: float
+    candidate: float
+    tol: float
+    detail: str = ""
+
+    def __str__(self):
+        diff = abs(self.candidate - self.reference) if np.isfinite(self.candidate) else np.inf
+        s = (f"{self.quantity}: {self.where}: reference {self.reference!r}, candidate {self.candidate!r}, "
+             f"|difference| {diff:.3e} > tolerance {self.tol:.3e}")
+        return s + (f"\n  {self.detail}" if self.detail else "")
+
+
+def _host(x):
+    """A port's result as NumPy float64 (GPU arrays and tensors that require grad are copied to the host)."""
+    return np.asarray(to_numpy(x) if is_array(x) else x, dtype=np.float64)
+
+
+def _tree(result, what):
+    """[(W, b), ...] or [W_1, b_1, ...] -> [(W, b), ...] as NumPy float64."""
+    flat = [x for item in result for x in (item if isinstance(item, (list, tuple)) else (item,))]
+    if len(flat) % 2:
+        raise ValueError(f"{what} must hold W_1, b_1, W_2, b_2, ...; got {len(flat)} arrays")
+    return [(_host(flat[i]), _host(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+
+def _dtype(port):
+    return getattr(port, "dtype", "float64")
+
+
+def inputs(port, case):
+    """The case's arrays rounded to the port's dtype (kept as float64), and spec = the refnet.MLP."""
+    a = case.arrays()
+    if _dtype(port) == "float32":
+        r = lambda x: np.asarray(x, np.float32).astype(np.float64)
+        a = {k: ([(r(W), r(b)) for W, b in v] if isinstance(v, list) else r(v)) for k, v in a.items()}
+    return case.network(), a
+
+
+def first_mismatch(quantity, named, layout="refnet", prefix=""):
+    """named: [(name, reference, candidate, tol)] in refnet layout. The first entry (in list order,
+    then the largest |c - r| / tol within it) with |c - r| > tol, indexed in ``layout``; or None."""
+    for name, r, c, tol in named:
+        r, tol = np.asarray(r, np.float64), np.broadcast_to(np.asarray(tol, np.float64), np.shape(r))
+        if layout == "torch" and name.startswith(("W_", "dW_")):
+            r, tol = r.T, tol.T                                            # refnet (in, out) -> torch (out, in)
+        if c.shape != r.shape:
+            return Mismatch(quantity, f"{prefix}{name}", np.nan, np.nan, 0.0,
+                            f"shape {c.shape}, expected {r.shape} in layout {layout!r}")
+        err = np.where(np.isnan(c - r), np.inf, np.abs(c - r))             # |c - r|, NaN counts as infinite
+        bad = err > tol
+        if np.any(bad):
+            ratio = np.where(bad, err / np.maximum(tol, np.finfo(np.float64).tiny), 0.0)
+            idx = np.unravel_index(int(np.argmax(ratio)), r.shape)
+            where = f"{prefix}{name}[{', '.join(str(int(i)) for i in idx)}]" if r.ndim else f"{prefix}{name}"
+            return Mismatch(quantity, where, float(r[idx]), float(c[idx]), float(tol[idx]))
+    return None
+
+
+def _named(prefix, tree, layout):
+    """[(W_1, b_1), ...] -> [("W_1", W_1 in layout), ("b_1", b_1), ...] (refnet-layout input)."""
+    return [(f"{k}{prefix}_{l}", x.T if (layout == "torch" and k.endswith("W")) else x)
+            for l, (W, b) in enumerate(tree, start=1) for k, x in (("W", W), ("b", b))]
+
+
+def _compare_trees(quantity, ref, cand, tol, layout, kind="", where="", detail=""):
+    """Compare two [(W, b)] trees (ref and tol in refnet layout, cand in the port's layout)."""
+    named = [(f"{kind}{k}_{l}", r, c, t)
+             for l, ((rW, rb), (cW, cb), (tW, tb)) in enumerate(zip(ref, cand, tol), start=1)
+             for k, r, c, t in (("W", rW, cW, tW), ("b", rb, cb, tb))]
+    if len(cand) != len(ref):
+        return Mismatch(quantity, where + "parameter list", len(ref), len(cand), 0.0,
+                        f"{len(cand)} layers, expected {len(ref)}")
+    mis = first_mismatch(quantity, named, layout, where)
+    return mis if mis is None or not detail else replace(mis, detail=detail)
+
+
+# ------------------------------------------------------------------------------ quantities
+def check_forward(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    As, _, Es = tl.forward_bound(spec, a["params"], a["X"], eps)
+    Y = _host(port.forward(spec, lay.to_layout(a["params"], port.layout), a["X"]))
+    return first_mismatch("forward", [("Y", np.asarray(spec.forward(a["params"], a["X"])), Y, tl.SAFETY * Es[-1])])
+
+
+def _loss_parts(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
+    L_ref, g_ref = spec.loss_and_grads(a["params"], a["X"], a["T"], loss=case.loss)
+    _, G, E_L, E_G = tl.loss_bound(case.loss, fwd[0][-1], a["T"], fwd[2][-1], eps)
+    L, grads = port.loss_and_grads(spec, lay.to_layout(a["params"], port.layout), a["X"], a["T"], case.loss)
+    return spec, a, eps, fwd, (float(L_ref), g_ref), (G, E_L, E_G), (_host(L), _tree(grads, "loss_and_grads"))
+
+
+def check_loss(port, case):
+    _, _, _, _, (L_ref, _), (_, E_L, _), (L, _) = _loss_parts(port, case)
+    return first_mismatch("loss", [(f"L ({case.loss})", np.asarray(L_ref), L, tl.SAFETY * E_L)])
+
+
+def check_grads(port, case):
+    spec, a, eps, fwd, (_, g_ref), (G, _, E_G), (_, grads) = _loss_parts(port, case)
+    E = tl.backward_bound(spec, a["params"], fwd, G[None], E_G[None], eps)
+    tol = [(tl.SAFETY * eW, tl.SAFETY * eb) for eW, eb in E]
+    return _compare_trees("grads", [(np.asarray(W), np.asarray(b)) for W, b in g_ref], grads, tol, port.layout, "d")
+
+
+def check_vjp(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
+    E = tl.backward_bound(spec, a["params"], fwd, a["G"][None], np.zeros_like(a["G"])[None], eps)
+    ref = spec.vjp(a["params"], a["X"], a["G"])
+    cand = _tree(port.vjp(spec, lay.to_layout(a["params"], port.layout), a["X"], a["G"]), "vjp")
+    return _compare_trees("vjp", ref, cand, [(tl.SAFETY * eW, tl.SAFETY * eb) for eW, eb in E], port.layout, "d")
+
+
+def _jacobian_bound(spec, a, outputs, eps):
+    """refnet's J (m, p) at X for ``outputs`` and the bound on its entries' error."""
+    fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
+    n, n_L = a["X"].shape[0], spec.sizes[-1]
+    S = np.broadcast_to(np.eye(n_L)[list(outputs)][:, None, :], (len(outputs), n, n_L))    # one-hot seeds
+    E_J = tl.backward_bound(spec, a["params"], fwd, S, np.zeros(S.shape), eps, per_sample=True)
+    return np.asarray(spec.jacobian(a["params"], a["X"], outputs=list(outputs))), E_J
+
+
+def check_jacobian(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    outputs = list(case.freeze)
+    J_ref, E_J = _jacobian_bound(spec, a, outputs, eps)
+    rows, cols = getattr(port, "jacobian_rows", "output_major"), getattr(port, "jacobian_columns", "refnet")
+    n, K = a["X"].shape[0], len(outputs)
+    J = _host(port.jacobian(spec, lay.to_layout(a["params"], port.layout), a["X"], outputs))
+    to_port = lambda M: lay.jacobian_from_refnet(M, spec.sizes, n, K, rows, cols)
+    mis = first_mismatch("jacobian", [("J", to_port(J_ref), J, to_port(tl.SAFETY * E_J))])
+    if mis is None or J.shape != J_ref.shape:
+        return mis
+    r, c = (int(v) for v in mis.where[2:-1].split(", "))
+    out_major = int(lay.row_index(n, K, rows)[r])
+    entry = (f"J[{r}, {c}] = d Y[{out_major % n}, {outputs[out_major // n]}] / d "
+             f"{lay.column_name(spec.sizes, cols, c, port.layout)} (rows {rows}, columns {cols})")
+    return Mismatch("jacobian", entry, mis.reference, mis.candidate, mis.tol,
+                    "declare the port's orders with attributes jacobian_rows / jacobian_columns "
+                    "(refnet.conformance.layout) if they are not refnet's")
+
+
+def _project_reference(spec, params, grads, X, freeze, eps):
+    """refnet's g_perp (dense: the definition), the SVD facts of J and the entry tolerance."""
+    J, E_J = _jacobian_bound(spec, {"params": params, "X": X}, freeze, eps)
+    facts = tl.svd_facts(J, eps)
+    g_perp = refnet.project_out(spec, params, grads, X, outputs=list(freeze), method="dense")
+    g_norm = float(np.linalg.norm(np.concatenate([x.ravel() for W, b in grads for x in (W, b)])))
+    return [(np.asarray(W), np.asarray(b)) for W, b in g_perp], facts, tl.projection_tol(facts, E_J, g_norm)
+
+
+def _ambiguous_reason(facts):
+    s = facts["ambiguous"]
+    return (f"rank ambiguous at this precision: singular value(s) {', '.join(f'{v:.2e}' for v in s[:3])} "
+            f"within a factor {tl.AMBIGUITY:g} of the cutoff max(m, p) eps s_max = {facts['cutoff']:.2e}")
+
+
+def _invariants_when_ambiguous(quantity, facts, g, g_perp, tol):
+    """Directions clear of the cutoff: V_keep^T g_perp ~ 0 and V_drop^T (g_perp - g) ~ 0."""
+    s, Vt = facts["s"], facts["Vt"]
+    flat = lambda t: np.concatenate([x.ravel() for W, b in t for x in (W, b)])
+    clear_keep = np.zeros(Vt.shape[0], bool)
+    clear_keep[:s.size] = s > facts["cutoff"] * tl.AMBIGUITY
+    clear_drop = np.ones(Vt.shape[0], bool)
+    clear_drop[:s.size] = s <= facts["cutoff"] / tl.AMBIGUITY
+    for name, rows, v in (("V_keep^T g_perp (kept directions removed)", clear_keep, flat(g_perp)),
+                          ("V_drop^T (g_perp - g) (dropped directions kept)", clear_drop, flat(g_perp) - flat(g))):
+        proj = Vt[rows] @ v
+        if proj.size and np.max(np.abs(proj)) > tol:
+            i = int(np.argmax(np.abs(proj)))
+            return Mismatch(quantity, f"{name}[{i}]", 0.0, float(proj[i]), tol, _ambiguous_reason(facts))
+    return None
+
+
+def check_project_out(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    params, X, grads, freeze = a["params"], a["X"], a["grads"], list(case.freeze)
+    ref, facts, tol = _project_reference(spec, params, grads, X, freeze, eps)
+    cand = _tree(port.project_out(spec, lay.to_layout(params, port.layout), lay.to_layout(grads, port.layout),
+                                  X, freeze), "project_out")
+    if facts["ambiguous"].size:
+        if len(cand) != len(ref):
+            return Mismatch("project_out", "parameter list", len(ref), len(cand), 0.0)
+        mis = _invariants_when_ambiguous("project_out", facts, grads, lay.from_layout(cand, port.layout), tol)
+        if mis is None:
+            raise NotComparable(_ambiguous_reason(facts) + "; invariants checked, entries not compared")
+        return mis
+    return _compare_trees("project_out", ref, cand, [(tol, tol)] * len(ref), port.layout, "d", "",
+                          f"tol = SAFETY (cutoff + |E_J|_F) / s_r |g|_2 with s_r = {facts['s_r']:.2e}, "
+                          f"s_max = {facts['s_max']:.2e}, cutoff = {facts['cutoff']:.2e}, rank {facts['rank']}")
+
+
+def check_frozen_step(port, case):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    params, X, G, freeze, lr = a["params"], a["X"], a["G"], list(case.freeze), case.lr
+    try:
+        ref, info = refnet.frozen_step(spec, params, X, G, freeze=freeze, lr=lr, method="dense")
+    except RetractionError as e:
+        raise NotComparable(f"refnet's own retraction does not converge here ({e})") from None
+    g = spec.vjp(params, X, G)
+    g_perp, facts, tol_p = _project_reference(spec, params, g, X, freeze, eps)
+    if facts["ambiguous"].size:
+        raise NotComparable(_ambiguous_reason(facts))
+    cand = lay.from_layout(_tree(port.frozen_step(spec, lay.to_layout(params, port.layout), X, G, freeze, lr, X),
+                                 "frozen_step"), port.layout)
+    if [W.shape for W, _ in cand] != [W.shape for W, _ in params]:
+        return Mismatch("frozen_step", "parameter shapes", np.nan, np.nan, 0.0,
+                        f"got {[W.shape for W, _ in cand]} in refnet layout, expected {[W.shape for W, _ in params]}")
+    c = lambda P: np.asarray(spec.forward(P, X))[:, freeze].T.ravel()     # frozen outputs, output-major (m,)
+    E_Y = tl.forward_bound(spec, cand, X, eps)[2][-1][:, freeze].T.ravel()
+    tol_c = info.tol + tl.SAFETY * float(E_Y.max(initial=0.0))
+    r = c(cand) - c(params)
+    if np.max(np.abs(r), initial=0.0) > tol_c or not np.all(np.isfinite(r)):
+        i = int(np.argmax(np.where(np.isfinite(r), np.abs(r), np.inf)))
+        return Mismatch("frozen_step", f"frozen output {freeze[i // X.shape[0]]} on anchor {i % X.shape[0]} "
+                        f"moved (invariant: frozen outputs constant)", float(c(params)[i]), float(c(cand)[i]), tol_c)
+    flat = lambda t: np.concatenate([x.ravel() for W, b in t for x in (W, b)])
+    d_ref = float(flat(g) @ (flat(ref) - flat(params)))                  # <g, theta'_ref - theta> = -lr |g_perp|^2
+    d_cand = float(flat(g) @ (flat(cand) - flat(params)))
+    # Minimum-norm retractions (Gauss-Newton, or a chord that keeps J of the step's start) all land
+    # within tol_c / s_r of each other only up to how much the row space of J turns over the step:
+    # their corrections (size delta) differ by about delta |J(theta_half) - J(theta)|_2 / s_r.
+    half = [(W - lr * gW, b - lr * gb) for (W, b), (gW, gb) in zip(params, g_perp)]   # theta - lr g_perp
+    delta = float(np.linalg.norm(flat(ref) - flat(half)))
+    turn = float(np.linalg.norm(np.asarray(spec.jacobian(half, X, outputs=freeze))
+                                - np.asarray(spec.jacobian(params, X, outputs=freeze)), 2))
+    tol = tl.SAFETY * (tol_c / facts["s_r"] + lr * tol_p + delta * turn / facts["s_r"])   # parameters, entrywise
+    slack = float(np.linalg.norm(flat(g))) * tol * np.sqrt(flat(g).size)  # what that tolerance allows in <g, .>
+    if not d_cand <= d_ref / 2 + slack:
+        return Mismatch("frozen_step", "progress <g, theta' - theta> on the trained outputs "
+                        "(invariant: at least half of refnet's first-order decrease)", d_ref, d_cand,
+                        abs(d_ref) / 2 + slack)
+    ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
+    return _compare_trees("frozen_step", ref, lay.to_layout(cand, port.layout), [(tol, tol)] * len(ref),
+                          port.layout, "", "new parameters ", f"invariants hold; tol = SAFETY (tol_c / s_r + lr tol_proj + delta |dJ| / s_r) "
+                          f"with tol_c = {tol_c:.2e}, s_r = {facts['s_r']:.2e}, retraction delta = {delta:.2e}, |dJ| = {turn:.2e}")
+
+
+def _refnet_optimizer(case):
+    if case.optimizer == "sgd":
+        return refnet.SGD(case.lr)
+    if case.optimizer == "momentum":
+        return refnet.Momentum(case.lr, case.momentum, nesterov=case.nesterov)
+    return refnet.AveragedMomentum(case.lr, case.momentum, include_bias=case.include_bias)
+
+
+def _accumulation(state):
+    return None if not hasattr(state, "accumulation") else [(np.asarray(W), np.asarray(b)) for W, b in state.accumulation]
+
+
+def check_optimizer_step(port, case):
+    """Steps 1 and 2: step 2 starts from refnet's parameters after step 1 (so errors do not compound)
+    and the port's own state; step 1 alone cannot see any averaging (the buffer starts at zero)."""
+    _, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    opt, hyper = _refnet_optimizer(case), case.hyper()
+    params, state, port_state = a["params"], None, None
+    for step, grads in ((1, a["grads"]), (2, a["grads2"])):
+        state = opt.init(params) if state is None else state
+        acc = _accumulation(state)
+        new, state = opt.step(params, grads, state)
+        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), lay.to_layout(params, port.layout),
+                                              lay.to_layout(grads, port.layout), port_state)
+        tol = tl.optimizer_tol(params, grads, acc, hyper, eps)
+        mis = _compare_trees("optimizer_step", [(np.asarray(W), np.asarray(b)) for W, b in new],
+                             _tree(out, "optimizer_step"), tol, port.layout, "", f"step {step}, ")
+        if mis:
+            return mis
+        params = [(np.asarray(W), np.asarray(b)) for W, b in new]
+    return None
+
+
+def _trajectory(port, case, projected):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
+    inner = _refnet_optimizer(case)
+    opt = refnet.Projected(inner, spec, X, freeze=freeze, retract=False, method="dense") if projected else inner
+    quantity = "projected_trajectory" if projected else "trajectory"
+    ref, cand = a["params"], a["params"]
+    state, port_state, tol_acc = opt.init(ref), None, 0.0
+    for step in range(1, case.n_steps + 1):
+        _, g_ref = spec.loss_and_grads(ref, X, T, loss=case.loss)
+        _, g_c = spec.loss_and_grads(cand, X, T, loss=case.loss)        # refnet's gradients at the port's params
+        g_c = [(np.asarray(W), np.asarray(b)) for W, b in g_c]
+        acc = _accumulation(state.inner if projected else state)
+        step_tol = max(float(t.max()) for tt in tl.optimizer_tol(ref, g_ref, acc, hyper, eps) for t in tt)
+        if projected:
+            facts_tol = _project_reference(spec, ref, g_ref, X, freeze, eps)
+            if facts_tol[1]["ambiguous"].size:
+                raise NotComparable(f"step {step}: " + _ambiguous_reason(facts_tol[1]))
+            step_tol += 2 * hyper["lr"] * (1 + hyper.get("momentum", 0.0) * step) * facts_tol[2]
+        tol_acc += step_tol                                               # errors add up over the steps
+        ref, state = opt.step(ref, g_ref, state)
+        ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
+        P = lay.to_layout(cand, port.layout)
+        if projected:                                                    # the port's own projection, twice
+            g_c = lay.from_layout(_tree(port.project_out(spec, P, lay.to_layout(g_c, port.layout), X, freeze),
+                                        "project_out"), port.layout)
+        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P, lay.to_layout(g_c, port.layout),
+                                              port_state)
+        new = lay.from_layout(_tree(out, "optimizer_step"), port.layout)
+        if projected:
+            U = [(W - nW, b - nb) for (W, b), (nW, nb) in zip(cand, new)]  # the port's update theta - theta'
+            U = lay.from_layout(_tree(port.project_out(spec, P, lay.to_layout(U, port.layout), X, freeze),
+                                      "project_out"), port.layout)
+            new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
+        cand = new
+        mis = _compare_trees(quantity, ref, lay.to_layout(cand, port.layout), [(tol_acc, tol_acc)] * len(ref),
+                             port.layout, "", f"step {step}, ")
+        if mis:
+            return mis
+    return None
+
+
+def check_trajectory(port, case):
+    """n_steps full-batch steps of the case's optimizer, driven by refnet's gradients at the port's parameters."""
+    return _trajectory(port, case, projected=False)
+
+
+def check_projected_trajectory(port, case):
+    """refnet.Projected(optimizer, retract=False) against the port's project_out + optimizer_step + project_out."""
+    return _trajectory(port, case, projected=True)
+
+
+CHECKS = {q: globals()[f"check_{q}"] for q in QUANTITIES}

@@ -1,0 +1,212 @@
+"""The runner: every quantity the port implements, in computation order, on the core cases then hypothesis.
+
+``run(port)`` returns a :class:`RunReport`; ``python -m refnet conformance run
+--port MODULE:ATTR`` prints it and exits 0 only when everything that ran passed.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pathlib
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from . import checks
+from .cases import Case, core_cases
+from .layout import COLUMN_ORDERS, LAYOUTS, ROW_ORDERS
+
+# hypothesis examples per quantity after the core cases; "quick" is the default (and CI's)
+PROFILES = {"quick": dict(max_examples=25, derandomize=True), "deep": dict(max_examples=1000, derandomize=False)}
+
+
+@dataclass
+class QuantityResult:
+    """status: "pass", "fail", "skip" (the port lacks the method) or "blocked" (a quantity it is built on failed).
+
+    n_cases: cases compared; not_comparable: [(case, reason)] of cases with no
+    well-defined answer at this precision (not counted as passed); mismatch, case:
+    the failure and the (shrunk, when ``shrunk``) case that shows it.
+    """
+    quantity: str
+    status: str
+    reason: str = ""
+    n_cases: int = 0
+    not_comparable: list = field(default_factory=list)
+    mismatch: checks.Mismatch | None = None
+    case: Case | None = None
+    shrunk: bool = False
+
+
+@dataclass
+class RunReport:
+    port: str
+    layout: str
+    profile: str
+    results: list
+    replay: str = "python -m refnet conformance run --port MODULE:ATTR"
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed or was blocked (skipped quantities are allowed: the port lacks them)."""
+        return all(r.status in ("pass", "skip") for r in self.results)
+
+    def __bool__(self):
+        return self.ok
+
+    def replay_command(self, r: QuantityResult) -> str:
+        return f"{self.replay} --quantity {r.quantity} --case {shlex.quote(r.case.to_json())}"
+
+    def __str__(self):
+        lines = [f"refnet conformance: port {self.port!r} (layout {self.layout!r}), profile {self.profile!r}"]
+        for r in self.results:
+            info = {"pass": f"{r.n_cases} cases", "fail": str(r.mismatch.where) if r.mismatch else "",
+                    "skip": r.reason, "blocked": r.reason}[r.status]
+            if r.not_comparable:
+                info += f"; {len(r.not_comparable)} not comparable (first: {r.not_comparable[0][1]})"
+            lines.append(f"  {r.status.upper():8s}{r.quantity:22s}{info}")
+        for r in self.results:
+            if r.status == "fail":
+                lines += ["", f"FAIL {r.mismatch}",
+                          f"  case ({'shrunk by hypothesis' if r.shrunk else 'core case'}): {r.case.to_json()}",
+                          f"  replay: {self.replay_command(r)}"]
+        lines.append("")
+        lines.append("OK: every quantity that ran agrees with refnet" if self.ok else
+                     "FAILED: " + ", ".join(r.quantity for r in self.results if r.status in ("fail", "blocked")))
+        return "\n".join(lines)
+
+
+def load_port(spec: str):
+    """"MODULE:ATTR" (or "path/to/file.py:ATTR") -> the port; a class is instantiated without arguments."""
+    if ":" not in spec:
+        raise ValueError(f"port must be MODULE:ATTR (e.g. my_port:Port), got {spec!r}")
+    module, attr = spec.rsplit(":", 1)
+    if module.endswith(".py"):
+        path = pathlib.Path(module).resolve()
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if mod_spec is None:
+            raise ValueError(f"cannot load a port module from {module!r}")
+        mod = importlib.util.module_from_spec(mod_spec)
+        sys.modules[path.stem] = mod
+        mod_spec.loader.exec_module(mod)
+    else:
+        mod = importlib.import_module(module)
+    obj = getattr(mod, attr)
+    return obj() if isinstance(obj, type) else obj
+
+
+def validate_port(port):
+    """The port's declared attributes must be valid (TypeError/ValueError naming the attribute)."""
+    if not isinstance(getattr(port, "name", None), str):
+        raise TypeError("port.name must be a string")
+    for attr, options, default in (("layout", LAYOUTS, None), ("jacobian_rows", ROW_ORDERS, "output_major"),
+                                   ("jacobian_columns", COLUMN_ORDERS, "refnet"),
+                                   ("dtype", ("float64", "float32"), "float64")):
+        value = getattr(port, attr, default)
+        if value not in options:
+            raise ValueError(f"port.{attr} must be one of {list(options)}, got {value!r}")
+    return port
+
+
+def _evaluate(port, quantity, case):
+    """None (agrees), a Mismatch, or NotComparable raised; an exception from the port is a Mismatch."""
+    try:
+        return checks.CHECKS[quantity](port, case)
+    except checks.NotComparable:
+        raise
+    except Exception as e:                                               # the port (or its output) broke
+        return checks.Mismatch(quantity, "the call raised", float("nan"), float("nan"), 0.0,
+                               f"{type(e).__name__}: {e}")
+
+
+class _Found(Exception):
+    def __init__(self, mismatch, case):
+        super().__init__(str(mismatch))
+        self.mismatch, self.case = mismatch, case
+
+
+def _hypothesis_search(port, quantity, settings_kw):
+    """Hypothesis over refnet.strategies.conformance_cases; returns (mismatch, shrunk case, n) or (None, None, n)."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from ..strategies import conformance_cases
+    count = [0]
+
+    @settings(deadline=None, database=None, verbosity=Verbosity.quiet, report_multiple_bugs=False,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink], **settings_kw)
+    @given(case=conformance_cases())
+    def prop(case):
+        count[0] += 1
+        try:
+            mis = _evaluate(port, quantity, case)
+        except checks.NotComparable:
+            return
+        if mis is not None:
+            raise _Found(mis, case)
+
+    try:
+        prop()
+    except _Found as f:
+        return f.mismatch, f.case, count[0]
+    return None, None, count[0]
+
+
+def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunReport:
+    """Compare ``port`` with refnet, quantity by quantity (see refnet.conformance for the protocol).
+
+    profile: "quick" (core cases, then 25 hypothesis examples per quantity) or
+        "deep" (1000); hypothesis is optional: without it only the core cases run.
+    quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
+    replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
+    """
+    validate_port(port)
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    wanted = list(checks.QUANTITIES) if quantities is None else list(quantities)
+    for q in wanted:
+        if q not in checks.QUANTITIES:
+            raise ValueError(f"quantities must be among {list(checks.QUANTITIES)}, got {q!r}")
+    try:
+        import hypothesis  # noqa: F401
+        have_hypothesis = case is None
+    except ImportError:
+        have_hypothesis = False
+    results, status = [], {}
+    for q in checks.QUANTITIES:
+        if q not in wanted:
+            continue
+        methods, deps = checks.QUANTITIES[q]
+        methods = (methods,) if isinstance(methods, str) else methods
+        missing = [m for m in methods if not callable(getattr(port, m, None))]
+        broken = [d for d in deps if status.get(d) in ("fail", "blocked")]
+        if missing:
+            res = QuantityResult(q, "skip", f"port has no {' or '.join(missing)}")
+        elif broken:
+            res = QuantityResult(q, "blocked", f"blocked by {', '.join(broken)}")
+        else:
+            res = QuantityResult(q, "pass")
+            for c in ([case] if case is not None else core_cases()):
+                try:
+                    mis = _evaluate(port, q, c)
+                except checks.NotComparable as e:
+                    res.not_comparable.append((c, str(e)))
+                    continue
+                res.n_cases += 1
+                if mis is not None:
+                    res.status, res.mismatch, res.case = "fail", mis, c
+                    break
+            if have_hypothesis:
+                mis, shrunk, n = _hypothesis_search(port, q, PROFILES[profile])
+                res.n_cases += n
+                if mis is not None:
+                    res.status, res.mismatch, res.case, res.shrunk = "fail", mis, shrunk, True
+        status[q] = res.status
+        results.append(res)
+    return RunReport(port.name, port.layout, profile, results,
+                     replay or "python -m refnet conformance run --port MODULE:ATTR")
+
+
+def assert_conforms(port, profile="quick", **kw):
+    """pytest entry point: ``assert_conforms(MyPort())`` raises AssertionError with the full report."""
+    report = run(port, profile=profile, **kw)
+    assert report.ok, str(report)
+    return report

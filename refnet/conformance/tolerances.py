@@ -1,0 +1,168 @@
+"""Tolerances, derived per quantity and dtype from running error bounds (not chosen by hand).
+
+Notation: eps is the unit roundoff of the port's dtype (2^-52 in float64,
+2^-23 in float32), gamma_k = k eps (the bound of a k-term sum: |fl(x.y) - x.y|
+<= gamma_k |x|.|y|), SAFETY = 4 (two implementations, each within the bound,
+times 2 for the second-order terms the bounds leave out).
+
+* forward: the first-order running bound, layer by layer,
+      E_Z = gamma_{n_{l-1}+1} (|A_{l-1}| |W_l| + |b_l|) + E_A |W_l|,
+      E_A = |phi'(Z)| E_Z + 2 eps (|A_l| + 1)   (0 for identity and relu, exact);
+  the "+ 1": sigmoid, tanh and softplus are accurate to about eps absolutely,
+  not relatively, in correct implementations ((1 + tanh(z/2)) / 2 for the
+  sigmoid, log(1 + e^z) for softplus); an entry of Y may differ by SAFETY E_Y.  (Entrywise: relative to the
+  magnitude of the terms that make up that entry, not to the entry.)
+* loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
+* vjp / gradients: the same bound backwards, with phi' known to about
+  eps (1 + |phi'|) absolutely (1 - A^2 and 1 / cosh^2 differ by eps):
+      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) |phi'| + (|D_l| |W_l|^T) eps (1 + |phi'|),
+      E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
+  with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
+* jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
+* project_out: the projector of the thin SVD of J with singular values at or
+  below cutoff = max(m, p) eps s_max dropped. Perturbation theory of
+  orthogonal projectors (Wedin) gives
+      |g_perp_port - g_perp_ref| <= SAFETY (cutoff + |E_J|_F) / s_r |g|_2,
+  s_r the smallest kept singular value (so the bound is eps cond_r(J) |g| times
+  max(m, p)). A singular value within a factor AMBIGUITY of the cutoff can be
+  kept by one correct implementation and dropped by another (rounding moves
+  it by about eps s_max); then the rank is ill-defined at this precision, the
+  entries are not compared, and only the directions clear of the cutoff are
+  checked (V_keep^T g_perp ~ 0, and g_perp agrees with g along V_drop).
+* frozen_step: invariants first, then parameters:
+      frozen outputs on the anchors within tol_c = tol + SAFETY max E_Y, tol
+      being refnet's retraction tolerance (1e-12 max(1, max|c0|) in float64,
+      1e-5 ... in float32);
+      progress: <g, theta' - theta> at most half refnet's (negative) value;
+      parameters within SAFETY (tol_c / s_r + lr tol_proj + delta |dJ|_2 / s_r):
+      two minimum-norm retractions that both stop within tol_c differ by about
+      tol_c / s_r in the row space of J, plus, when one keeps J of the step's
+      start (a chord) and the other re-evaluates it (Gauss-Newton), the
+      correction size delta times how far the row space turns over the step,
+      |J(theta - lr g_perp) - J(theta)|_2 / s_r.
+* optimizer steps: |theta| + lr (|g| + mu (n_in + 2) |a|) per entry (the mean
+  over n_in + 1 terms, the update, the subtraction), times SAFETY eps; over a
+  trajectory of k steps, k times the largest per-step tolerance.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import ACTIVATIONS
+
+SAFETY = 4.0
+AMBIGUITY = 10.0
+EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps)}
+
+
+def eps_of(dtype) -> float:
+    if dtype not in EPS:
+        raise ValueError(f"dtype must be one of {list(EPS)}, got {dtype!r}")
+    return EPS[dtype]
+
+
+def forward_bound(spec, params, X, eps):
+    """Forward pass with its running error bound.
+
+    Returns (As, Zs, Es): A_l (n, n_l) for l = 0..L, Z_l for l = 1..L (Zs[0] None),
+    E_l the bound on the error of A_l (Es[0] = 0).
+    """
+    As, Zs, Es = [X], [None], [np.zeros_like(X)]
+    for l, (W, b) in enumerate(params, start=1):
+        phi = ACTIVATIONS[spec.activation if l < len(params) else spec.output_activation]
+        A = As[-1]
+        Z = A @ W + b                                                      # Z_l = A_{l-1} W_l + b_l
+        E_Z = (W.shape[0] + 1) * eps * (np.abs(A) @ np.abs(W) + np.abs(b)) + Es[-1] @ np.abs(W)
+        A_new = phi.f(np, Z)
+        own = 0.0 if phi.name in ("identity", "relu") else 2 * eps * (np.abs(A_new) + 1.0)   # phi's own rounding
+        Es.append(np.abs(phi.df(np, Z, A_new)) * E_Z + own)                # E_A = |phi'| E_Z + own error
+        As.append(A_new)
+        Zs.append(Z)
+    return As, Zs, Es
+
+
+def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
+    """Error bound of backprop of seeds S (K, n, n_L) whose own error is E_S (same shape).
+
+    Returns [(E_dW_l, E_db_l)] (summed over samples and the K seeds) or, with
+    ``per_sample``, the bound of each Jacobian row: an array (K n, p) in
+    refnet's row (output-major) and column (flatten) orders.
+    """
+    As, Zs, Es = fwd
+    L = len(params)
+    dphi = [None] + [np.abs(ACTIVATIONS[spec.activation if l < L else spec.output_activation].df(np, Zs[l], As[l]))
+                     for l in range(1, L + 1)]
+    D = np.abs(S) * dphi[L]                                                # |Delta_L|
+    E = np.abs(S) * eps * (1 + dphi[L]) + E_S * dphi[L]                    # its error
+    out = [None] * L
+    for l in range(L, 0, -1):
+        A, E_A, n = As[l - 1], Es[l - 1], As[0].shape[0]
+        if per_sample:                                                     # row (k, i): a_i (outer) delta_ki
+            EW = np.abs(A)[None, :, :, None] * E[:, :, None, :] + E_A[None, :, :, None] * D[:, :, None, :]
+            K = D.shape[0]
+            out[l - 1] = np.concatenate([EW.reshape(K * n, -1), E.reshape(K * n, -1)], axis=1)
+        else:
+            EW = (np.abs(A).T @ E + E_A.T @ D + n * eps * (np.abs(A).T @ D)).sum(axis=0)
+            out[l - 1] = (EW, (E + n * eps * D).sum(axis=(0, 1)))
+        if l > 1:
+            Wt = np.abs(params[l - 1][0]).T                                # |W_l|^T
+            n_l = Wt.shape[0]
+            E = ((E + n_l * eps * D) @ Wt) * dphi[l - 1] + (D @ Wt) * eps * (1 + dphi[l - 1])
+            D = (D @ Wt) * dphi[l - 1]
+    return np.concatenate(out, axis=1) if per_sample else out
+
+
+def loss_bound(loss, Y, T, E_Y, eps):
+    """(L, G = dL/dY, bound on |L| error, bound on the error of G), host NumPy, refnet's loss definitions."""
+    n, n_L = Y.shape
+    if loss == "mse":
+        R = Y - T                                                          # residual
+        L, G = np.sum(R * R) / R.size, 2.0 * R / R.size
+        E_L = np.sum(np.abs(G) * E_Y) + R.size * eps * L
+        E_G = 2.0 * (E_Y + eps * np.abs(R)) / R.size
+        return L, G, E_L, E_G
+    Zs = Y - Y.max(axis=1, keepdims=True)
+    P = np.exp(Zs) / np.exp(Zs).sum(axis=1, keepdims=True)                 # softmax rows
+    lse = np.log(np.exp(Zs).sum(axis=1)) + Y.max(axis=1)
+    L = np.mean(lse - np.sum(T * Y, axis=1))
+    G = (P - T) / n
+    E_L = np.sum(np.abs(G) * E_Y) + (n + n_L) * eps * np.mean(np.abs(lse) + np.sum(np.abs(T * Y), axis=1))
+    E_G = (2.0 * P * E_Y.max(axis=1, keepdims=True) + eps * (P + np.abs(T))) / n
+    return L, G, E_L, E_G
+
+
+def svd_facts(J, eps):
+    """Singular values of refnet's J and what the cutoff makes of them.
+
+    Returns dict(s, cutoff, keep (bool), rank, s_max, s_r (smallest kept, inf if none),
+    ambiguous (the singular values within a factor AMBIGUITY of the cutoff), Vt).
+    """
+    m, p = J.shape
+    _, s, Vt = np.linalg.svd(J, full_matrices=True)
+    s_max = float(s.max(initial=0.0))
+    cutoff = max(m, p) * eps * s_max
+    keep = s > cutoff
+    ambiguous = s[(s > cutoff / AMBIGUITY) & (s <= cutoff * AMBIGUITY)]
+    return dict(s=s, cutoff=cutoff, keep=keep, rank=int(keep.sum()), s_max=s_max,
+                s_r=float(s[keep].min()) if keep.any() else np.inf, ambiguous=ambiguous, Vt=Vt)
+
+
+def projection_tol(facts, E_J, g_norm):
+    """SAFETY (cutoff + |E_J|_F) / s_r |g|_2: the bound on any entry of g_perp's error."""
+    if facts["rank"] == 0:
+        return SAFETY * np.finfo(np.float64).tiny
+    return SAFETY * (facts["cutoff"] + float(np.linalg.norm(E_J))) / facts["s_r"] * g_norm
+
+
+def optimizer_tol(params, grads, acc, hyper, eps):
+    """Per-entry tolerance of one optimizer step [(tol_W, tol_b)]; acc: the state before the step (or None)."""
+    lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
+    out = []
+    for l, (W, b) in enumerate(params):
+        gW, gb = grads[l]
+        aW, ab = (np.zeros_like(W), np.zeros_like(b)) if acc is None else acc[l]
+        k = W.shape[0] + 2                                                 # mean over n_in + 1 terms, update, subtract
+        col = np.maximum(np.abs(aW).max(axis=0), np.abs(ab))               # largest |a| entering neuron j
+        out.append((SAFETY * eps * (np.abs(W) + lr * (np.abs(gW) + mu * k * col) * (1 + mu)),
+                    SAFETY * eps * (np.abs(b) + lr * (np.abs(gb) + mu * k * col) * (1 + mu))))
+    return out
