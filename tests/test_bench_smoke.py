@@ -23,10 +23,10 @@ EXPECTED = [
 ]
 
 
-def _run(tmp_path, env_extra, groups=GROUPS):
+def _run(tmp_path, env_extra, groups=GROUPS, flags=()):
     env = {**os.environ, **env_extra, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "refnet.bench", "--quick", "--out", str(tmp_path),
-                        "--cases", *groups], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                        "--cases", *groups, *flags], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     md, js = tmp_path / "bench.md", tmp_path / "bench.json"
     assert md.is_file() and js.is_file()
@@ -54,8 +54,11 @@ def test_bench_quick_with_peers(tmp_path):
 
 def test_bench_quick_without_peers(tmp_path):
     """Peers hidden (REFNET_BENCH_NO_PEERS=1): refnet columns still run, peer columns read n/a.
-    Only the groups that have peer columns run here (the full --quick run is the test above)."""
-    report = _run(tmp_path, {"REFNET_BENCH_NO_PEERS": "1"}, groups=["train", "grad", "momentum"])
+    Only the groups that have peer columns run here (the full --quick run is the test above);
+    --threads and --repeats are honoured and recorded."""
+    report = _run(tmp_path, {"REFNET_BENCH_NO_PEERS": "1"}, groups=["train", "grad", "momentum"],
+                  flags=["--threads", "1", "--repeats", "2"])
+    assert report["machine"]["blas_threads"] == 1 and report["config"]["repeats"] == 2
     assert report["machine"]["torch"] == "n/a"
     peer_rows = [r for r in report["rows"] if " vs torch" in r["case"] or " vs autograd" in r["case"]]
     assert peer_rows and all(r["status"] == "n/a" and r["refnet_s"] is not None for r in peer_rows)
