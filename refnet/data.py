@@ -51,7 +51,7 @@ def digits():
 
     New arrays on every call: the caller may change them.
     """
-    path = resources.files("refnet").joinpath("datasets", "digits.csv.gz")
+    path = resources.files("refnet") / "datasets" / "digits.csv.gz"
     with path.open("rb") as raw, gzip.open(raw, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.int64)      # (1797, 65): 64 pixels, then the label
     return table[:, :64].astype(np.float64), table[:, 64]
