@@ -34,12 +34,12 @@ LAST_IMAGE = [[0, 0, 10, 14, 8, 1, 0, 0],                              # an 8
 
 
 def test_shipped_file_is_the_recorded_one():
-    data = resources.files("refnet") / "datasets" / "digits.csv.gz".read_bytes()
+    data = (resources.files("refnet") / "datasets" / "digits.csv.gz").read_bytes()
     assert hashlib.sha256(data).hexdigest() == SHA256
 
 
 def test_attribution_ships_next_to_the_data():
-    text = resources.files("refnet") / "datasets" / "README.md".read_text()
+    text = (resources.files("refnet") / "datasets" / "README.md").read_text()
     for fact in ("Alpaydin", "Kaynak", "UCI Machine Learning Repository", "CC BY 4.0", "10.24432/C50P49", SHA256):
         assert fact in text
 
