@@ -49,12 +49,11 @@ def _missing():
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The built site's folder (strict build, fast tutorials)."""
+    if _missing() is not None:
+        pytest.skip(_missing())
     out = tmp_path_factory.mktemp("site")
     path_ = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
     env = dict(os.environ, REFNET_FAST="1", PYTHONPATH=path_)
@@ -101,7 +100,7 @@ PAGE_REPORT = """() => {
   text.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
   const raw = text.textContent;
   return {
-    mathjax: typeof window.MathJax !== 'undefined',
+    mathjax: typeof window.MathJax !== 'undefined' && typeof window.MathJax.startup !== 'undefined',
     n_math: math.length,
     untypeset: math.filter(el => !el.querySelector('mjx-container')).map(bad),
     merror: [...document.querySelectorAll('mjx-merror')].map(e => e.textContent),
@@ -120,6 +119,7 @@ def _pages(site):
 
 def _open(browser, server, page_path, screenshot=None):
     """Open one page; return (the page's report, [requests that left the server], [failed requests])."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     page = browser.new_page()
     outside, failed = [], []
 
@@ -134,10 +134,16 @@ def _open(browser, server, page_path, screenshot=None):
     page.on("requestfailed", lambda req: failed.append(f"{req.url} ({req.failure})"))
     page.on("response", lambda resp: resp.status >= 400 and failed.append(f"{resp.url} (HTTP {resp.status})"))
     page.goto(server + page_path, wait_until="load")
-    page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)")
-    page.evaluate("() => window.MathJax ? MathJax.startup.promise.then(() => true) : true")
+    started = True
+    try:            # a page with math defines window.MathJax (its config) before the script has loaded
+        page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)",
+                               timeout=20_000)
+        page.evaluate("() => window.MathJax ? MathJax.startup.promise.then(() => true) : true")
+    except PlaywrightTimeout:
+        started = False
     page.wait_for_load_state("networkidle")        # fonts and extensions MathJax fetched after typesetting
     report = page.evaluate(PAGE_REPORT)
+    report["mathjax"] = report["mathjax"] and started
     if screenshot is not None:
         page.screenshot(path=str(screenshot), full_page=False)
     page.close()
@@ -154,11 +160,13 @@ def test_every_page_renders_offline(site, server, browser, tmp_path):
     for path in pages:
         shot = shots / f"{path[:-5]}.png" if path in ("api.html", tutorials[-1]) else None
         report, outside, failed = _open(browser, server, path, shot)
+        srcs = [img["src"] for img in report["images"]]
         found = {"requested outside the site": outside, "failed requests": failed,
-                 "math but no MathJax": report["n_math"] and not report["mathjax"],
+                 "math but MathJax did not start": report["n_math"] and not report["mathjax"],
                  "math left untypeset": report["untypeset"][:3], "MathJax errors": report["merror"],
                  "raw TeX in the text": report["raw_tex"],
-                 "images not loaded": [img["src"][:100] for img in report["images"] if not img["ok"]]}
+                 "images not loaded": [img["src"][:100] for img in report["images"] if not img["ok"]],
+                 "figure shown twice": sorted({src[:100] for src in srcs if srcs.count(src) > 1})}
         problems += [f"{path}: {what}: {value}" for what, value in found.items() if value]
         total_math += report["n_math"]
     assert not problems, "\n".join(problems)
@@ -192,3 +200,47 @@ def test_api_page_lists_the_public_api(site, server, browser):
     assert not missing, f"API page lacks public names: {missing}"
     missing = [m for m in PUBLIC_MODULES if f"module-{m}" not in ids]
     assert not missing, f"API page lacks public modules: {missing}"
+
+
+# ---------------------------------------------------------------- the build command's own checks (no browser)
+def _fake_mathjax(root, version):
+    """A folder shaped like the mathjax npm package, with parts a page needs and parts it does not."""
+    for part in ["es5/tex-chtml.js", "es5/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff",
+                 "es5/input/tex/extensions/boldsymbol.js", "es5/sre/speech-worker.js", "es5/tex-svg.js", "LICENSE"]:
+        (root / part).parent.mkdir(parents=True, exist_ok=True)
+        (root / part).write_text("//")
+    (root / "package.json").write_text(f'{{"name": "mathjax", "version": "{version}"}}')
+    return root
+
+
+def test_mathjax_static_holds_only_what_pages_load(tmp_path, monkeypatch):
+    import refnet.docs
+    monkeypatch.setenv("REFNET_MATHJAX", str(_fake_mathjax(tmp_path / "mj", "3.2.2")))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    static = refnet.docs.mathjax_static() / "mathjax"
+    files = sorted(f.relative_to(static).as_posix() for f in static.rglob("*") if f.is_file())
+    assert files == ["LICENSE", "input/tex/extensions/boldsymbol.js",
+                     "output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff", "tex-chtml.js"]
+
+
+@pytest.mark.parametrize("version", ["4.0.0", "2.7.9"])
+def test_mathjax_other_than_3_is_refused(tmp_path, monkeypatch, version):
+    import refnet.docs       # MathJax 4 fetches fonts from a CDN; 2 is another API
+    monkeypatch.setenv("REFNET_MATHJAX", str(_fake_mathjax(tmp_path / "mj", version)))
+    with pytest.raises(RuntimeError, match=f"REFNET_MATHJAX: expected mathjax 3.x .* found version {version}"):
+        refnet.docs.mathjax_package()
+
+
+def test_missing_npm_is_a_clear_error(tmp_path, monkeypatch):
+    import refnet.docs
+    monkeypatch.delenv("REFNET_MATHJAX", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))          # an empty cache: npm would be needed
+    monkeypatch.setattr(refnet.docs.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="install npm .* or set REFNET_MATHJAX"):
+        refnet.docs.mathjax_package()
+
+
+def test_build_without_sources_is_a_clear_error(tmp_path):
+    import refnet.docs
+    with pytest.raises(RuntimeError, match=r"no site sources at .*tutorials/conf.py"):
+        refnet.docs.build(tmp_path / "out", source=tmp_path)

@@ -35,7 +35,8 @@ myst_heading_anchors = 3
 # MathJax 3 from the site itself (refnet.docs installs the npm package mathjax@3 once).
 html_static_path = [str(refnet.docs.mathjax_static())]
 mathjax_path = "mathjax/tex-chtml.js"
-mathjax3_config = {"tex": {"tags": "ams"}}
+# An undefined macro is an error (mjx-merror, which the browser test looks for), not red text.
+mathjax3_config = {"tex": {"tags": "ams", "packages": {"[-]": ["noundefined"]}}}
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
