@@ -130,18 +130,7 @@ def test_nothing_reads_the_global_rng(no_global_rng):
     net.init()                                                        # default seed, not entropy
 
 
-@pytest.fixture
-def optional_imports_done():
-    """Import the demo's optional third-party data sources before the guard goes up:
-    scikit-learn imports scipy.stats, which draws unseeded numbers at import time
-    to build its docstrings. That is not refnet reading the RNG."""
-    try:
-        import sklearn.datasets  # noqa: F401
-    except ImportError:
-        pass
-
-
-def test_demo_does_not_touch_the_global_rng(optional_imports_done, no_global_rng, capsys):
+def test_demo_does_not_touch_the_global_rng(no_global_rng, capsys):
     from refnet.__main__ import main
     assert main(["demo"]) == 0
     assert "==" in capsys.readouterr().out
