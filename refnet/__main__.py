@@ -1,4 +1,5 @@
-"""Command line: ``python -m refnet demo [--plot PREFIX] [--section NAME]``, ``python -m refnet docs --out DIR``."""
+"""Command line: ``python -m refnet demo [--plot PREFIX] [--section NAME]``, ``python -m refnet docs --out DIR``,
+``python -m refnet conformance run --port MODULE:ATTR | export DIR | check DIR``."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +20,11 @@ def main(argv=None) -> int:
     docs.add_argument("--out", required=True, metavar="DIR", help="where the HTML site goes (DIR/index.html)")
     docs.add_argument("--strict", action="store_true", help="treat every Sphinx warning as an error")
     docs.add_argument("--source", metavar="DIR", help="site sources (default: the checkout's tutorials/)")
+    from refnet.conformance import cli as conformance
+    conformance.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "conformance":
+        return conformance.main(args)
     if args.command == "docs":
         from refnet import docs as site
         return site.main(args)

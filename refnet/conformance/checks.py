@@ -243,51 +243,69 @@ def check_project_out(port, case):
                           f"s_max = {facts['s_max']:.2e}, cutoff = {facts['cutoff']:.2e}, rank {facts['rank']}")
 
 
-def check_frozen_step(port, case):
-    spec, a = inputs(port, case)
-    eps = tl.eps_of(_dtype(port))
-    params, X, G, freeze, lr = a["params"], a["X"], a["G"], list(case.freeze), case.lr
+def _flat(tree):
+    return np.concatenate([np.asarray(x).ravel() for W, b in tree for x in (W, b)])
+
+
+def frozen_reference(spec, params, X, G, freeze, lr, eps):
+    """refnet's frozen step (dense route: the definition) and the tolerances it is compared with.
+
+    Returns dict(new, g (the gradient), tol_c (frozen outputs), tol (parameters, entrywise),
+    detail (how tol was made)); raises NotComparable when refnet's retraction fails or the rank is ambiguous.
+    """
     try:
-        ref, info = refnet.frozen_step(spec, params, X, G, freeze=freeze, lr=lr, method="dense")
+        new, info = refnet.frozen_step(spec, params, X, G, freeze=freeze, lr=lr, method="dense")
     except RetractionError as e:
         raise NotComparable(f"refnet's own retraction does not converge here ({e})") from None
-    g = spec.vjp(params, X, G)
+    new = [(np.asarray(W), np.asarray(b)) for W, b in new]
+    g = [(np.asarray(W), np.asarray(b)) for W, b in spec.vjp(params, X, G)]
     g_perp, facts, tol_p = _project_reference(spec, params, g, X, freeze, eps)
     if facts["ambiguous"].size:
         raise NotComparable(_ambiguous_reason(facts))
+    E_Y = tl.forward_bound(spec, new, X, eps)[2][-1][:, freeze]
+    tol_c = info.tol + tl.SAFETY * float(E_Y.max(initial=0.0))          # retraction tol + evaluation error
+    # Minimum-norm retractions (Gauss-Newton, or a chord that keeps J of the step's start) land within
+    # tol_c / s_r of each other only up to how much the row space of J turns over the step: their
+    # corrections (size delta) differ by about delta |J(theta - lr g_perp) - J(theta)|_2 / s_r.
+    half = [(W - lr * gW, b - lr * gb) for (W, b), (gW, gb) in zip(params, g_perp)]   # theta - lr g_perp
+    delta = float(np.linalg.norm(_flat(new) - _flat(half)))
+    turn = float(np.linalg.norm(np.asarray(spec.jacobian(half, X, outputs=freeze))
+                                - np.asarray(spec.jacobian(params, X, outputs=freeze)), 2))
+    tol = tl.SAFETY * (tol_c / facts["s_r"] + lr * tol_p + delta * turn / facts["s_r"])
+    detail = (f"tol = SAFETY (tol_c / s_r + lr tol_proj + delta |dJ| / s_r) with tol_c = {tol_c:.2e}, "
+              f"s_r = {facts['s_r']:.2e}, retraction delta = {delta:.2e}, |dJ| = {turn:.2e}")
+    return dict(new=new, g=g, tol_c=tol_c, tol=tol, detail=detail)
+
+
+def check_frozen_step(port, case):
+    """Invariants first (frozen outputs constant, progress on the others), then the parameters."""
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    params, X, G, freeze, lr = a["params"], a["X"], a["G"], list(case.freeze), case.lr
+    ref = frozen_reference(spec, params, X, G, freeze, lr, eps)
     cand = lay.from_layout(_tree(port.frozen_step(spec, lay.to_layout(params, port.layout), X, G, freeze, lr, X),
                                  "frozen_step"), port.layout)
     if [W.shape for W, _ in cand] != [W.shape for W, _ in params]:
         return Mismatch("frozen_step", "parameter shapes", np.nan, np.nan, 0.0,
                         f"got {[W.shape for W, _ in cand]} in refnet layout, expected {[W.shape for W, _ in params]}")
     c = lambda P: np.asarray(spec.forward(P, X))[:, freeze].T.ravel()     # frozen outputs, output-major (m,)
-    E_Y = tl.forward_bound(spec, cand, X, eps)[2][-1][:, freeze].T.ravel()
-    tol_c = info.tol + tl.SAFETY * float(E_Y.max(initial=0.0))
     r = c(cand) - c(params)
-    if np.max(np.abs(r), initial=0.0) > tol_c or not np.all(np.isfinite(r)):
+    if not np.max(np.abs(r), initial=0.0) <= ref["tol_c"]:
         i = int(np.argmax(np.where(np.isfinite(r), np.abs(r), np.inf)))
         return Mismatch("frozen_step", f"frozen output {freeze[i // X.shape[0]]} on anchor {i % X.shape[0]} "
-                        f"moved (invariant: frozen outputs constant)", float(c(params)[i]), float(c(cand)[i]), tol_c)
-    flat = lambda t: np.concatenate([x.ravel() for W, b in t for x in (W, b)])
-    d_ref = float(flat(g) @ (flat(ref) - flat(params)))                  # <g, theta'_ref - theta> = -lr |g_perp|^2
-    d_cand = float(flat(g) @ (flat(cand) - flat(params)))
-    # Minimum-norm retractions (Gauss-Newton, or a chord that keeps J of the step's start) all land
-    # within tol_c / s_r of each other only up to how much the row space of J turns over the step:
-    # their corrections (size delta) differ by about delta |J(theta_half) - J(theta)|_2 / s_r.
-    half = [(W - lr * gW, b - lr * gb) for (W, b), (gW, gb) in zip(params, g_perp)]   # theta - lr g_perp
-    delta = float(np.linalg.norm(flat(ref) - flat(half)))
-    turn = float(np.linalg.norm(np.asarray(spec.jacobian(half, X, outputs=freeze))
-                                - np.asarray(spec.jacobian(params, X, outputs=freeze)), 2))
-    tol = tl.SAFETY * (tol_c / facts["s_r"] + lr * tol_p + delta * turn / facts["s_r"])   # parameters, entrywise
-    slack = float(np.linalg.norm(flat(g))) * tol * np.sqrt(flat(g).size)  # what that tolerance allows in <g, .>
+                        f"moved (invariant: frozen outputs constant)", float(c(params)[i]), float(c(cand)[i]),
+                        ref["tol_c"])
+    g = _flat(ref["g"])
+    d_ref = float(g @ (_flat(ref["new"]) - _flat(params)))                # <g, theta'_ref - theta> = -lr |g_perp|^2
+    d_cand = float(g @ (_flat(cand) - _flat(params)))
+    slack = float(np.linalg.norm(g)) * ref["tol"] * np.sqrt(g.size)       # what the parameter tol allows in <g, .>
     if not d_cand <= d_ref / 2 + slack:
         return Mismatch("frozen_step", "progress <g, theta' - theta> on the trained outputs "
                         "(invariant: at least half of refnet's first-order decrease)", d_ref, d_cand,
                         abs(d_ref) / 2 + slack)
-    ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
-    return _compare_trees("frozen_step", ref, lay.to_layout(cand, port.layout), [(tol, tol)] * len(ref),
-                          port.layout, "", "new parameters ", f"invariants hold; tol = SAFETY (tol_c / s_r + lr tol_proj + delta |dJ| / s_r) "
-                          f"with tol_c = {tol_c:.2e}, s_r = {facts['s_r']:.2e}, retraction delta = {delta:.2e}, |dJ| = {turn:.2e}")
+    return _compare_trees("frozen_step", ref["new"], lay.to_layout(cand, port.layout),
+                          [(ref["tol"], ref["tol"])] * len(params), port.layout, "", "new parameters ",
+                          "invariants hold; " + ref["detail"])
 
 
 def _refnet_optimizer(case):

@@ -1,0 +1,49 @@
+"""``python -m refnet conformance run|export|check``: the command line of the verification kit."""
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub):
+    """Add the ``conformance`` subcommand (with run, export, check) to an argparse subparsers object."""
+    conf = sub.add_parser("conformance", help="verify your own implementation against refnet (the verification kit)")
+    what = conf.add_subparsers(dest="conformance_command", required=True)
+    run = what.add_parser("run", help="compare a port (MODULE:ATTR) with refnet, quantity by quantity")
+    run.add_argument("--port", required=True, metavar="MODULE:ATTR",
+                     help="the port object (or class, instantiated without arguments); MODULE may be a .py path")
+    run.add_argument("--profile", choices=["quick", "deep"], default="quick",
+                     help="quick (default): core cases + 25 hypothesis examples per quantity; deep: 1000")
+    run.add_argument("--quantity", action="append", metavar="NAME",
+                     help="check only this quantity (repeatable); default: every one the port implements")
+    run.add_argument("--case", metavar="JSON", help="replay one case (as printed in a failure report)")
+    run.add_argument("--save-failures", metavar="DIR", help="write the failing (shrunk) cases as golden files")
+    export = what.add_parser("export", help="write golden files (manifest.json, per-case JSON, raw float64 .bin)")
+    export.add_argument("dir", metavar="DIR")
+    check = what.add_parser("check", help="compare a candidate's result.<name>.bin files with golden files")
+    check.add_argument("dir", metavar="DIR")
+    check.add_argument("--results", metavar="RESULTS_DIR", help="where the candidate's <case>/result.*.bin are "
+                                                                  "(default: DIR itself)")
+    return conf
+
+
+def main(args, out=sys.stdout) -> int:
+    """Run the parsed ``conformance`` subcommand; returns the exit code (0: everything that ran passed)."""
+    from . import golden
+    from .cases import Case
+    from .runner import load_port, run
+    if args.conformance_command == "export":
+        m = golden.export(args.dir)
+        out.write(f"wrote {len(m['cases'])} cases ({len(m['skipped'])} skipped) to {args.dir}/manifest.json\n")
+        return 0
+    if args.conformance_command == "check":
+        ok, lines = golden.check(args.dir, args.results)
+        out.write("\n".join(lines) + ("\nOK\n" if ok else "\nFAILED\n"))
+        return 0 if ok else 1
+    case = None if args.case is None else Case.from_json(args.case)
+    report = run(load_port(args.port), profile=args.profile, quantities=args.quantity, case=case,
+                 replay=f"python -m refnet conformance run --port {args.port}")
+    out.write(str(report) + "\n")
+    if args.save_failures and not report.ok:
+        written = golden.save_failure(args.save_failures, report)
+        out.write(f"wrote {len(written)} failing case(s) as golden files to {args.save_failures}\n")
+    return 0 if report.ok else 1
