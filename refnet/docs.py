@@ -135,9 +135,10 @@ def build(out, *, strict: bool = False, source=None) -> pathlib.Path:
     with tempfile.TemporaryDirectory(prefix="refnet-docs-") as tmp:
         args = ["-b", "html", "-q", "-E", "-T", "-d", str(pathlib.Path(tmp) / "doctrees")]
         args += ["-W", "--keep-going"] if strict else []
-        # The tutorials' kernels inherit this environment (REFNET_FAST included): inline figures,
-        # not Agg; the PNG files they also save go to tmp, not into the sources.
-        with _environ(MPLBACKEND="module://matplotlib_inline.backend_inline", REFNET_OUT=tmp):
+        # The tutorials' kernels inherit this environment (REFNET_FAST included): this checkout's
+        # refnet first on the path, inline figures (not Agg), the PNG files they also save in tmp.
+        path = os.pathsep.join([str(source.resolve().parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        with _environ(PYTHONPATH=path, MPLBACKEND="module://matplotlib_inline.backend_inline", REFNET_OUT=tmp):
             status = build_main(args + [str(source), str(out)])
     if status != 0:
         raise RuntimeError(f"sphinx-build failed (exit {status}); see the messages above")

@@ -25,6 +25,7 @@ source_suffix = {".md": "myst-nb", ".py": "myst-nb"}
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
 nb_execution_mode = "force"
 nb_execution_timeout = 900
+nb_execution_in_temp = True              # kernels run in a temporary folder: nothing is written into the sources
 nb_execution_raise_on_error = True       # a failing tutorial fails the build
 nb_execution_show_tb = True
 nb_merge_streams = True
