@@ -405,15 +405,15 @@ CASES = [
         lambda q: e.net.loss_and_grads(q, jax_backend().asarray(e.X), jax_backend().asarray(e.T))[0]),
         jax_backend().params(e.P)), T_, "params[0][0] is a JAX tracer"),
     Case("init-like-jax-without-x64", lambda e: call(without_x64(e.net.init), seed=0,
-                                                      like=ALL["jax-float32"][0]().asarray(e.X)), T_,
+                                                      like=jax_backend("jax-float32").asarray(e.X)), T_,
          ("like is a JAX array, and JAX has x64 disabled", 'jax.config.update("jax_enable_x64", True)')),
 ]
 
 
-def jax_backend():
-    """The jax float64 test backend (building it turns x64 on); skips without jax."""
+def jax_backend(name="jax"):
+    """A jax test backend, float64 by default (building one turns x64 on); skips without jax."""
     pytest.importorskip("jax")
-    return ALL["jax"][0]()
+    return ALL[name][0]()
 
 
 def jax():
