@@ -155,7 +155,8 @@ class _Linearization:
 
     params: [(W_l, b_l)], anchors: (n_a, n_0), outputs: the K frozen indices.
     Attributes: c (m,), rank, nullity, cond (s_1 / s_r), route, warning.
-    Flat vectors are float64 columns (p, k) in flatten order.
+    Flat vectors are float64 columns (p, k) in flatten order. The gram route works with
+    J / scale (Delta_l / scale), which has the same projection and J^+ = (J / scale)^+ / scale.
     """
 
     def __init__(self, net, xp, params, anchors, outputs, method, trace=None):
@@ -172,7 +173,10 @@ class _Linearization:
         else:
             self.As = [_as(xp, A, xp.float64) for A in trace.As[:-1]]           # A_{l-1}           (n_a, n_{l-1})
             self.Ds = [_as(xp, D, xp.float64) for D in deltas]                  # Delta_l           (K, n_a, n_l)
-            self._gram(xp)
+            big = max(float(xp.max(xp.abs(D))) for D in self.Ds)
+            self.scale = math.ldexp(1.0, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
+            self.Ds = [D / self.scale for D in self.Ds]                          # J / scale (a power of 2: exact),
+            self._gram(xp)                                                       # so w = s^2 cannot under/overflow
         self.nullity = self.p - self.rank
 
     # -- factorizations -----------------------------------------------------------------
@@ -274,6 +278,7 @@ class _Linearization:
         if self.route == "dense":
             d = self.V @ ((self.Ut @ r) / self.s[:, None])                       # V_r S_r^-1 U_r^T r
         else:
+            r = r / self.scale                                                   # J^+ r = (J / scale)^+ (r / scale)
             d = self._JT(self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ r)))      # d_c = J^T Q_c w_c^-1 Q_c^T r
             if self.Vb is not None:                                              # + V_b S_b^-1 W_b^T Q_b^T (r - J d_c)
                 d = d + self.Vb @ ((self.Wbt @ (self.Qb.T @ (r - self._J(d)))) / self.sb[:, None])

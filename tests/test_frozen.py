@@ -252,14 +252,14 @@ def test_gram_matrix_equals_explicit_JJT(backend, prob, seed):
     # the sum formula, recomputed here from refnet's per-layer factors
     S = np.zeros((m, m))
     for Al, Dl in zip(lin.As, lin.Ds):
-        Al, Dl = backend.numpy(Al), backend.numpy(Dl)
+        Al, Dl = backend.numpy(Al), lin.scale * backend.numpy(Dl)                 # the route holds Delta_l / scale
         D2 = Dl.reshape(m, -1)                                                    # Delta_l stacked  (m, n_l)
         S += np.tile(Al @ Al.T + 1.0, (len(K), len(K))) * (D2 @ D2.T)             # (A A^T + 1) * (Delta Delta^T)
     S_err = 64 * (np.abs(J) @ Jerr.T + Jerr @ np.abs(J).T)                       # |J| err^T + err |J|^T
     assert np.all(np.abs(S - JJt) <= S_err)
     # what the route actually uses on its clear part: Q_c diag(w_c) Q_c^T. Its eigenvalues equal the
     # oracle's largest eigenvalues of J J^T (Weyl: absolute error <= |S - J J^T|_2 + m eps lambda_max)
-    inv = backend.numpy(lin.inv_c)
+    inv = backend.numpy(lin.inv_c) / lin.scale ** 2                               # (w_c / scale^2)^-1 -> w_c^-1
     n_c = inv.shape[0]
     assert lin.rank >= n_c
     w_oracle = np.sort(np.linalg.eigvalsh(JJt))[::-1][:n_c]                       # largest n_c eigenvalues
@@ -271,9 +271,9 @@ def test_gram_matrix_equals_explicit_JJT(backend, prob, seed):
     rng = np.random.default_rng(seed)
     V = rng.standard_normal((J.shape[1], 2))
     L = rng.standard_normal((m, 2))
-    JV = backend.numpy(lin._J(backend.asarray(V)))
+    JV = lin.scale * backend.numpy(lin._J(backend.asarray(V)))                   # the route's J / scale
     assert np.all(np.abs(JV - J @ V) <= 64 * (Jerr @ np.abs(V)))
-    JTL = backend.numpy(lin._JT(backend.asarray(L)))
+    JTL = lin.scale * backend.numpy(lin._JT(backend.asarray(L)))
     assert np.all(np.abs(JTL - J.T @ L) <= 64 * (Jerr.T @ np.abs(L)))
 
 
