@@ -98,7 +98,8 @@ def fast_namespace(arrays):
 def total(xp, x):
     """Sum of all entries of x (0-d). NumPy: ``np.add.reduce``, which skips the
     ~1 us of argument handling that ``np.sum`` spends (this runs once per array
-    per call in the finiteness checks)."""
+    per call in the finiteness checks). Raises ``TypeError`` inside a JAX
+    transformation, where the sum would be a tracer that cannot be inspected."""
     if xp is _NUMPY:
         return np.add.reduce(x, axis=None)
     s = xp.sum(x)
@@ -112,8 +113,9 @@ def namespace(named: dict):
 
     ``named`` maps argument names (used in error messages) to arrays. Returns the
     array-API namespace ``xp``. Raises ``TypeError`` naming the argument when a
-    value is not an array, or when the arrays come from different libraries or
-    sit on different devices. The per-argument diagnosis runs only when
+    value is not an array, when the arrays come from different libraries or
+    sit on different devices, when one is a JAX tracer, or when they are JAX
+    arrays and JAX has x64 disabled. The per-argument diagnosis runs only when
     something is wrong.
     """
     return fast_namespace(tuple(named.values())) or _diagnose(named)
