@@ -353,6 +353,7 @@ print(f"max |Gram-only - oracle|      = {err_gram:.2e}   (Gram-only rank {int((w
 bound = 8 * max(m_nd, p_nd) * EPS * kappa_r * np.linalg.norm(gv_nd)            # the documented error model
 print(f"max |default route - oracle|  = {err_default:.2e}   ({err_default / bound:.1e} of the bound {bound:.1e})")
 print("frozen_step on these anchors:", info_nd)
+assert np.sum(s_nd < 1e-7 * s_nd[0]) == 4 and int((w_inv > 0).sum()) == 4   # 4 tiny s, all dropped by Gram-only
 assert err_gram > 1e-2 * np.linalg.norm(gv_nd)                   # off by order |g|
 assert err_default <= bound
 assert info_nd.rank == keep.sum() and info_nd.converged and info_nd.route == "gram+band"
