@@ -224,6 +224,13 @@ CASES = [
          "grads[1][0] contains NaN or Inf"),
     Case("step-grads-inf", lambda e: call(e.sgd.step, e.P, poison(e.grads, 0, 1, -np.inf), e.s_sgd), V,
          "grads[0][1] contains NaN or Inf"),
+    # update (the inner call of Projected) checks grads like step does
+    Case("update-grads-nan-momentum", lambda e: call(e.mom.update, poison(e.grads, 1, 0), e.s_mom, e.P), V,
+         "grads[1][0] contains NaN or Inf"),
+    Case("update-grads-inf-sgd", lambda e: call(e.sgd.update, poison(e.grads, 0, 1, np.inf), e.s_sgd, e.P), V,
+         "grads[0][1] contains NaN or Inf"),
+    Case("update-grads-nan-averaged", lambda e: call(e.avg.update, poison(e.grads, 0, 0), e.s_avg, e.P), V,
+         "grads[0][0] contains NaN or Inf"),
     Case("step-grads-float32", lambda e: call(e.avg.step, e.P, retype(e.grads, 0, 0, np.float32), e.s_avg), T_,
          "grads[0][0] has dtype float32"),
     Case("step-grads-complex", lambda e: call(e.sgd.step, e.P, retype(e.grads, 1, 1, np.complex128), e.s_sgd), T_,

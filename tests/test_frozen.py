@@ -618,3 +618,22 @@ def test_masked_baselines_on_the_seed_net():
             assert drift == 0.0                                                   # bit for bit
         else:
             assert drift > 1e-3, drift
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_masked_grads_head_only_trains_only_the_last_layer(depth):
+    """head_only=True: every layer but the last gets an exactly zero gradient, the last layer the
+    masked objective's gradient (autograd), whose frozen columns are zero; at every depth."""
+    sizes = [3] + [4] * (depth - 1) + [3]
+    net = refnet.MLP(sizes, activation="tanh")
+    params = net.init(seed=depth)
+    rng = np.random.default_rng(depth)
+    X, G = inputs(rng, 5, 3), rng.standard_normal((5, 3))
+    mask = np.array([0.0, 1.0, 0.0])                                              # outputs 0 and 2 frozen
+    oracle = refnet.unflatten(oracle_grad(net, theta_of(params), X, G * mask), params)
+    head = refnet.masked_grads(net, params, X, G, [0, 2], head_only=True)
+    for l, (dW, db) in enumerate(head[:-1]):
+        assert not np.any(dW) and not np.any(db), l
+    np.testing.assert_allclose(head[-1][0], oracle[-1][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(head[-1][1], oracle[-1][1], rtol=1e-12, atol=1e-15)
+    assert not np.any(head[-1][0][:, [0, 2]]) and np.any(head[-1][0][:, 1])
