@@ -262,6 +262,12 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
     g_perp, facts, tol_p = _project_reference(spec, params, g, X, freeze, eps)
     if facts["ambiguous"].size:
         raise NotComparable(_ambiguous_reason(facts))
+    c0 = np.asarray(spec.forward(params, X))[:, freeze]
+    noise = eps * max(1.0, float(np.max(np.abs(c0)))) / facts["s_r"]     # correction of a rounding-level residual
+    if noise ** 2 > info.tol:
+        raise NotComparable(f"retraction ill-conditioned at this precision: a residual at rounding level "
+                            f"needs a correction of eps max(1, |c0|) / s_r = {noise:.1e} (s_r = {facts['s_r']:.1e}), "
+                            f"whose second-order effect on the frozen outputs exceeds tol = {info.tol:.1e}")
     E_Y = tl.forward_bound(spec, new, X, eps)[2][-1][:, freeze]
     tol_c = info.tol + tl.SAFETY * float(E_Y.max(initial=0.0))          # retraction tol + evaluation error
     # Minimum-norm retractions (Gauss-Newton, or a chord that keeps J of the step's start) land within
@@ -365,16 +371,16 @@ def _trajectory(port, case, projected):
         tol_acc += step_tol                                               # errors add up over the steps
         ref, state = opt.step(ref, g_ref, state)
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
-        P = lay.to_layout(cand, port.layout)
+        P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
-            g_c = lay.from_layout(_tree(port.project_out(spec, P, lay.to_layout(g_c, port.layout), X, freeze),
+            g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X, freeze),
                                         "project_out"), port.layout)
-        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P, lay.to_layout(g_c, port.layout),
+        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P(), lay.to_layout(g_c, port.layout),
                                               port_state)
         new = lay.from_layout(_tree(out, "optimizer_step"), port.layout)
         if projected:
             U = [(W - nW, b - nb) for (W, b), (nW, nb) in zip(cand, new)]  # the port's update theta - theta'
-            U = lay.from_layout(_tree(port.project_out(spec, P, lay.to_layout(U, port.layout), X, freeze),
+            U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X, freeze),
                                       "project_out"), port.layout)
             new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
         cand = new

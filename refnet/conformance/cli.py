@@ -11,8 +11,9 @@ def add_parser(sub):
     run = what.add_parser("run", help="compare a port (MODULE:ATTR) with refnet, quantity by quantity")
     run.add_argument("--port", required=True, metavar="MODULE:ATTR",
                      help="the port object (or class, instantiated without arguments); MODULE may be a .py path")
-    run.add_argument("--profile", choices=["quick", "deep"], default="quick",
-                     help="quick (default): core cases + 25 hypothesis examples per quantity; deep: 1000")
+    run.add_argument("--profile", choices=["quick", "deep", "core"], default="quick",
+                     help="quick (default): core cases + 25 hypothesis examples per quantity; deep: 1000; "
+                          "core: the core cases only")
     run.add_argument("--quantity", action="append", metavar="NAME",
                      help="check only this quantity (repeatable); default: every one the port implements")
     run.add_argument("--case", metavar="JSON", help="replay one case (as printed in a failure report)")

@@ -16,8 +16,10 @@ from . import checks
 from .cases import Case, core_cases
 from .layout import COLUMN_ORDERS, LAYOUTS, ROW_ORDERS
 
-# hypothesis examples per quantity after the core cases; "quick" is the default (and CI's)
-PROFILES = {"quick": dict(max_examples=25, derandomize=True), "deep": dict(max_examples=1000, derandomize=False)}
+# hypothesis examples per quantity after the core cases; "quick" is the default; "core": no hypothesis
+# (for ports that compile per shape, e.g. JAX, where every new example costs a compilation)
+PROFILES = {"core": dict(max_examples=0), "quick": dict(max_examples=25, derandomize=True),
+            "deep": dict(max_examples=1000, derandomize=False)}
 
 
 @dataclass
@@ -126,35 +128,38 @@ class _Found(Exception):
 
 
 def _hypothesis_search(port, quantity, settings_kw):
-    """Hypothesis over refnet.strategies.conformance_cases; returns (mismatch, shrunk case, n) or (None, None, n)."""
+    """Hypothesis over refnet.strategies.conformance_cases: (mismatch, shrunk case, n compared, not comparable),
+    mismatch and case None when every example agreed."""
     from hypothesis import HealthCheck, Phase, Verbosity, given, settings
     from ..strategies import conformance_cases
-    count = [0]
+    count, skipped = [0], []
 
     @settings(deadline=None, database=None, verbosity=Verbosity.quiet, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink], **settings_kw)
     @given(case=conformance_cases())
     def prop(case):
-        count[0] += 1
         try:
             mis = _evaluate(port, quantity, case)
-        except checks.NotComparable:
+        except checks.NotComparable as e:
+            skipped.append((case, str(e)))
             return
+        count[0] += 1
         if mis is not None:
             raise _Found(mis, case)
 
     try:
         prop()
     except _Found as f:
-        return f.mismatch, f.case, count[0]
-    return None, None, count[0]
+        return f.mismatch, f.case, count[0], skipped
+    return None, None, count[0], skipped
 
 
 def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunReport:
     """Compare ``port`` with refnet, quantity by quantity (see refnet.conformance for the protocol).
 
-    profile: "quick" (core cases, then 25 hypothesis examples per quantity) or
-        "deep" (1000); hypothesis is optional: without it only the core cases run.
+    profile: "quick" (core cases, then 25 hypothesis examples per quantity), "deep"
+        (1000) or "core" (the core cases only); hypothesis is optional: without it
+        only the core cases run.
     quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
     replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
     """
@@ -167,7 +172,7 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
             raise ValueError(f"quantities must be among {list(checks.QUANTITIES)}, got {q!r}")
     try:
         import hypothesis  # noqa: F401
-        have_hypothesis = case is None
+        have_hypothesis = case is None and PROFILES[profile]["max_examples"] > 0
     except ImportError:
         have_hypothesis = False
     results, status = [], {}
@@ -195,8 +200,9 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
                     res.status, res.mismatch, res.case = "fail", mis, c
                     break
             if have_hypothesis:
-                mis, shrunk, n = _hypothesis_search(port, q, PROFILES[profile])
+                mis, shrunk, n, skipped = _hypothesis_search(port, q, PROFILES[profile])
                 res.n_cases += n
+                res.not_comparable += skipped
                 if mis is not None:
                     res.status, res.mismatch, res.case, res.shrunk = "fail", mis, shrunk, True
         status[q] = res.status

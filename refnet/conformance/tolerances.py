@@ -40,6 +40,10 @@ times 2 for the second-order terms the bounds leave out).
       start (a chord) and the other re-evaluates it (Gauss-Newton), the
       correction size delta times how far the row space turns over the step,
       |J(theta - lr g_perp) - J(theta)|_2 / s_r.
+  A case is not compared when the retraction itself is ill-conditioned at
+  this precision: a residual at rounding level, eps max(1, |c0|), needs a
+  correction of size eps max(1, |c0|) / s_r, and when its square (its
+  second-order effect on c) exceeds tol no retraction can promise tol.
 * optimizer steps: |theta| + lr (|g| + mu (n_in + 2) |a|) per entry (the mean
   over n_in + 1 terms, the update, the subtraction), times SAFETY eps; over a
   trajectory of k steps, k times the largest per-step tolerance.
