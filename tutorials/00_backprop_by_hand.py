@@ -100,9 +100,9 @@ assert err_forward <= 1e-15
 # permutation), a factor can be moved from one side of the product to the
 # other by transposing it:
 #
-# $$\langle A, B C \rangle_F = \operatorname{tr}(A^T B C) = \operatorname{tr}\big((B^T A)^T C\big) = \langle B^T A, C \rangle_F,
-# \qquad
-# \langle A, B C \rangle_F = \operatorname{tr}(C A^T B) = \langle A C^T, B \rangle_F .$$
+# $$\langle A, B C \rangle_F = \operatorname{tr}(A^T B C) = \operatorname{tr}\big((B^T A)^T C\big) = \langle B^T A, C \rangle_F,$$
+#
+# $$\langle A, B C \rangle_F = \operatorname{tr}(C A^T B) = \operatorname{tr}\big((A C^T)^T B\big) = \langle A C^T, B \rangle_F .$$
 #
 # A scalar loss $L$ changes, to first order, by the entrywise product of its
 # gradient with the change of its argument. So if we can write

@@ -276,7 +276,7 @@ s_neg, s_pos = toy[-0.9]["steps"], toy[0.9]["steps"]
 assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]              # rho < 0: averaging helps
 assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1 < s_pos["SGD"] - s_pos["Momentum"]   # rho > 0: = SGD
 
-# %%
+# %% tags=["hide-input"]
 def plot_toy(toy, path):
     """Left: the first 60 steps of each path on the loss contours; right: loss per step. One row per rho."""
     import matplotlib.pyplot as plt
@@ -292,8 +292,8 @@ def plot_toy(toy, path):
             wide = name == "SGD"                                     # drawn wide: other paths run on top of it
             ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, lw=4 if wide else 1, alpha=0.5 if wide else 1,
                     color=colors[name], label=name)
-            ax_loss.semilogy(np.maximum(losses, 1e-20), color=colors[name],
-                             label=f"{name} ({toy[rho]['steps'][name]} steps)")
+            ax_loss.semilogy(np.maximum(losses, 1e-20), color=colors[name], lw=4 if wide else 1.2,
+                             alpha=0.5 if wide else 1, label=f"{name} ({toy[rho]['steps'][name]} steps)")
         ax.plot(*W_STAR, "k*", ms=10)
         slow = "$u_+ = (1, 1)/\\sqrt{2}$" if rho < 0 else "$u_- = (1, -1)/\\sqrt{2}$"
         ax.set(xlabel="$w_0$", ylabel="$w_1$", aspect="equal", title=f"$\\rho = {rho:+.1f}$: slow direction {slow}")
@@ -447,7 +447,7 @@ print("final train loss relative to Momentum: " +
 assert final["Momentum"] < final["AveragedMomentum (in)"] < final["SGD"]
 assert final["AveragedMomentum (in)"] > 0.8 * final["SGD"]                  # close to SGD, far from Momentum
 
-# %%
+# %% tags=["hide-input"]
 def plot_curves(curves, path):
     """Train loss (mean over seeds, thin lines per seed) and test accuracy per epoch."""
     import matplotlib.pyplot as plt
@@ -537,7 +537,7 @@ assert 0.7 * best["SGD"][0] < best["AveragedMomentum"][0]                  # tun
 assert all(sweep[("Momentum", lr, mu)] > best["SGD"][0] for lr, mu in wins)   # wins only where momentum broke
 assert np.all(np.abs(np.log(ratio["AveragedMomentum"])) < np.abs(np.log(ratio["Momentum"])))  # nearer SGD
 
-# %%
+# %% tags=["hide-input"]
 def plot_sweep(sweep, path, ceil=10.0):
     """Final train loss against lr: SGD, and Momentum (solid) / AveragedMomentum (dashed) per mu.
     Diverged or blown-up runs are drawn at ``ceil``."""
