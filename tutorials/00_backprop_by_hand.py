@@ -25,8 +25,7 @@
 # needs to keep an output constant); and how do we know the numbers are right?
 #
 # Indices are 0-based everywhere, in code and prose: "output 0" and "output 1"
-# are what the original question (and tutorial 01) call "output 1" and
-# "output 2". The notation is that of the [Design and notation](design.md) page.
+# are what the original question calls "output 1" and "output 2". The notation is that of the [Design and notation](design.md) page.
 #
 # We write the forward pass, derive the backward pass with one identity (the
 # Frobenius inner product), code it in plain NumPy line by line, and check

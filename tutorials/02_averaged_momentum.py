@@ -577,14 +577,16 @@ fig
 # ## Why: where the column mean points on the digits
 #
 # The 2-D picture says averaging helps only if the slow directions of the
-# loss lie along the column means. For the first layer, the curvature of the
-# loss in $W_1$ is built from the inputs' second-moment matrix
-# $S = X^T X / n$ ($64 \times 64$; for a linear layer it is exactly the
-# curvature of each column). Pixels are non-negative, so $S$ has one
-# dominant eigenvector close to the mean image — and that is close to the
-# all-ones direction. The column-mean direction is therefore among the
-# **steepest** directions of the first layer: the $\rho = +0.9$ case of the
-# toy, where averaging gives momentum to the direction that needs it least.
+# loss lie along the column means. For the first layer, the (Gauss-Newton)
+# curvature of the loss along one column of $W_1$ is a sum of the samples'
+# outer products $x_i^T x_i$ with non-negative weights; with equal weights it
+# is the inputs' second-moment matrix $S = X^T X / n$ ($64 \times 64$; exactly
+# the curvature of a linear neuron under the mse, as in the toy). Pixels are
+# non-negative, so $S$ has one dominant eigenvector, close to the mean image,
+# and the all-ones direction leans heavily on it (the cosine is printed
+# below). The column-mean direction is therefore among the **steepest**
+# directions of the first layer: the $\rho = +0.9$ case of the toy, where
+# averaging gives momentum to the direction that needs it least.
 # For the second layer (32 tanh inputs of both signs) the column mean is
 # just one direction out of 32, and it carries only a few percent of the
 # gradient.
@@ -596,7 +598,7 @@ u = np.ones(64) / 8.0                                            # unit all-ones
 rayleigh = u @ S @ u                                             # curvature along the column mean
 print(f"S = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}; "
       f"along the all-ones direction {rayleigh:.2f} (cos with the top eigenvector {abs(vecs[:, -1] @ u):.2f})")
-assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig)
+assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig) and abs(vecs[:, -1] @ u) > 0.5
 
 # the share of each layer's gradient that lies in the range of P_in (gets momentum), over one SGD epoch
 rng = np.random.default_rng(0)
