@@ -300,7 +300,8 @@ class Momentum(_MomentumBase):
 class AveragedMomentum(_MomentumBase):
     """Incoming-averaged momentum::
 
-        M <- g + mu mean_in(M);   theta <- theta - lr M,     mean_in(M) = P_in M,  P_in = 1 1^T / n_in
+        M <- g + mu mean_in(M);   theta <- theta - lr M
+        mean_in(M) = P_in M,      P_in = 1 1^T / n_in
 
     The momentum of a connection ``i -> j`` is the mean momentum of all
     connections entering neuron ``j``: the column mean of ``M_W`` (axis 0, the
