@@ -103,11 +103,14 @@ assert err_forward <= 1e-15
 #
 # $$\langle A, B C \rangle_F = \operatorname{tr}(C A^T B) = \operatorname{tr}\big((A C^T)^T B\big) = \langle A C^T, B \rangle_F .$$
 #
-# A scalar loss $L$ changes, to first order, by the entrywise product of its
-# gradient with the change of its argument. So if we can write
-# $dL = \langle M, dW \rangle_F$ for **every** small change $dW$, then
-# $\partial L / \partial W = M$. Backpropagation is this identity applied
-# once per matrix product. Checked on random matrices:
+# Move every quantity along some direction, $W(t) = W + t \dot W$, and write
+# a dot for the rate of change at $t = 0$ (so $\dot W$ is a *direction*; the
+# names $dW_l$, $db_l$ stay reserved for gradients). A scalar loss $L$
+# changes at the rate $\dot L = \sum_{ij} (\partial L / \partial W_{ij}) \dot W_{ij}
+# = \langle \partial L / \partial W, \dot W \rangle_F$. So if we can write
+# $\dot L = \langle R, \dot W \rangle_F$ for **every** direction $\dot W$,
+# then $\partial L / \partial W = R$. Backpropagation is this identity
+# applied once per matrix product. Checked on random matrices:
 
 # %%
 rng = np.random.default_rng(0)
@@ -123,26 +126,26 @@ print("<A, BC> = tr(A^T B C) = <B^T A, C> = <A C^T, B>:", round(frob(A_, B_ @ C_
 #
 # Write $G = \partial L / \partial Y$, shape $(n, n_L)$, and
 # $\Delta_l = \partial L / \partial Z_l$, shape $(n, n_l)$. So
-# $dL = \langle G, dY \rangle_F$ and, one layer in, $dL = \langle \Delta_l, dZ_l \rangle_F$.
+# $\dot L = \langle G, \dot Y \rangle_F$ and, one layer in, $\dot L = \langle \Delta_l, \dot Z_l \rangle_F$.
 #
 # **The loss.** $L = \frac1N \langle Y - T, Y - T \rangle_F$ gives
-# $dL = \frac2N \langle Y - T, dY \rangle_F$, so for the mse
+# $\dot L = \frac2N \langle Y - T, \dot Y \rangle_F$, so for the mse
 #
 # $$G = \frac{2}{N} (Y - T).$$
 #
 # **Through an activation.** $A_l = \phi_l(Z_l)$ entrywise, so
-# $dA_l = \phi_l'(Z_l) \odot dZ_l$ and, since an entrywise factor can move
+# $\dot A_l = \phi_l'(Z_l) \odot \dot Z_l$ and, since an entrywise factor can move
 # across the inner product ($\langle P, Q \odot R \rangle_F = \langle P \odot Q, R \rangle_F$),
 #
 # $$\Delta_L = G \odot \phi_L'(Z_L) \qquad (\text{identity output: } \Delta_L = G).$$
 #
-# **Through a layer.** $Z_l = A_{l-1} W_l + \mathbf 1 b_l$ changes by
-# $dZ_l = dA_{l-1}\, W_l + A_{l-1}\, dW_l + \mathbf 1\, db_l$, so
+# **Through a layer.** $Z_l = A_{l-1} W_l + \mathbf 1 b_l$ changes at the rate
+# $\dot Z_l = \dot A_{l-1} W_l + A_{l-1} \dot W_l + \mathbf 1 \dot b_l$ (product rule), so
 #
-# $$dL = \langle \Delta_l, dZ_l \rangle_F
-#      = \langle \Delta_l W_l^T, dA_{l-1} \rangle_F
-#      + \langle A_{l-1}^T \Delta_l, dW_l \rangle_F
-#      + \langle \mathbf 1^T \Delta_l, db_l \rangle_F ,$$
+# $$\dot L = \langle \Delta_l, \dot Z_l \rangle_F
+#      = \langle \Delta_l W_l^T, \dot A_{l-1} \rangle_F
+#      + \langle A_{l-1}^T \Delta_l, \dot W_l \rangle_F
+#      + \langle \mathbf 1^T \Delta_l, \dot b_l \rangle_F ,$$
 #
 # each term by the identity above (move $W_l$, $A_{l-1}$, $\mathbf 1$ across).
 # Reading off the three gradients:
@@ -469,9 +472,10 @@ assert err_fd <= 1e-8 and err_ref <= 1e-14
 
 # %% [markdown]
 # **2. The gradient as a directional derivative.** The identity
-# $dL = \sum_l \langle dW_l, V_{W_l} \rangle_F + \langle db_l, V_{b_l} \rangle_F$
-# says that moving all parameters along a direction $V$ changes the loss at
-# the rate $\langle \nabla L, V \rangle$. Pick a random direction $V$ and
+# $\dot L = \sum_l \langle dW_l, \dot W_l \rangle_F + \langle db_l, \dot b_l \rangle_F$
+# says that moving all parameters along a direction $V$ (all the $\dot W_l$,
+# $\dot b_l$ flattened) changes the loss at the rate
+# $\langle \nabla L, V \rangle = \nabla L^T V$. Pick a random direction $V$ and
 # compare $\big(L(\theta + hV) - L(\theta - hV)\big)/2h$ with the inner product
 # of the hand gradient (from the 8-sample mse example) and $V$.
 

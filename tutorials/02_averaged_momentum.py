@@ -688,8 +688,9 @@ assert err_c < 1e-12
 # $\begin{bmatrix} 1 + \mu - \eta h & -\mu \\ 1 & 0 \end{bmatrix}$, and averaged
 # momentum at the heavy-ball rate along $u_+$ but the plain rate along $u_-$.
 # Compute the predicted worst-direction rate of each optimizer for both
-# values of $\rho$ at the tutorial's $\eta, \mu$, and check that it orders the
-# optimizers as the measured step counts do.
+# values of $\rho$ at the tutorial's $\eta, \mu$, and check it against the
+# measured step counts: for $\rho < 0$ averaged momentum should share
+# momentum's rate, for $\rho > 0$ SGD's.
 
 # %% tags=["hide-cell"]
 def heavy_ball_rate(lr, mu, h):
