@@ -49,8 +49,8 @@ and a one-line replay command.
 **Tolerances** are derived per quantity and dtype (see
 :mod:`refnet.conformance.tolerances` for the formulas): forward and gradients
 from running rounding-error bounds of the terms that make up each entry;
-projections from the perturbation bound SAFETY (cutoff + |E_J|_F) / s_r |g| of
-the pseudo-inverse projector (about eps cond_r(J) max(m, p) |g|); frozen steps
+projections from the perturbation bound ``SAFETY (cutoff + |E_J|_F) / s_r |g|`` of
+the pseudo-inverse projector (about ``eps cond_r(J) max(m, p) |g|``); frozen steps
 by invariants first (frozen outputs within refnet's retraction tolerance on
 the anchors, at least half of refnet's first-order progress on the trained
 outputs) and then parameters within about tol / s_r. Cases whose rank is

@@ -21,18 +21,20 @@ OPTIMIZERS = ("sgd", "momentum", "averaged_momentum")
 class Case:
     """Everything one comparison depends on.
 
-    sizes, activation, output_activation: the network (``refnet.MLP``).
-    seed: weights are ``MLP.init(seed)``; the data use ``default_rng([seed, 2])``.
-    n: samples in X (also the anchors of the frozen quantities, m = len(freeze) n).
-    kind: "plain" or a hard case where cutoff and ordering bugs live:
-        "small_magnitude" (inputs scaled by 1e-12: singular values of J far
-        below 1 but far above the relative cutoff), "saturated" (W_1 times 30:
-        tanh/sigmoid units saturate), "near_duplicate_anchors" (sample 1 = sample
-        0 + 1e-9 noise), "wide_scale" (layer l scaled by 1e3 or 1e-3 in turn),
-        "m_close_to_p" (n chosen so that len(freeze) n is p - 1, p or p + 1).
-    freeze: frozen outputs (project_out, frozen_step, projected trajectories).
-    lr, loss: step size and "mse" | "softmax_cross_entropy".
-    optimizer, momentum, nesterov, include_bias, n_steps: the optimizer quantities.
+    Fields::
+
+        sizes, activation, output_activation: the network (``refnet.MLP``).
+        seed: weights are ``MLP.init(seed)``; the data use ``default_rng([seed, 2])``.
+        n: samples in X (also the anchors of the frozen quantities, m = len(freeze) n).
+        kind: "plain" or a hard case where cutoff and ordering bugs live:
+            "small_magnitude" (inputs scaled by 1e-12: singular values of J far
+            below 1 but far above the relative cutoff), "saturated" (W_1 times 30:
+            tanh/sigmoid units saturate), "near_duplicate_anchors" (sample 1 = sample
+            0 + 1e-9 noise), "wide_scale" (layer l scaled by 1e3 or 1e-3 in turn),
+            "m_close_to_p" (n chosen so that len(freeze) n is p - 1, p or p + 1).
+        freeze: frozen outputs (project_out, frozen_step, projected trajectories).
+        lr, loss: step size and "mse" | "softmax_cross_entropy".
+        optimizer, momentum, nesterov, include_bias, n_steps: the optimizer quantities.
     """
     sizes: tuple = (3, 4, 2)
     activation: str = "tanh"

@@ -57,6 +57,10 @@ class Mismatch:
         return s + (f"\n  {self.detail}" if self.detail else "")
 
 
+def _flat(tree):
+    return np.concatenate([np.asarray(x).ravel() for W, b in tree for x in (W, b)])
+
+
 def _host(x):
     """A port's result as NumPy float64 (GPU arrays and tensors that require grad are copied to the host)."""
     return np.asarray(to_numpy(x) if is_array(x) else x, dtype=np.float64)
@@ -195,28 +199,37 @@ def check_jacobian(port, case):
 def _project_reference(spec, params, grads, X, freeze, eps):
     """refnet's g_perp (dense: the definition), the SVD facts of J and the entry tolerance."""
     J, E_J = _jacobian_bound(spec, {"params": params, "X": X}, freeze, eps)
-    facts = tl.svd_facts(J, eps)
+    facts = tl.svd_facts(J, eps, noise=float(np.linalg.norm(E_J)))
     g_perp = refnet.project_out(spec, params, grads, X, outputs=list(freeze), method="dense")
     g_norm = float(np.linalg.norm(np.concatenate([x.ravel() for W, b in grads for x in (W, b)])))
     return [(np.asarray(W), np.asarray(b)) for W, b in g_perp], facts, tl.projection_tol(facts, E_J, g_norm)
 
 
 def _ambiguous_reason(facts):
+    if facts["at_noise"]:
+        return (f"rank undefined at this precision: J is at rounding level (s_max = {facts['s_max']:.2e} "
+                f"is within its own error bound)")
     s = facts["ambiguous"]
     return (f"rank ambiguous at this precision: singular value(s) {', '.join(f'{v:.2e}' for v in s[:3])} "
-            f"within a factor {tl.AMBIGUITY:g} of the cutoff max(m, p) eps s_max = {facts['cutoff']:.2e}")
+            f"within a factor {tl.AMBIGUITY:g} of the cutoff max(m, p) eps s_max = {facts['cutoff']:.2e}"
+            + (f" or within J's own error bound {facts['noise']:.2e} of it" if facts["unresolved"] else ""))
 
 
 def _invariants_when_ambiguous(quantity, facts, g, g_perp, tol):
-    """Directions clear of the cutoff: V_keep^T g_perp ~ 0 and V_drop^T (g_perp - g) ~ 0."""
+    """Directions clear of the cutoff and of J's own error: V_keep^T g_perp ~ 0 and, when no singular
+    value hides below J's error (where a correct port's row space may point anywhere), also
+    V_drop^T (g_perp - g) ~ 0. Nothing is clear when J is at rounding level."""
+    if facts["at_noise"]:
+        return None
     s, Vt = facts["s"], facts["Vt"]
-    flat = lambda t: np.concatenate([x.ravel() for W, b in t for x in (W, b)])
     clear_keep = np.zeros(Vt.shape[0], bool)
-    clear_keep[:s.size] = s > facts["cutoff"] * tl.AMBIGUITY
+    clear_keep[:s.size] = s > max(facts["cutoff"] * tl.AMBIGUITY, facts["noise"])
     clear_drop = np.ones(Vt.shape[0], bool)
     clear_drop[:s.size] = s <= facts["cutoff"] / tl.AMBIGUITY
-    for name, rows, v in (("V_keep^T g_perp (kept directions removed)", clear_keep, flat(g_perp)),
-                          ("V_drop^T (g_perp - g) (dropped directions kept)", clear_drop, flat(g_perp) - flat(g))):
+    checks_ = [("V_keep^T g_perp (kept directions removed)", clear_keep, _flat(g_perp))]
+    if not facts["unresolved"]:
+        checks_.append(("V_drop^T (g_perp - g) (dropped directions kept)", clear_drop, _flat(g_perp) - _flat(g)))
+    for name, rows, v in checks_:
         proj = Vt[rows] @ v
         if proj.size and np.max(np.abs(proj)) > tol:
             i = int(np.argmax(np.abs(proj)))
@@ -241,10 +254,6 @@ def check_project_out(port, case):
     return _compare_trees("project_out", ref, cand, [(tol, tol)] * len(ref), port.layout, "d", "",
                           f"tol = SAFETY (cutoff + |E_J|_F) / s_r |g|_2 with s_r = {facts['s_r']:.2e}, "
                           f"s_max = {facts['s_max']:.2e}, cutoff = {facts['cutoff']:.2e}, rank {facts['rank']}")
-
-
-def _flat(tree):
-    return np.concatenate([np.asarray(x).ravel() for W, b in tree for x in (W, b)])
 
 
 def frozen_reference(spec, params, X, G, freeze, lr, eps):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import importlib.util
 import pathlib
 import shlex
@@ -37,7 +38,7 @@ class QuantityResult:
     not_comparable: list = field(default_factory=list)
     mismatch: checks.Mismatch | None = None
     case: Case | None = None
-    shrunk: bool = False
+    shrunk: bool = False            # by hypothesis, or greedily for a failing core case hypothesis missed
 
 
 @dataclass
@@ -70,7 +71,7 @@ class RunReport:
         for r in self.results:
             if r.status == "fail":
                 lines += ["", f"FAIL {r.mismatch}",
-                          f"  case ({'shrunk by hypothesis' if r.shrunk else 'core case'}): {r.case.to_json()}",
+                          f"  case ({'shrunk' if r.shrunk else 'as given'}): {r.case.to_json()}",
                           f"  replay: {self.replay_command(r)}"]
         lines.append("")
         lines.append("OK: every quantity that ran agrees with refnet" if self.ok else
@@ -154,14 +155,55 @@ def _hypothesis_search(port, quantity, settings_kw):
     return None, None, count[0], skipped
 
 
+def _simpler(case):
+    """Cases one step simpler than ``case`` (fewer/narrower layers, fewer samples, plain data, ...)."""
+    s, out = list(case.sizes), []
+    for i in range(1, len(s) - 1):
+        out.append(dict(sizes=s[:i] + s[i + 1:]))                          # drop hidden layer i
+    for i, w in enumerate(s):
+        out += [dict(sizes=s[:i] + [v] + s[i + 1:]) for v in {1, w - 1} if 1 <= v < w]
+    out += [dict(n=v) for v in {1, case.n - 1} if 1 <= v < case.n]
+    out += [dict(kind="plain"), dict(seed=0), dict(activation="tanh"), dict(activation="identity"),
+            dict(output_activation="identity"), dict(freeze=case.freeze[:1]), dict(freeze=(0,)), dict(loss="mse"),
+            dict(n_steps=2), dict(momentum=0.9), dict(lr=0.1), dict(nesterov=False), dict(include_bias=False)]
+    for change in out:
+        d = {**json.loads(case.to_json()), **change}
+        d["freeze"] = [k for k in d["freeze"] if k < d["sizes"][-1]] or [0]
+        simpler = Case.from_json(d)
+        if simpler != case:
+            yield simpler
+
+
+def _shrink(port, quantity, case, mismatch, budget=200):
+    """Greedy shrinking of a failing case (for core cases, which hypothesis cannot shrink):
+    move to the first simpler case that still fails, until none does. Returns (mismatch, case)."""
+    improved = True
+    while improved and budget > 0:
+        improved = False
+        for simpler in _simpler(case):
+            budget -= 1
+            try:
+                mis = _evaluate(port, quantity, simpler)
+            except (checks.NotComparable, ValueError):
+                mis = None
+            if mis is not None:
+                case, mismatch, improved = simpler, mis, True
+                break
+            if budget <= 0:
+                break
+    return mismatch, case
+
+
 def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunReport:
     """Compare ``port`` with refnet, quantity by quantity (see refnet.conformance for the protocol).
 
-    profile: "quick" (core cases, then 25 hypothesis examples per quantity), "deep"
-        (1000) or "core" (the core cases only); hypothesis is optional: without it
-        only the core cases run.
-    quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
-    replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
+    Arguments::
+
+        profile: "quick" (core cases, then 25 hypothesis examples per quantity), "deep"
+            (1000) or "core" (the core cases only); hypothesis is optional: without it
+            only the core cases run.
+        quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
+        replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
     """
     validate_port(port)
     if profile not in PROFILES:
@@ -205,6 +247,9 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
                 res.not_comparable += skipped
                 if mis is not None:
                     res.status, res.mismatch, res.case, res.shrunk = "fail", mis, shrunk, True
+            if res.status == "fail" and not res.shrunk and case is None:
+                res.mismatch, res.case = _shrink(port, q, res.case, res.mismatch)
+                res.shrunk = True
         status[q] = res.status
         results.append(res)
     return RunReport(port.name, port.layout, profile, results,

@@ -135,19 +135,30 @@ def loss_bound(loss, Y, T, E_Y, eps):
     return L, G, E_L, E_G
 
 
-def svd_facts(J, eps):
+def svd_facts(J, eps, noise=0.0):
     """Singular values of refnet's J and what the cutoff makes of them.
 
+    noise: a bound on the error of J's entries (|E_J|_F >= |E_J|_2, which bounds how far
+    rounding moves any singular value, Weyl). A singular value within noise of the cutoff
+    may be kept by one correct implementation and dropped by another (e.g. saturated
+    units: 1 - tanh^2 rounds to 0 where 1 / cosh^2 gives 1e-20); when
+    s_max <= SAFETY noise, J itself is at rounding level and its rank is undefined.
     Returns dict(s, cutoff, keep (bool), rank, s_max, s_r (smallest kept, inf if none),
-    ambiguous (the singular values within a factor AMBIGUITY of the cutoff), Vt).
+    ambiguous (the singular values within a factor AMBIGUITY of the cutoff, or all of
+    them when J is at rounding level), at_noise (bool), Vt).
     """
     m, p = J.shape
     _, s, Vt = np.linalg.svd(J, full_matrices=True)
     s_max = float(s.max(initial=0.0))
     cutoff = max(m, p) * eps * s_max
     keep = s > cutoff
-    ambiguous = s[(s > cutoff / AMBIGUITY) & (s <= cutoff * AMBIGUITY)]
-    return dict(s=s, cutoff=cutoff, keep=keep, rank=int(keep.sum()), s_max=s_max,
+    at_noise = bool(s_max <= SAFETY * noise)
+    s_all = np.concatenate([s, np.zeros(min(m, p) - s.size)])             # (thin SVD: s has min(m, p) values)
+    band = (s_all > cutoff / AMBIGUITY) & (s_all <= cutoff * AMBIGUITY)   # next to the cutoff
+    unresolved = np.abs(s_all - cutoff) <= noise                          # J's own error can move it across
+    ambiguous = s_all if at_noise else s_all[band | unresolved]
+    return dict(s=s, cutoff=cutoff, keep=keep, rank=int(keep.sum()), s_max=s_max, at_noise=at_noise,
+                noise=noise, unresolved=bool(np.any(unresolved)),
                 s_r=float(s[keep].min()) if keep.any() else np.inf, ambiguous=ambiguous, Vt=Vt)
 
 

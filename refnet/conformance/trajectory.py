@@ -47,16 +47,18 @@ OPTIMIZERS = ("averaged_momentum", "momentum", "sgd")
 class Scenario:
     """A deterministic training run (everything float64, full batch every step).
 
-    sizes: layer widths [n_0, ..., n_L]; non-square layers by default, because a
-        square layer cannot tell incoming (column) from outgoing (row) averaging.
-    seed: initial weights are ``MLP(sizes, ...).init(seed)``; the data use
-        ``numpy.random.default_rng([seed, 1])``.
-    loss: "mse" (T is standard normal) or "softmax_cross_entropy" (T is one-hot
-        of random classes).
-    momentum, nesterov, include_bias: used by the optimizers that take them.
-    n_steps: at least 1; momentum optimizers need at least 2, because the
-        buffer is zero before step 1, so step 1 of every momentum variant
-        (standard, incoming- or outgoing-averaged) is the same SGD step.
+    Fields::
+
+        sizes: layer widths [n_0, ..., n_L]; non-square layers by default, because a
+            square layer cannot tell incoming (column) from outgoing (row) averaging.
+        seed: initial weights are ``MLP(sizes, ...).init(seed)``; the data use
+            ``numpy.random.default_rng([seed, 1])``.
+        loss: "mse" (T is standard normal) or "softmax_cross_entropy" (T is one-hot
+            of random classes).
+        momentum, nesterov, include_bias: used by the optimizers that take them.
+        n_steps: at least 1; momentum optimizers need at least 2, because the
+            buffer is zero before step 1, so step 1 of every momentum variant
+            (standard, incoming- or outgoing-averaged) is the same SGD step.
     """
     sizes: tuple = (6, 5, 3)
     activation: str = "tanh"
@@ -141,11 +143,13 @@ def _flat_step(step, where):
 class Report:
     """Outcome of :func:`compare_trajectories`.
 
-    ok: every entry of every compared step satisfies |c - r| <= atol + rtol |r|.
-    step, parameter, index: the first divergence (None when ok), with the
-        reference and candidate values there; index is in the candidate's layout.
-    max_abs_error: max |c - r| over all compared steps and entries.
-    n_steps: steps compared (excluding step 0).
+    Fields::
+
+        ok: every entry of every compared step satisfies |c - r| <= atol + rtol |r|.
+        step, parameter, index: the first divergence (None when ok), with the
+            reference and candidate values there; index is in the candidate's layout.
+        max_abs_error: max |c - r| over all compared steps and entries.
+        n_steps: steps compared (excluding step 0).
     """
     ok: bool
     n_steps: int
@@ -186,11 +190,14 @@ class Report:
 def compare_trajectories(reference, candidate, rtol: float = 1e-10, atol: float = 1e-12, layout: str = "refnet"):
     """Compare a candidate trajectory with a reference one, step by step.
 
-    reference: from :func:`reference_trajectory` (refnet layout).
-    candidate: a list of steps, step 0 = the initial parameters; each step is
-        ``[W_1, b_1, ...]`` or ``[(W_1, b_1), ...]``. ``layout="torch"``: the
-        W's are (n_out, n_in) (``nn.Linear.weight``); "refnet": (n_in, n_out).
-    An entry diverges when |c - r| > atol + rtol |r| (numpy.isclose). Returns a
+    Arguments::
+
+        reference: from :func:`reference_trajectory` (refnet layout).
+        candidate: a list of steps, step 0 = the initial parameters; each step is
+            ``[W_1, b_1, ...]`` or ``[(W_1, b_1), ...]``. ``layout="torch"``: the
+            W's are (n_out, n_in) (``nn.Linear.weight``); "refnet": (n_in, n_out).
+
+    An entry diverges when ``|c - r| > atol + rtol |r|`` (numpy.isclose). Returns a
     :class:`Report`; the first divergence is the lowest step, then parameter
     order, then the largest excess over the tolerance within that parameter.
     """

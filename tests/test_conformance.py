@@ -1,0 +1,277 @@
+"""The verification kit (refnet.conformance): ports that must pass, seeded bugs that must be caught
+with their shrunk case, layout helpers, golden files read back without refnet, the command line."""
+import hashlib
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import refnet
+from refnet.conformance import Case, Scenario, assert_conforms, compare_trajectories, golden, reference_trajectory, run
+from refnet.conformance import checks, layout as lay
+
+from ports import numpy_port as P
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def _cli(*args):
+    """python -m refnet conformance ... from the checkout's root (the checkout first on the path)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return subprocess.run([sys.executable, "-m", "refnet", "conformance", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _status(report):
+    return {r.quantity: r.status for r in report.results}
+
+
+# ------------------------------------------------------------------ ports that must pass
+def test_minimal_torch_layout_port_passes_the_command_line():
+    # the done-when port: torch layout, only forward, vjp and optimizer_step
+    done = _cli("run", "--port", "tests/ports/numpy_port.py:MinimalPort")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS    optimizer_step" in done.stdout and "SKIP    jacobian" in done.stdout
+    assert "port has no jacobian" in done.stdout and "OK: every quantity that ran agrees" in done.stdout
+
+
+def test_full_numpy_port_passes_every_quantity():
+    report = assert_conforms(P.FullPort())
+    assert set(_status(report).values()) == {"pass"}, str(report)
+    assert all(r.n_cases >= len(refnet.conformance.core_cases()) - len(r.not_comparable) for r in report.results)
+
+
+def test_torch_port_passes():
+    pytest.importorskip("torch")
+    from ports.torch_port import TorchPort
+    report = assert_conforms(TorchPort())
+    assert set(_status(report).values()) == {"pass"}, str(report)
+
+
+def test_jax_port_passes():
+    pytest.importorskip("jax")
+    from ports.jax_port import JaxPort
+    # JAX compiles per shape: the core cases (every kind of case, ~10 shapes) keep this under a minute
+    report = assert_conforms(JaxPort(), profile="core")
+    assert _status(report)["frozen_step"] == "skip" and "no frozen_step" in str(report)
+    assert {s for q, s in _status(report).items() if q != "frozen_step"} == {"pass"}, str(report)
+
+
+# ------------------------------------------------------------------ seeded bugs
+SEEDED = {   # port -> (quantity that must fail, text its report must hold, quantities reported blocked)
+    P.WrongOutgoingAveraging: ("optimizer_step", "step 2, W_1[", ["trajectory"]),
+    P.WrongActivation: ("forward", "Y[", ["vjp"]),
+    P.WrongUnaveragedBias: ("optimizer_step", "step 2, ", ["trajectory", "projected_trajectory"]),
+    P.WrongDampenedMomentum: ("optimizer_step", "step 1, ", ["trajectory", "projected_trajectory"]),
+    P.WrongActivationDerivative: ("vjp", "dW_1[", ["grads", "jacobian", "project_out", "frozen_step"]),
+    P.WrongJacobianColumns: ("jacobian", "d Y[0, 0] / d W_1[0, 0]", ["project_out", "frozen_step"]),
+    P.WrongNoRetraction: ("frozen_step", "moved (invariant: frozen outputs constant)", []),
+    P.WrongAbsoluteCutoff: ("project_out", "dW_", ["frozen_step", "projected_trajectory"]),
+}
+
+
+@pytest.mark.parametrize("port_class", list(SEEDED), ids=lambda c: c.__name__)
+def test_seeded_bug_is_caught_with_its_shrunk_case(port_class):
+    quantity, where, blocked = SEEDED[port_class]
+    report = run(port_class(), replay=f"python -m refnet conformance run --port tests/ports/numpy_port.py:{port_class.__name__}")
+    status = _status(report)
+    assert not report.ok and status[quantity] == "fail", str(report)
+    assert all(status[q] == "blocked" for q in blocked), str(report)
+    assert [q for q, s in status.items() if s == "fail"] == [quantity], str(report)     # no cascade of failures
+    r = next(r for r in report.results if r.quantity == quantity)
+    assert where in r.mismatch.where and r.shrunk, str(report)
+    assert r.case.kind in ("plain", "small_magnitude") and sum(r.case.sizes) <= 5, r.case   # shrunk to a tiny net
+    assert abs(r.mismatch.candidate - r.mismatch.reference) > r.mismatch.tol
+    text = str(report)
+    assert f"FAIL {quantity}: {r.mismatch.where}" in text and f"case (shrunk): {r.case.to_json()}" in text
+    assert Case.from_json(r.case.to_json()) == r.case
+    assert checks.CHECKS[quantity](port_class(), r.case) is not None      # the printed case reproduces it
+
+
+def test_seeded_bug_fails_the_command_line_and_its_replay(tmp_path):
+    done = _cli("run", "--port", "tests/ports/numpy_port.py:WrongOutgoingAveraging", "--save-failures", str(tmp_path))
+    assert done.returncode == 1 and "FAIL optimizer_step: step 2, W_1[" in done.stdout, done.stdout + done.stderr
+    replay = next(line for line in done.stdout.splitlines() if line.strip().startswith("replay:")).split("replay: ")[1]
+    again = _cli(*shlex.split(replay)[4:])
+    assert again.returncode == 1 and "FAIL optimizer_step: step 2, W_1[" in again.stdout, again.stdout
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [c["quantity"] for c in manifest["cases"]] == ["optimizer_step"]
+
+
+def test_wrong_activation_fails_the_command_line():
+    done = _cli("run", "--port", "tests/ports/numpy_port.py:WrongActivation")
+    assert done.returncode == 1 and "FAIL forward: Y[" in done.stdout and "blocked by forward" in done.stdout
+
+
+class _Scaled(P.FullPort):
+    """forward off by `rel` of max|Y|: the tolerance must tell a few ulps from 1e-12."""
+    rel = 1e-12
+
+    def forward(self, spec, params, X):
+        Y = super().forward(spec, params, X)
+        return Y + self.rel * np.max(np.abs(Y))
+
+
+def test_tolerance_is_tight_enough_to_see_1e_12():
+    assert _status(run(_Scaled(), quantities=["forward"], profile="core"))["forward"] == "fail"
+
+
+def test_ill_defined_rank_is_not_compared_and_says_why():
+    # a linear 1-2-1 net: J (5, 7) has rank 3 exactly; with seed 2 rounding leaves a singular value
+    # of 1.2e-15 next to the cutoff 9.2e-15: one correct SVD keeps it, another drops it
+    case = Case(sizes=(1, 2, 1), activation="identity", seed=2, n=5)
+    with pytest.raises(checks.NotComparable, match=r"rank ambiguous at this precision: singular value\(s\) 1.18e-15 "
+                                                    r"within a factor 10 of the cutoff .* = 9.19e-15; invariants checked"):
+        checks.check_project_out(P.FullPort(), case)
+    assert checks.check_project_out(P.FullPort(), Case(sizes=(1, 2, 1), activation="identity", seed=3, n=5)) is None
+    # the invariants still catch a port that ignores the frozen outputs altogether
+    class Ignores(P.FullPort):
+        def project_out(self, spec, params, grads, anchors, outputs):
+            return grads
+    mis = checks.check_project_out(Ignores(), case)
+    assert mis is not None and mis.where.startswith("V_keep^T g_perp (kept directions removed)")
+
+
+# ------------------------------------------------------------------ layout helpers
+def test_column_orders_by_hand():
+    sizes = [2, 3]                                                          # W (2, 3), b (3,): p = 9
+    assert lay.column_index(sizes, "refnet").tolist() == list(range(9))
+    assert lay.column_index(sizes, "torch").tolist() == [0, 3, 1, 4, 2, 5, 6, 7, 8]   # W^T row-major, then b
+    assert lay.column_index(sizes, "bias_first").tolist() == [6, 7, 8, 0, 1, 2, 3, 4, 5]
+    assert lay.column_name(sizes, "torch", 1, layout="torch") == "W_1[0, 1]"           # torch W[out=0, in=1]
+    assert lay.column_name(sizes, "bias_first", 0) == "b_1[0]"
+    assert lay.row_index(2, 3, "sample_major").tolist() == [0, 2, 4, 1, 3, 5]          # row i K + k -> k n + i
+
+
+def test_jacobian_orders_round_trip_and_match_a_hand_permutation():
+    rng = np.random.default_rng(0)
+    sizes, n, K = [3, 2, 2], 4, 2
+    p = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+    J = rng.standard_normal((n * K, p))
+    for rows in lay.ROW_ORDERS:
+        for cols in lay.COLUMN_ORDERS:
+            port = lay.jacobian_from_refnet(J, sizes, n, K, rows, cols)
+            assert np.array_equal(lay.jacobian_to_refnet(port, sizes, n, K, rows, cols), J)
+    sample_major = J.reshape(K, n, p).transpose(1, 0, 2).reshape(n * K, p)               # by hand
+    assert np.array_equal(lay.jacobian_from_refnet(J, sizes, n, K, "sample_major"), sample_major)
+    params = refnet.MLP(sizes).init(seed=1)
+    torch_params = lay.to_layout(params, "torch")
+    assert torch_params[0][0].shape == (2, 3) and np.array_equal(torch_params[0][0], params[0][0].T)
+    v = lay.flatten(torch_params, columns="bias_first", layout="torch")
+    assert np.array_equal(v[:2], params[0][1]) and np.array_equal(v[2:8], params[0][0].ravel())
+    back = lay.unflatten(v, sizes, columns="bias_first", layout="torch")
+    assert all(np.array_equal(a, b) for (W, b_), (W2, b2) in zip(back, torch_params) for a, b in ((W, W2), (b_, b2)))
+
+
+def test_bad_ports_are_named():
+    class NoLayout:
+        name = "x"
+    with pytest.raises(ValueError, match=r"port.layout must be one of"):
+        run(NoLayout())
+    bad = P.MinimalPort()
+    bad.jacobian_rows = "by_sample"
+    with pytest.raises(ValueError, match=r"port.jacobian_rows must be one of"):
+        run(bad)
+    with pytest.raises(ValueError, match=r"quantities must be among"):
+        run(P.MinimalPort(), quantities=["hessian"])
+    with pytest.raises(ValueError, match=r"case has unknown keys \['width'\]"):
+        Case.from_json('{"width": 3}')
+
+
+# ------------------------------------------------------------------ trajectories (the original kit)
+def test_one_step_momentum_scenario_and_one_entry_trajectories_raise():
+    with pytest.raises(ValueError, match=r"n_steps must be >= 2 for 'averaged_momentum'"):
+        reference_trajectory(Scenario(n_steps=1))
+    assert len(reference_trajectory(Scenario(n_steps=1), "sgd")) == 2          # SGD has no buffer to miss
+    ref = reference_trajectory(Scenario(sizes=(3, 2), n_steps=2))
+    with pytest.raises(ValueError, match=r"candidate must hold step 0 .* got 1 entry: nothing to compare"):
+        compare_trajectories(ref, ref[:1])
+    with pytest.raises(ValueError, match=r"n_steps must be an integer >= 1"):
+        Scenario(n_steps=0)
+
+
+# ------------------------------------------------------------------ golden files
+def _fromfile(d, entry):
+    return np.fromfile(d / entry["file"], dtype="<f8").reshape(entry["shape"])
+
+
+def test_export_reads_back_with_json_and_numpy_fromfile_only(tmp_path):
+    golden.export(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert (manifest["format"], manifest["format_version"], manifest["byte_order"], manifest["dtype"]) == \
+        ("refnet-conformance-golden", 1, "little", "float64")
+    assert manifest["refnet_version"] == refnet.__version__
+    assert {c["quantity"] for c in manifest["cases"]} == set(golden.QUANTITIES)
+    for entry in manifest["cases"]:
+        for path, digest in entry["files"].items():
+            assert hashlib.sha256((tmp_path / path).read_bytes()).hexdigest() == digest
+    # an independent forward pass (not refnet) from the raw files reproduces every forward case
+    phi = {"identity": lambda z: z, "tanh": np.tanh, "sigmoid": lambda z: 0.5 * (1 + np.tanh(z / 2)),
+           "relu": lambda z: np.maximum(z, 0), "softplus": lambda z: np.logaddexp(0, z)}
+    for entry in (c for c in manifest["cases"] if c["quantity"] == "forward"):
+        desc = json.loads((tmp_path / entry["description"]).read_text())
+        d, net, ins = tmp_path / entry["name"], desc["network"], desc["inputs"]
+        A = _fromfile(d, ins["X"])
+        L = len(net["sizes"]) - 1
+        for l in range(1, L + 1):
+            A = phi[net["activation"] if l < L else net["output_activation"]](
+                A @ _fromfile(d, ins[f"W_{l}"]) + _fromfile(d, ins[f"b_{l}"]))
+        Y = desc["expected"]["Y"]
+        tol = np.fromfile(d / Y["tol"], dtype="<f8").reshape(Y["shape"])
+        assert np.all(np.abs(A - _fromfile(d, Y)) <= tol), entry["name"]
+        npz = np.load(tmp_path / entry["npz"])
+        assert np.array_equal(npz["Y"], _fromfile(d, Y))
+
+
+def _write_results(root, port):
+    """A candidate (the NumPy port, torch layout) writes result.<name>.bin for forward, vjp and jacobian cases."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    spec_of = lambda net: refnet.MLP(net["sizes"], net["activation"], net["output_activation"])
+    for entry in manifest["cases"]:
+        desc = json.loads((root / entry["description"]).read_text())
+        d, ins = root / entry["name"], desc["inputs"]
+        spec = spec_of(desc["network"])
+        L = len(spec.sizes) - 1
+        params = [(_fromfile(d, ins[f"W_{l}"]).T, _fromfile(d, ins[f"b_{l}"])) for l in range(1, L + 1)]  # torch layout
+        X = _fromfile(d, ins["X"]) if "X" in ins else None
+        if entry["quantity"] == "forward":
+            out = {"Y": port.forward(spec, params, X)}
+        elif entry["quantity"] == "vjp":
+            g = port.vjp(spec, params, X, _fromfile(d, ins["G"]))
+            out = {f"d{k}_{l}": (x.T if k == "W" else x) for l, (W, b) in enumerate(g, 1) for k, x in (("W", W), ("b", b))}
+        elif entry["quantity"] == "jacobian":
+            out = {"J": port.jacobian(spec, params, X, desc["arguments"]["outputs"])}
+        else:
+            continue
+        for k, v in out.items():
+            np.ascontiguousarray(v, dtype="<f8").tofile(d / f"result.{k}.bin")
+
+
+def test_check_passes_a_correct_candidate_and_names_a_wrong_entry(tmp_path):
+    golden.export(tmp_path, quantities=("forward", "vjp", "jacobian"))
+    _write_results(tmp_path, P.FullPort())
+    ok, lines = golden.check(tmp_path)
+    assert ok, "\n".join(lines)
+    done = _cli("check", str(tmp_path))
+    assert done.returncode == 0 and "PASS  jacobian-09" in done.stdout, done.stdout + done.stderr
+    bad = tmp_path / "vjp-03" / "result.dW_1.bin"
+    v = np.fromfile(bad, dtype="<f8")
+    v[0] += 1e-9
+    v.tofile(bad)
+    ok, lines = golden.check(tmp_path)
+    assert not ok and any(line.startswith("  FAIL  vjp-03: dW_1[0, 0]: expected") for line in lines), lines
+    (tmp_path / "forward-00" / "Y.bin").write_bytes(b"\0" * 8)             # tampered golden file
+    with pytest.raises(ValueError, match=r"Y.bin does not match its sha256"):
+        golden.check(tmp_path)
+
+
+def test_check_with_no_results_fails(tmp_path):
+    golden.export(tmp_path, quantities=("forward",))
+    ok, lines = golden.check(tmp_path)
+    assert not ok and lines[-1] == "  no results found: nothing was compared"
+    assert _cli("check", str(tmp_path)).returncode == 1
