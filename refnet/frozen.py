@@ -100,15 +100,17 @@ class ProjectionAccuracyWarning(RuntimeWarning):
 class FrozenInfo(NamedTuple):
     """What a frozen step did.
 
-    residual:   max |c(theta_new) - c0| over frozen outputs and anchors (measured)
-    iterations: retraction corrections applied
-    rank:       rank of J at the starting parameters (the pinv definition's, module docstring)
-    nullity:    p - rank, the dimension of the directions that keep c constant
-    converged:  residual <= tol
-    tol:        the tolerance it was held to
-    route:      which computation ran: "gram", "gram+band", "gram (band unresolved)",
-                "dense", or "none" (nothing frozen)
-    warning:    the ProjectionAccuracyWarning message, or None
+    Fields::
+
+        residual:   max |c(theta_new) - c0| over frozen outputs and anchors (measured)
+        iterations: retraction corrections applied
+        rank:       rank of J at the starting parameters (the pinv definition's, module docstring)
+        nullity:    p - rank, the dimension of the directions that keep c constant
+        converged:  residual <= tol
+        tol:        the tolerance it was held to
+        route:      which computation ran: "gram", "gram+band", "gram (band unresolved)",
+                    "dense", or "none" (nothing frozen)
+        warning:    the ProjectionAccuracyWarning message, or None
     """
     residual: float
     iterations: int
@@ -383,7 +385,7 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
 
     g = backprop of G (n, n_L) at X (n, n_0); theta' = theta - lr g_perp
     (``project_out``); then, with ``retract=True``, corrections J^+ r until
-    max |c(theta') - c(theta)| <= tol on the anchors (default: X).
+    ``max |c(theta') - c(theta)| <= tol`` on the anchors (default: X).
     tol defaults to 1e-12 max(1, max|c0|) in float64 and 1e-5 max(1, max|c0|)
     in float32. Returns (new params, FrozenInfo). Raises RetractionError (with
     ``.residual`` and a message saying what would help) when the retraction does
