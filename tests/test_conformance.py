@@ -62,6 +62,33 @@ def test_jax_port_passes():
     assert {s for q, s in _status(report).items() if q != "frozen_step"} == {"pass"}, str(report)
 
 
+def _readme_port(*replacements):
+    """The README's PyTorch port (its python block, run), with textual ``(old, new)`` edits applied."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Verifying your own implementation"):]
+    code = section[section.index("```python\n") + 10:section.index("```", section.index("```python\n") + 10)]
+    head = code[:code.index("report = run(")]
+    for old, new in replacements:
+        assert old in head, old
+        head = head.replace(old, new)
+    scope = {}
+    exec(compile(head, "README.md", "exec"), scope)
+    return scope["TorchPort"]()
+
+
+def test_readme_port_passes_and_its_two_seeded_slips_fail():
+    pytest.importorskip("torch")
+    assert _status(run(_readme_port()))["optimizer_step"] == "pass"
+    outgoing = _readme_port(("MW.mean(axis=1, keepdims=True).repeat(MW.shape[1], axis=1)",
+                             "MW.mean(axis=0, keepdims=True).repeat(MW.shape[0], axis=0)"))
+    report = run(outgoing, quantities=["forward", "vjp", "optimizer_step"])
+    assert [r.quantity for r in report.results if r.status == "fail"] == ["optimizer_step"], str(report)
+    assert "FAIL optimizer_step: step 2, W_1[0, 1]" in str(report)                  # as the README shows
+    wrong_act = _readme_port(('"tanh": torch.tanh', '"tanh": torch.sigmoid'))
+    report = run(wrong_act, quantities=["forward", "vjp", "optimizer_step"])
+    assert _status(report) == {"forward": "fail", "vjp": "blocked", "optimizer_step": "pass"}, str(report)
+
+
 # ------------------------------------------------------------------ seeded bugs
 SEEDED = {   # port -> (quantity that must fail, text its report must hold, quantities reported blocked)
     P.WrongOutgoingAveraging: ("optimizer_step", "step 2, W_1[", ["trajectory"]),
