@@ -367,7 +367,10 @@ def _trajectory(port, case, projected):
     ref, cand = a["params"], a["params"]
     state, port_state, tol_acc = opt.init(ref), None, 0.0
     for step in range(1, case.n_steps + 1):
-        _, g_ref = spec.loss_and_grads(ref, X, T, loss=case.loss)
+        try:
+            _, g_ref = spec.loss_and_grads(ref, X, T, loss=case.loss)
+        except FloatingPointError as e:                                  # refnet's own run diverged
+            raise NotComparable(f"refnet's own trajectory overflows at step {step} ({e})") from None
         _, g_c = spec.loss_and_grads(cand, X, T, loss=case.loss)        # refnet's gradients at the port's params
         g_c = [(np.asarray(W), np.asarray(b)) for W, b in g_c]
         acc = _accumulation(state.inner if projected else state)

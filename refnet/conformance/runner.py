@@ -13,6 +13,8 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import checks
 from .cases import Case, core_cases
 from .layout import COLUMN_ORDERS, LAYOUTS, ROW_ORDERS
@@ -112,9 +114,11 @@ def validate_port(port):
 
 
 def _evaluate(port, quantity, case):
-    """None (agrees), a Mismatch, or NotComparable raised; an exception from the port is a Mismatch."""
+    """None (agrees), a Mismatch, or NotComparable raised; an exception from the port is a Mismatch.
+    NumPy's overflow/invalid warnings are silenced: a non-finite value is compared (and fails) as a value."""
     try:
-        return checks.CHECKS[quantity](port, case)
+        with np.errstate(all="ignore"):
+            return checks.CHECKS[quantity](port, case)
     except checks.NotComparable:
         raise
     except Exception as e:                                               # the port (or its output) broke

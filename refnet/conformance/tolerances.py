@@ -15,7 +15,8 @@ times 2 for the second-order terms the bounds leave out).
 * loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
 * vjp / gradients: the same bound backwards, with phi' known to about
   eps (1 + |phi'|) absolutely (1 - A^2 and 1 / cosh^2 differ by eps):
-      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) |phi'| + (|D_l| |W_l|^T) eps (1 + |phi'|),
+      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + eps (1 + |phi'|))
+                  + (|D_l| |W_l|^T) eps (1 + |phi'|),
       E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
   with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
 * jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
@@ -111,7 +112,8 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
         if l > 1:
             Wt = np.abs(params[l - 1][0]).T                                # |W_l|^T
             n_l = Wt.shape[0]
-            E = ((E + n_l * eps * D) @ Wt) * dphi[l - 1] + (D @ Wt) * eps * (1 + dphi[l - 1])
+            E = ((E + n_l * eps * D) @ Wt) * (dphi[l - 1] + eps * (1 + dphi[l - 1])) \
+                + (D @ Wt) * eps * (1 + dphi[l - 1])                       # (incl. error x error: phi' may be 0)
             D = (D @ Wt) * dphi[l - 1]
     return np.concatenate(out, axis=1) if per_sample else out
 

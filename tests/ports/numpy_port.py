@@ -10,7 +10,7 @@ import numpy as np
 ACT = {   # name -> (phi(Z), phi'(Z) given Z and A = phi(Z))
     "identity": (lambda Z: Z, lambda Z, A: np.ones_like(Z)),
     "sigmoid": (lambda Z: 0.5 * (1.0 + np.tanh(0.5 * Z)), lambda Z, A: A * (1.0 - A)),
-    "tanh": (np.tanh, lambda Z, A: 1.0 / np.cosh(Z) ** 2),
+    "tanh": (np.tanh, lambda Z, A: 1.0 / np.cosh(np.clip(Z, -350, 350)) ** 2),   # cosh(350)^2 < max float
     "relu": (lambda Z: np.where(Z > 0, Z, 0.0), lambda Z, A: (Z > 0).astype(float)),
     "softplus": (lambda Z: np.logaddexp(0.0, Z), lambda Z, A: 0.5 * (1.0 + np.tanh(0.5 * Z))),
 }
