@@ -148,6 +148,26 @@ def test_tolerance_is_tight_enough_to_see_1e_12():
     assert _status(run(_Scaled(), quantities=["forward"], profile="core"))["forward"] == "fail"
 
 
+class _Float32(P.MinimalPort):
+    """The minimal port computing in float32 (inputs cast down, results cast back)."""
+    name, dtype = "numpy port in float32", "float32"
+
+    def forward(self, spec, params, X):
+        f32 = [(W.astype(np.float32), b.astype(np.float32)) for W, b in params]
+        return super().forward(spec, f32, X.astype(np.float32))
+
+    def vjp(self, spec, params, X, G):
+        f32 = [(W.astype(np.float32), b.astype(np.float32)) for W, b in params]
+        return super().vjp(spec, f32, X.astype(np.float32), G.astype(np.float32))
+
+
+def test_tolerances_follow_the_ports_dtype():
+    assert _status(run(_Float32(), quantities=["forward", "vjp"])) == {"forward": "pass", "vjp": "pass"}
+    as_float64 = _Float32()
+    as_float64.dtype = "float64"                                           # claims float64, computes float32
+    assert _status(run(as_float64, quantities=["forward"], profile="core"))["forward"] == "fail"
+
+
 def test_ill_defined_rank_is_not_compared_and_says_why():
     # a linear 1-2-1 net: J (5, 7) has rank 3 exactly; with seed 2 rounding leaves a singular value
     # of 1.2e-15 next to the cutoff 9.2e-15: one correct SVD keeps it, another drops it
