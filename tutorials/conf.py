@@ -39,6 +39,7 @@ mathjax_path = "mathjax/tex-chtml.js"
 # An undefined macro is an error (mjx-merror, which the browser test looks for), not red text.
 mathjax3_config = {"tex": {"tags": "ams", "packages": {"[-]": ["noundefined"]}}}
 
+highlight_language = "none"             # docstrings' :: blocks hold formulas, not Python (>>> still highlights)
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 napoleon_numpy_docstring = True
