@@ -198,9 +198,12 @@ class _Linearization:
             K = D.shape[0]
             D2 = xp.reshape(D, (m, D.shape[-1]))                                 # Delta_l stacked   (m, n_l)
             S = S + xp.tile(A @ A.T + 1.0, (K, K)) * (D2 @ D2.T)                 # (A A^T + 1) * (Delta Delta^T)
+        kappa_c = (max(m, p) / (m * m * EPS64)) ** (1 / 3) / 4                   # clear: w >= w_max / kappa_c^2
+        self.Linv = None
+        if self._all_clear(xp, S, kappa_c):
+            return
         w, Q = xp.linalg.eigh(S)                                                 # J J^T = Q diag(w) Q^T, w ascending
         w_max = max(float(w[-1]), 0.0)
-        kappa_c = (max(m, p) / (m * m * EPS64)) ** (1 / 3) / 4                   # clear: w >= w_max / kappa_c^2
         n_c = _count(xp, w >= w_max / kappa_c ** 2) if w_max > 0 else 0          # clear: a suffix of w
         b = m - n_c                                                              # band: the rest (all if J = 0)
         self.route = "gram"
@@ -226,6 +229,27 @@ class _Linearization:
             self.Qb, self.Vb, self.sb, self.Wbt = Qb, Vb[:, :r_b], sb[:r_b], Wbt[:r_b, :]
             self.rank, self.route = n_c + r_b, "gram+band"
             self.cond = s_1 / float(sb[r_b - 1]) if r_b else cond_c
+
+    def _all_clear(self, xp, S, kappa_c):
+        """Fast path (no eigendecomposition) where a Cholesky factor S = L L^T certifies that every
+        eigenvalue is clear: lambda_max / lambda_min <= trace(S) |L^-1|_F^2 <= kappa_c^2 / 4. Then
+        rank = m, no band, and S^-1 = L^-T L^-1 (explicit: L is well-conditioned here)."""
+        try:
+            Linv = xp.linalg.inv(xp.linalg.cholesky(S))                           # L^-1              (m, m)
+        except (ValueError, RuntimeError):                                        # not positive definite
+            return False
+        cond2 = float(xp.linalg.trace(S)) * float(xp.sum(Linv * Linv))          # >= (s_1 / s_m)^2
+        if not cond2 <= kappa_c ** 2 / 4:                                         # (NaN: a failed factorization)
+            return False
+        self.Linv, self.route, self.rank, self.cond = Linv, "gram", self.m, math.sqrt(cond2)
+        self.passes = 1 if self.m * self.cond <= max(self.m, self.p) else 2
+        return True
+
+    def _solve(self, Y):
+        """(J J^T)^+ Y on the clear part: L^-T L^-1 Y or Q_c diag(w_c^-1) Q_c^T Y.  Y: (m, k)."""
+        if self.Linv is not None:
+            return self.Linv.T @ (self.Linv @ Y)
+        return self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ Y))
 
     # -- gram route: J T, J^T L, the clear projector ---------------------------------------
     def _J(self, T):
@@ -255,7 +279,7 @@ class _Linearization:
     def _clear(self, T):
         """(I - P_c) T, P_c = J^T Q_c diag(w_c^-1) Q_c^T J, applied ``passes`` times.  T: (p, k)."""
         for _ in range(self.passes):
-            T = T - self._JT(self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ self._J(T))))
+            T = T - self._JT(self._solve(self._J(T)))                            # T - J^T (J J^T)_c^+ J T
         return T
 
     # -- public operations --------------------------------------------------------------
@@ -281,7 +305,7 @@ class _Linearization:
             d = self.V @ ((self.Ut @ r) / self.s[:, None])                       # V_r S_r^-1 U_r^T r
         else:
             r = r / self.scale                                                   # J^+ r = (J / scale)^+ (r / scale)
-            d = self._JT(self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ r)))      # d_c = J^T Q_c w_c^-1 Q_c^T r
+            d = self._JT(self._solve(r))                                         # d_c = J^T Q_c w_c^-1 Q_c^T r
             if self.Vb is not None:                                              # + V_b S_b^-1 W_b^T Q_b^T (r - J d_c)
                 d = d + self.Vb @ ((self.Wbt @ (self.Qb.T @ (r - self._J(d)))) / self.sb[:, None])
         return _unflat(xp, _as(xp, d[:, 0], self.params[0][0].dtype), self.params)

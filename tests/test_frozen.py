@@ -257,18 +257,29 @@ def test_gram_matrix_equals_explicit_JJT(backend, prob, seed):
         S += np.tile(Al @ Al.T + 1.0, (len(K), len(K))) * (D2 @ D2.T)             # (A A^T + 1) * (Delta Delta^T)
     S_err = 64 * (np.abs(J) @ Jerr.T + Jerr @ np.abs(J).T)                       # |J| err^T + err |J|^T
     assert np.all(np.abs(S - JJt) <= S_err)
-    # what the route actually uses on its clear part: Q_c diag(w_c) Q_c^T. Its eigenvalues equal the
-    # oracle's largest eigenvalues of J J^T (Weyl: absolute error <= |S - J J^T|_2 + m eps lambda_max)
-    inv = backend.numpy(lin.inv_c) / lin.scale ** 2                               # (w_c / scale^2)^-1 -> w_c^-1
-    n_c = inv.shape[0]
-    assert lin.rank >= n_c
-    w_oracle = np.sort(np.linalg.eigvalsh(JJt))[::-1][:n_c]                       # largest n_c eigenvalues
-    np.testing.assert_allclose(np.sort(1.0 / inv)[::-1], w_oracle, rtol=0,
-                               atol=64 * m * EPS * scale + np.linalg.norm(S_err, 2))
-    Q = backend.numpy(lin.Qc)
-    np.testing.assert_allclose(Q.T @ Q, np.eye(n_c), rtol=0, atol=64 * m * EPS)  # orthonormal eigenvectors
-    # the matrix-free products J V and J^T L (columns) against the oracle J
     rng = np.random.default_rng(seed)
+    if lin.Linv is not None:
+        # Cholesky path (every eigenvalue certified clear): rank m and S^-1 = L^-T L^-1, so solving
+        # with the oracle J J^T gives Y back, up to rounding amplified by cond(J J^T) (the route holds
+        # S / scale^2, whose inverse is scale^2 S^-1)
+        assert lin.rank == m
+        w = np.linalg.eigvalsh(JJt)
+        Y = rng.standard_normal((m, 2))
+        back = backend.numpy(lin._solve(backend.asarray(JJt @ Y))) / lin.scale ** 2
+        tol = 64 * m * EPS * w.max() / w.min() + np.linalg.norm(S_err, 2) / w.min()
+        assert np.abs(back - Y).max() <= tol * np.abs(Y).max()
+    else:
+        # eigendecomposition: the clear part Q_c diag(w_c) Q_c^T. Its eigenvalues equal the oracle's
+        # largest eigenvalues of J J^T (Weyl: absolute error <= |S - J J^T|_2 + m eps lambda_max)
+        inv = backend.numpy(lin.inv_c) / lin.scale ** 2                           # (w_c / scale^2)^-1 -> w_c^-1
+        n_c = inv.shape[0]
+        assert lin.rank >= n_c
+        w_oracle = np.sort(np.linalg.eigvalsh(JJt))[::-1][:n_c]                   # largest n_c eigenvalues
+        np.testing.assert_allclose(np.sort(1.0 / inv)[::-1], w_oracle, rtol=0,
+                                   atol=64 * m * EPS * scale + np.linalg.norm(S_err, 2))
+        Q = backend.numpy(lin.Qc)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(n_c), rtol=0, atol=64 * m * EPS)  # orthonormal eigenvectors
+    # the matrix-free products J V and J^T L (columns) against the oracle J
     V = rng.standard_normal((J.shape[1], 2))
     L = rng.standard_normal((m, 2))
     JV = lin.scale * backend.numpy(lin._J(backend.asarray(V)))                   # the route's J / scale
