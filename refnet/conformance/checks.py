@@ -109,12 +109,6 @@ def first_mismatch(quantity, named, layout="refnet", prefix=""):
     return None
 
 
-def _named(prefix, tree, layout):
-    """[(W_1, b_1), ...] -> [("W_1", W_1 in layout), ("b_1", b_1), ...] (refnet-layout input)."""
-    return [(f"{k}{prefix}_{l}", x.T if (layout == "torch" and k.endswith("W")) else x)
-            for l, (W, b) in enumerate(tree, start=1) for k, x in (("W", W), ("b", b))]
-
-
 def _compare_trees(quantity, ref, cand, tol, layout, kind="", where="", detail=""):
     """Compare two [(W, b)] trees (ref and tol in refnet layout, cand in the port's layout)."""
     named = [(f"{kind}{k}_{l}", r, c, t)
@@ -131,8 +125,8 @@ def _compare_trees(quantity, ref, cand, tol, layout, kind="", where="", detail="
 def check_forward(port, case):
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
-    As, _, Es = tl.forward_bound(spec, a["params"], a["X"], eps)
-    Y = _host(port.forward(spec, lay.to_layout(a["params"], port.layout), a["X"]))
+    Es = tl.forward_bound(spec, a["params"], a["X"], eps)[2]
+    Y = _host(port.forward(spec, lay.to_layout(a["params"], port.layout), a["X"].copy()))
     return first_mismatch("forward", [("Y", np.asarray(spec.forward(a["params"], a["X"])), Y, tl.SAFETY * Es[-1])])
 
 
@@ -142,7 +136,8 @@ def _loss_parts(port, case):
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
     L_ref, g_ref = spec.loss_and_grads(a["params"], a["X"], a["T"], loss=case.loss)
     _, G, E_L, E_G = tl.loss_bound(case.loss, fwd[0][-1], a["T"], fwd[2][-1], eps)
-    L, grads = port.loss_and_grads(spec, lay.to_layout(a["params"], port.layout), a["X"], a["T"], case.loss)
+    L, grads = port.loss_and_grads(spec, lay.to_layout(a["params"], port.layout), a["X"].copy(), a["T"].copy(),
+                                   case.loss)
     return spec, a, eps, fwd, (float(L_ref), g_ref), (G, E_L, E_G), (_host(L), _tree(grads, "loss_and_grads"))
 
 
@@ -164,7 +159,7 @@ def check_vjp(port, case):
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
     E = tl.backward_bound(spec, a["params"], fwd, a["G"][None], np.zeros_like(a["G"])[None], eps)
     ref = spec.vjp(a["params"], a["X"], a["G"])
-    cand = _tree(port.vjp(spec, lay.to_layout(a["params"], port.layout), a["X"], a["G"]), "vjp")
+    cand = _tree(port.vjp(spec, lay.to_layout(a["params"], port.layout), a["X"].copy(), a["G"].copy()), "vjp")
     return _compare_trees("vjp", ref, cand, [(tl.SAFETY * eW, tl.SAFETY * eb) for eW, eb in E], port.layout, "d")
 
 
@@ -184,7 +179,7 @@ def check_jacobian(port, case):
     J_ref, E_J = _jacobian_bound(spec, a, outputs, eps)
     rows, cols = getattr(port, "jacobian_rows", "output_major"), getattr(port, "jacobian_columns", "refnet")
     n, K = a["X"].shape[0], len(outputs)
-    J = _host(port.jacobian(spec, lay.to_layout(a["params"], port.layout), a["X"], outputs))
+    J = _host(port.jacobian(spec, lay.to_layout(a["params"], port.layout), a["X"].copy(), list(outputs)))
     to_port = lambda M: lay.jacobian_from_refnet(M, spec.sizes, n, K, rows, cols)
     mis = first_mismatch("jacobian", [("J", to_port(J_ref), J, to_port(tl.SAFETY * E_J))])
     if mis is None or not mis.index:
@@ -244,7 +239,7 @@ def check_project_out(port, case):
     params, X, grads, freeze = a["params"], a["X"], a["grads"], list(case.freeze)
     ref, facts, tol = _project_reference(spec, params, grads, X, freeze, eps)
     cand = _tree(port.project_out(spec, lay.to_layout(params, port.layout), lay.to_layout(grads, port.layout),
-                                  X, freeze), "project_out")
+                                  X.copy(), freeze), "project_out")
     if facts["ambiguous"].size:
         if len(cand) != len(ref):
             return Mismatch("project_out", "parameter list", len(ref), len(cand), 0.0)
@@ -299,7 +294,8 @@ def check_frozen_step(port, case):
     eps = tl.eps_of(_dtype(port))
     params, X, G, freeze, lr = a["params"], a["X"], a["G"], list(case.freeze), case.lr
     ref = frozen_reference(spec, params, X, G, freeze, lr, eps)
-    cand = lay.from_layout(_tree(port.frozen_step(spec, lay.to_layout(params, port.layout), X, G, freeze, lr, X),
+    cand = lay.from_layout(_tree(port.frozen_step(spec, lay.to_layout(params, port.layout), X.copy(), G.copy(),
+                                                 list(freeze), lr, X.copy()),
                                  "frozen_step"), port.layout)
     if [W.shape for W, _ in cand] != [W.shape for W, _ in params]:
         return Mismatch("frozen_step", "parameter shapes", np.nan, np.nan, 0.0,
@@ -386,14 +382,14 @@ def _trajectory(port, case, projected):
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
-            g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X, freeze),
+            g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X.copy(), freeze),
                                         "project_out"), port.layout)
         out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P(), lay.to_layout(g_c, port.layout),
                                               port_state)
         new = lay.from_layout(_tree(out, "optimizer_step"), port.layout)
         if projected:
             U = [(W - nW, b - nb) for (W, b), (nW, nb) in zip(cand, new)]  # the port's update theta - theta'
-            U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X, freeze),
+            U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X.copy(), freeze),
                                       "project_out"), port.layout)
             new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
         cand = new

@@ -53,7 +53,7 @@ import numpy as np
 import refnet
 from . import checks
 from . import tolerances as tl
-from .cases import Case, core_cases
+from .cases import core_cases
 
 FORMAT, FORMAT_VERSION = "refnet-conformance-golden", 1
 QUANTITIES = ("forward", "loss_and_grads", "vjp", "jacobian", "project_out", "frozen_step", "optimizer_step")
@@ -247,4 +247,4 @@ def save_failure(root, report):
     return written
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "QUANTITIES", "Case", "check", "export", "reference", "save_failure", "write_case"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "QUANTITIES", "check", "export", "reference", "save_failure", "write_case"]
