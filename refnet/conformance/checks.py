@@ -362,7 +362,7 @@ def _trajectory(port, case, projected):
     opt = refnet.Projected(inner, spec, X, freeze=freeze, retract=False, method="dense") if projected else inner
     quantity = "projected_trajectory" if projected else "trajectory"
     ref, cand = a["params"], a["params"]
-    state, port_state, tol_acc = opt.init(ref), None, 0.0
+    state, port_state, tol_acc, last = opt.init(ref), None, 0.0, None
     for step in range(1, case.n_steps + 1):
         try:
             _, g_ref = spec.loss_and_grads(ref, X, T, loss=case.loss)
@@ -377,9 +377,12 @@ def _trajectory(port, case, projected):
             if facts_tol[1]["ambiguous"].size:
                 raise NotComparable(f"step {step}: " + _ambiguous_reason(facts_tol[1]))
             step_tol += 2 * hyper["lr"] * (1 + hyper.get("momentum", 0.0) * step) * facts_tol[2]
-        tol_acc += step_tol                                               # errors add up over the steps
+        prev = ref
         ref, state = opt.step(ref, g_ref, state)
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
+        move = float(np.max(np.abs(_flat(ref) - _flat(prev))))             # |theta_k - theta_{k-1}|
+        growth = 1.0 if not last else max(1.0, move / last)              # how the run carries earlier errors
+        tol_acc, last = growth * tol_acc + step_tol, move
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
             g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X.copy(), freeze),

@@ -13,10 +13,10 @@ times 2 for the second-order terms the bounds leave out).
   sigmoid, log(1 + e^z) for softplus); an entry of Y may differ by SAFETY E_Y.  (Entrywise: relative to the
   magnitude of the terms that make up that entry, not to the entry.)
 * loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
-* vjp / gradients: the same bound backwards, with phi' known to about
-  eps (1 + |phi'|) absolutely (1 - A^2 and 1 / cosh^2 differ by eps):
-      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + eps (1 + |phi'|))
-                  + (|D_l| |W_l|^T) eps (1 + |phi'|),
+* vjp / gradients: the same bound backwards, with phi'(Z) known to
+  e' = eps (1 + |phi'|) + |phi''| E_Z (1 - A^2 and 1 / cosh^2 differ by eps
+  absolutely; an error in Z moves phi' by phi'' times it):
+      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + e') + (|D_l| |W_l|^T) e',
       E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
   with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
 * jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
@@ -46,8 +46,11 @@ times 2 for the second-order terms the bounds leave out).
   correction of size eps max(1, |c0|) / s_r, and when its square (its
   second-order effect on c) exceeds tol no retraction can promise tol.
 * optimizer steps: |theta| + lr (|g| + mu (n_in + 2) |a|) per entry (the mean
-  over n_in + 1 terms, the update, the subtraction), times SAFETY eps; over a
-  trajectory of k steps, k times the largest per-step tolerance.
+  over n_in + 1 terms, the update, the subtraction), times SAFETY eps. Over a
+  trajectory the errors add up and are carried along by the dynamics:
+  tol_k = growth_k tol_{k-1} + step_tol_k, growth_k = max(1, |theta_k -
+  theta_{k-1}| / |theta_{k-1} - theta_{k-2}|) (refnet's own steps: a diverging
+  run amplifies earlier errors as fast as it grows).
 """
 from __future__ import annotations
 
@@ -66,13 +69,21 @@ def eps_of(dtype) -> float:
     return EPS[dtype]
 
 
+# |phi''(Z)| from Z and A = phi(Z): how an error in Z moves phi'(Z)  (relu: 0 away from its kink)
+D2 = {"identity": lambda Z, A: np.zeros_like(Z),
+      "relu": lambda Z, A: np.zeros_like(Z),
+      "tanh": lambda Z, A: 2 * np.abs(A) * (1 - A * A),                     # |tanh''| = 2 |A| (1 - A^2)
+      "sigmoid": lambda Z, A: A * (1 - A) * np.abs(1 - 2 * A),              # |s''| = s (1 - s) |1 - 2 s|
+      "softplus": lambda Z, A: np.exp(-np.logaddexp(0, -Z) - np.logaddexp(0, Z))}   # s(Z) (1 - s(Z))
+
+
 def forward_bound(spec, params, X, eps):
     """Forward pass with its running error bound.
 
-    Returns (As, Zs, Es): A_l (n, n_l) for l = 0..L, Z_l for l = 1..L (Zs[0] None),
-    E_l the bound on the error of A_l (Es[0] = 0).
+    Returns (As, Zs, Es, EZs): A_l (n, n_l) for l = 0..L, Z_l for l = 1..L (Zs[0] None),
+    E_l the bound on the error of A_l (Es[0] = 0), EZs[l] that of Z_l (EZs[0] None).
     """
-    As, Zs, Es = [X], [None], [np.zeros_like(X)]
+    As, Zs, Es, EZs = [X], [None], [np.zeros_like(X)], [None]
     for l, (W, b) in enumerate(params, start=1):
         phi = ACTIVATIONS[spec.activation if l < len(params) else spec.output_activation]
         A = As[-1]
@@ -83,7 +94,8 @@ def forward_bound(spec, params, X, eps):
         Es.append(np.abs(phi.df(np, Z, A_new)) * E_Z + own)                # E_A = |phi'| E_Z + own error
         As.append(A_new)
         Zs.append(Z)
-    return As, Zs, Es
+        EZs.append(E_Z)
+    return As, Zs, Es, EZs
 
 
 def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
@@ -93,12 +105,14 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
     ``per_sample``, the bound of each Jacobian row: an array (K n, p) in
     refnet's row (output-major) and column (flatten) orders.
     """
-    As, Zs, Es = fwd
+    As, Zs, Es, EZs = fwd
     L = len(params)
-    dphi = [None] + [np.abs(ACTIVATIONS[spec.activation if l < L else spec.output_activation].df(np, Zs[l], As[l]))
-                     for l in range(1, L + 1)]
+    name = lambda l: spec.activation if l < L else spec.output_activation
+    dphi = [None] + [np.abs(ACTIVATIONS[name(l)].df(np, Zs[l], As[l])) for l in range(1, L + 1)]
+    # error of phi'(Z_l): its own rounding (about eps absolutely) plus |phi''| times the error of Z_l
+    e_dphi = [None] + [eps * (1 + dphi[l]) + D2[name(l)](Zs[l], As[l]) * EZs[l] for l in range(1, L + 1)]
     D = np.abs(S) * dphi[L]                                                # |Delta_L|
-    E = np.abs(S) * eps * (1 + dphi[L]) + E_S * dphi[L]                    # its error
+    E = np.abs(S) * e_dphi[L] + E_S * (dphi[L] + e_dphi[L])                # its error
     out = [None] * L
     for l in range(L, 0, -1):
         A, E_A, n = As[l - 1], Es[l - 1], As[0].shape[0]
@@ -112,8 +126,8 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
         if l > 1:
             Wt = np.abs(params[l - 1][0]).T                                # |W_l|^T
             n_l = Wt.shape[0]
-            E = ((E + n_l * eps * D) @ Wt) * (dphi[l - 1] + eps * (1 + dphi[l - 1])) \
-                + (D @ Wt) * eps * (1 + dphi[l - 1])                       # (incl. error x error: phi' may be 0)
+            E = ((E + n_l * eps * D) @ Wt) * (dphi[l - 1] + e_dphi[l - 1]) \
+                + (D @ Wt) * e_dphi[l - 1]                                 # (incl. error x error: phi' may be 0)
             D = (D @ Wt) * dphi[l - 1]
     return np.concatenate(out, axis=1) if per_sample else out
 
