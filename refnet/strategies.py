@@ -198,33 +198,3 @@ def conformance_cases(draw, kinds=None, max_layers=3, max_width=5, max_n=5):
                 nesterov=optimizer == "momentum" and draw(st.booleans()),
                 include_bias=optimizer == "averaged_momentum" and draw(st.booleans()),
                 n_steps=draw(st.integers(2, 5)))
-
-
-# --------------------------------------------------------------------------- Ports
-# Cases for refnet.conformance (checking your own implementation against refnet).
-
-
-@st.composite
-def conformance_cases(draw, kinds=None, max_layers=3, max_width=5, max_n=5):
-    """A ``refnet.conformance.Case``: plain data (architecture, seed, hard-case kind, frozen set,
-    loss, optimizer and hyperparameters) from which every input array is made deterministically.
-    ``kinds`` defaults to all of ``refnet.conformance.cases.KINDS`` ("plain" first, so failures shrink
-    towards a plain case)."""
-    from refnet.conformance.cases import KINDS, Case
-    L = draw(st.integers(1, max_layers))
-    sizes = [draw(st.integers(1, max_width)) for _ in range(L + 1)]
-    optimizer = draw(st.sampled_from(["averaged_momentum", "momentum", "sgd"]))
-    momentum = draw(st.sampled_from([0.9, 0.5, 0.99]))
-    return Case(sizes=tuple(sizes),
-                activation=draw(st.sampled_from(["tanh"] + [a for a in ACTIVATION_NAMES if a != "tanh"])),
-                output_activation=draw(st.sampled_from(["identity"] + [a for a in ACTIVATION_NAMES if a != "identity"])),
-                seed=draw(st.integers(0, 2**16)),
-                n=draw(st.integers(1, max_n)),
-                kind=draw(st.sampled_from(list(KINDS if kinds is None else kinds))),
-                freeze=tuple(draw(frozen_subsets(sizes[-1]))),
-                lr=draw(st.sampled_from([0.1, 0.01, 0.5])),
-                loss=draw(st.sampled_from(["mse", "softmax_cross_entropy"])),
-                optimizer=optimizer, momentum=momentum,
-                nesterov=optimizer == "momentum" and draw(st.booleans()),
-                include_bias=optimizer == "averaged_momentum" and draw(st.booleans()),
-                n_steps=draw(st.integers(2, 5)))
