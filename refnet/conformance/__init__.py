@@ -41,10 +41,13 @@ core set (every activation, square and non-square layers, widths of 1, both
 losses, every optimizer variant, and the hard cases: small magnitudes,
 saturated units, near-duplicate anchors, widely scaled layers, m close to p)
 always runs, then hypothesis (``refnet.strategies.conformance_cases``) with
-profile "quick" (25 examples per quantity, derandomized) or "deep" (1000). A
-failure reports the quantity, the first diverging entry in the port's own
-layout, reference and candidate values, the tolerance, the shrunk case as JSON
-and a one-line replay command.
+profile "quick" (25 examples per quantity, derandomized), "deep" (1000) or
+"core" (none: for ports that compile per shape, such as JAX). A failure
+reports the quantity, the first diverging entry in the port's own layout,
+reference and candidate values, the tolerance, the shrunk case as JSON (shrunk
+by hypothesis, or greedily when only a core case fails) and a one-line replay
+command. Cases without a well-defined answer are counted as not comparable,
+with the reason.
 
 **Tolerances** are derived per quantity and dtype (see
 :mod:`refnet.conformance.tolerances` for the formulas): forward and gradients
@@ -55,11 +58,13 @@ by invariants first (frozen outputs within refnet's retraction tolerance on
 the anchors, at least half of refnet's first-order progress on the trained
 outputs) and then parameters within about tol / s_r. Cases whose rank is
 ambiguous at the dtype's precision (a singular value within a factor 10 of the
-cutoff) are not compared entrywise; the report says why.
+cutoff, or within J's own rounding-error bound of it) are not compared
+entrywise, nor frozen steps whose retraction is ill-conditioned; the report
+says why. Golden files: :mod:`refnet.conformance.golden` documents the format.
 
 **Commands**::
 
-    python -m refnet conformance run --port MODULE:ATTR [--profile deep] [--save-failures DIR]
+    python -m refnet conformance run --port MODULE:ATTR [--profile quick|deep|core] [--save-failures DIR]
     python -m refnet conformance export DIR        # golden files for any language
     python -m refnet conformance check DIR         # verify results written next to them
 
