@@ -16,8 +16,8 @@ from .backend import fast_namespace, is_float_dtype, namespace, total
 def all_finite(xp, x) -> bool:
     """True when every entry of ``x`` is finite.
 
-    Fast path: one reduction (``sum`` is finite iff no NaN/Inf, unless finite
-    values overflow the sum); the exact ``isfinite`` pass runs only when the
+    Fast path: one reduction (``backend.total`` is finite iff no NaN/Inf, unless
+    finite values overflow it); the exact ``isfinite`` pass runs only when the
     fast path fails. Brings one scalar to the host.
     """
     if math.isfinite(float(total(xp, x))):
@@ -112,7 +112,7 @@ def like_params(tree, ref, name: str, xp, dtype):
 def tree_all_finite(xp, tree) -> bool:
     """True when every array of a list of (W, b) pairs is finite: one reduction per
     array and a single host sync (exact ``isfinite`` only if the sum is not finite)."""
-    if math.isfinite(float(sum(total(xp, x) for layer in tree for x in layer))):
+    if math.isfinite(float(total(xp, xp.stack([total(xp, x) for layer in tree for x in layer])))):
         return True
     return all(all_finite(xp, x) for layer in tree for x in layer)
 

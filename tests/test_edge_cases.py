@@ -276,3 +276,22 @@ def test_projected_momentum_on_duplicated_anchors_and_dead_units(method):
         assert state.info.rank <= 5 and state.info.nullity == net.n_params - state.info.rank
     assert state.info.rank == rank
     assert np.abs(c_of(net, params, anchors, [0]) - c0).max() <= 2 * state.info.tol
+
+
+@pytest.mark.parametrize("W", [[[1e308], [1e308]], [[1e308], [-1e308]], [[1.5e154], [1.5e154]]])
+def test_finite_weights_whose_sum_overflows_are_finite(W):
+    """The finiteness checks' fast path is one reduction, which finite entries can overflow; then the
+    exact isfinite pass decides. forward must return the right finite value and no overflow warning
+    may escape from refnet (also outside pytest's filterwarnings = error)."""
+    import warnings
+    net = refnet.MLP([2, 1], activation="identity")
+    params = [(np.array(W), np.array([1.0]))]
+    X = np.array([[1e-300, 2e-300], [0.5, -0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Y = net.forward(params, X)
+    w = np.array(W)[:, 0]
+    expected = [1e-300 * w[0] + 2e-300 * w[1] + 1.0, 0.5 * w[0] - 0.5 * w[1] + 1.0]   # exact in float64 here
+    np.testing.assert_allclose(Y[:, 0], expected, rtol=1e-15)
+    with pytest.raises(ValueError, match=r"params\[0\]\[0\] contains NaN or Inf"):
+        net.forward([(np.array(W) * np.array([[1.0], [np.nan]]), np.array([1.0]))], X)
