@@ -295,3 +295,15 @@ def test_finite_weights_whose_sum_overflows_are_finite(W):
     np.testing.assert_allclose(Y[:, 0], expected, rtol=1e-15)
     with pytest.raises(ValueError, match=r"params\[0\]\[0\] contains NaN or Inf"):
         net.forward([(np.array(W) * np.array([[1.0], [np.nan]]), np.array([1.0]))], X)
+
+
+def test_a_step_to_finite_params_whose_sum_overflows_succeeds():
+    """The optimizers' and frozen_step's overflow check on the new params (tree_all_finite) must fall back
+    to the exact check: finite weights [[1e308], [1e308]] are not an overflow."""
+    net = refnet.MLP([2, 1], activation="identity")
+    params = [(np.array([[1e308], [1e308]]), np.array([1.0]))]
+    X, G = np.array([[0.5, -0.5]]), np.array([[1.0]])
+    new, _ = refnet.SGD(0.1).step(params, net.vjp(params, X, G), refnet.SGD(0.1).init(params))
+    np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
+    new, info = refnet.frozen_step(net, params, X, G, [], 0.1)
+    np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
