@@ -199,6 +199,23 @@ def test_rank_is_invariant_to_the_scale_of_J(method, scale):
     assert lin.rank == 4 and lin.nullity == net.n_params - 4
 
 
+@pytest.mark.parametrize("method", ROUTES)
+def test_tiny_J_whose_squares_underflow(method):
+    """A saturated softplus output: J ~ 1e-174 (normal numbers) but J J^T ~ 1e-348 underflows to 0 unless
+    the gram route rescales (it works with J / 2^k). Rank and projection are still the definition's."""
+    net = refnet.MLP([2, 1], activation="identity", output_activation="softplus")
+    params = [(np.array([[-200.0], [-200.0]]), np.array([0.0]))]                   # z ~ -400: softplus' ~ 1e-174
+    A = np.array([[1.0, 1.0], [1.1, 0.9]])
+    J = oracle_J(net, theta_of(params), A, [0])
+    assert 1e-180 < np.abs(J).max() < 1e-170
+    pinv = Pinv(J, np.linalg.norm(net.jacobian(params, A, [0]) - J, 2))
+    assert pinv.rank == 2 and not pinv.ambiguous
+    g = np.random.default_rng(0).standard_normal(net.n_params)
+    assert _Linearization(net, np, params, A, [0], method).rank == 2
+    gp = theta_of(refnet.project_out(net, params, refnet.unflatten(g, params), A, [0], method=method))
+    assert np.linalg.norm(gp - pinv.project(g)) <= pinv.projection_bound(np.linalg.norm(g))
+
+
 def test_band_over_budget_warns_and_says_so(monkeypatch):
     net, params, A, G = near_duplicate_case()
     monkeypatch.setattr(frozen, "BAND_MAX_ENTRIES", 10)
