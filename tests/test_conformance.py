@@ -135,17 +135,22 @@ def test_wrong_activation_fails_the_command_line():
     assert done.returncode == 1 and "FAIL forward: Y[" in done.stdout and "blocked by forward" in done.stdout
 
 
-class _Scaled(P.FullPort):
-    """forward off by `rel` of max|Y|: the tolerance must tell a few ulps from 1e-12."""
+class _Nudged(P.FullPort):
+    """forward with its largest entry moved by a relative ``rel`` (or by one ulp when rel is None)."""
     rel = 1e-12
 
     def forward(self, spec, params, X):
-        Y = super().forward(spec, params, X)
-        return Y + self.rel * np.max(np.abs(Y))
+        Y = np.array(super().forward(spec, params, X))
+        i = np.unravel_index(np.argmax(np.abs(Y)), Y.shape)
+        Y[i] = np.nextafter(Y[i], np.inf) if self.rel is None else Y[i] * (1 + self.rel)
+        return Y
 
 
-def test_tolerance_is_tight_enough_to_see_1e_12():
-    assert _status(run(_Scaled(), quantities=["forward"], profile="core"))["forward"] == "fail"
+def test_tolerance_tells_one_ulp_from_1e_12():
+    assert _status(run(_Nudged(), quantities=["forward"], profile="core"))["forward"] == "fail"
+    one_ulp = _Nudged()
+    one_ulp.rel = None
+    assert _status(run(one_ulp, quantities=["forward"], profile="core"))["forward"] == "pass"
 
 
 class _Float32(P.MinimalPort):
