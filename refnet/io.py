@@ -205,7 +205,9 @@ def _decode(node, data, used: set):
             raise _Corrupt(f"treedef names the unknown state type {node['type']!r}; "
                            f"known: {sorted(STATE_TYPES)}")
         fields = node["fields"]
-        if not isinstance(fields, dict) or list(fields) != list(cls._fields):
+        n_required = len(cls._fields) - len(cls._field_defaults)                 # fields added later have defaults
+        if (not isinstance(fields, dict) or len(fields) < n_required
+                or list(fields) != list(cls._fields)[:len(fields)]):
             raise _Corrupt(f"treedef fields {list(fields) if isinstance(fields, dict) else fields!r} "
                            f"do not match {node['type']} fields {list(cls._fields)}")
         return cls(**{f: _decode(v, data, used) for f, v in fields.items()})

@@ -289,3 +289,24 @@ def test_projected_retracts_to_the_values_frozen_at_init():
     assert np.abs(oracles.forward(net, theta_of(off), X)[:, 0] - c0).max() > 1e-8
     new, state = opt.step(off, net.vjp(off, X, G), state)
     assert np.abs(oracles.forward(net, theta_of(new), X)[:, 0] - c0).max() <= 1e-10 and state.info.converged
+
+
+def test_checkpoint_written_before_route_and_warning_loads(tmp_path):
+    """FrozenInfo gained route and warning (with defaults) at its end: a checkpoint whose treedef lists
+    only the six original fields still loads, with the defaults."""
+    import json
+    net = refnet.MLP([3, 2], "tanh")
+    params = net.init(seed=0)
+    info = refnet.FrozenInfo(1e-13, 2, 3, 5, True, 1e-12, "gram", None)
+    refnet.save(tmp_path / "new.npz", params, refnet.ProjectedState(refnet.SGDState(), np.zeros(3), info))
+    with np.load(tmp_path / "new.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    treedef = json.loads(str(arrays["treedef"][()]))
+    fields = treedef["fields"]["info"]["fields"]
+    del fields["route"], fields["warning"]                                      # as refnet 0.1.0 wrote it
+    arrays["treedef"] = np.asarray(json.dumps(treedef))
+    np.savez(tmp_path / "old.npz", **arrays)
+    _, state, _ = refnet.load(tmp_path / "old.npz")
+    assert state.info == refnet.FrozenInfo(1e-13, 2, 3, 5, True, 1e-12) and state.info.route == "none"
+    _, state, _ = refnet.load(tmp_path / "new.npz")
+    assert state.info == info
