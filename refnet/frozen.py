@@ -26,7 +26,10 @@ Routes (``method=``):
       J v    = sum_l rowsum((A_{l-1} dW_l) * Delta_l) + Delta_l db_l
       J^T lam: dW_l = A_{l-1}^T (lam * Delta_l),  db_l = colsum(lam * Delta_l)
 
-  Eigendecomposition ``J J^T = Q diag(w) Q^T``. The Gram matrix holds s^2, and
+  Fast path: a Cholesky factor ``J J^T = L L^T`` whose ``trace(J J^T) |L^-1|_F^2``
+  (>= cond(J)^2) is below ``kappa_c^2 / 4`` certifies that every eigenvalue is
+  clear (below); then ``(J J^T)^-1 = L^-T L^-1`` and there is no band. Otherwise
+  the eigendecomposition ``J J^T = Q diag(w) Q^T``. The Gram matrix holds s^2, and
   rounding puts an absolute error of about ``m eps64 w_max`` on every w, so it
   resolves only the *clear* eigenvalues, ``w_i >= w_max / kappa_c^2`` with
   ``kappa_c = (max(m, p) / (m^2 eps64))^(1/3) / 4`` (about 1e4 .. 1e5 s_1 / s_i).
