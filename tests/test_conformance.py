@@ -281,7 +281,8 @@ def test_export_reads_back_with_json_and_numpy_fromfile_only(tmp_path):
 
 
 def _write_results(root, port):
-    """A candidate (the NumPy port, torch layout) writes result.<name>.bin for forward, vjp and jacobian cases."""
+    """A candidate (the NumPy port, torch layout) writes result.<name>.bin for forward, vjp, jacobian and
+    trajectory cases (its own gradients)."""
     manifest = json.loads((root / "manifest.json").read_text())
     spec_of = lambda net: refnet.MLP(net["sizes"], net["activation"], net["output_activation"])
     for entry in manifest["cases"]:
@@ -298,6 +299,19 @@ def _write_results(root, port):
             out = {f"d{k}_{l}": (x.T if k == "W" else x) for l, (W, b) in enumerate(g, 1) for k, x in (("W", W), ("b", b))}
         elif entry["quantity"] == "jacobian":
             out = {"J": port.jacobian(spec, params, X, desc["arguments"]["outputs"])}
+        elif entry["quantity"] in ("trajectory", "projected_trajectory"):
+            args, T, state, out = desc["arguments"], _fromfile(d, ins["T"]), None, {}
+            project = lambda v: port.project_out(spec, params, v, X, args["freeze"])
+            for k in range(1, args["n_steps"] + 1):                       # the candidate's own gradients
+                _, g = port.loss_and_grads(spec, params, X, T, args["loss"])
+                g = project(g) if "freeze" in args else g
+                new, state = port.optimizer_step(args["optimizer"], args["hyper"], params, g, state)
+                if "freeze" in args:                                      # theta - U_perp
+                    U = project([(W - nW, b - nb) for (W, b), (nW, nb) in zip(params, new)])
+                    new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(params, U)]
+                params = new
+                out.update({f"step{k}{n}_{l}": (x.T if n == "W" else x)
+                            for l, (W, b) in enumerate(params, 1) for n, x in (("W", W), ("b", b))})
         else:
             continue
         for k, v in out.items():
@@ -305,10 +319,10 @@ def _write_results(root, port):
 
 
 def test_check_passes_a_correct_candidate_and_names_a_wrong_entry(tmp_path):
-    golden.export(tmp_path, quantities=("forward", "vjp", "jacobian"))
+    golden.export(tmp_path, quantities=("forward", "vjp", "jacobian", "trajectory", "projected_trajectory"))
     _write_results(tmp_path, P.FullPort())
     ok, lines = golden.check(tmp_path)
-    assert ok, "\n".join(lines)
+    assert ok and not any("SKIP" in line for line in lines), "\n".join(lines)
     done = _cli("check", str(tmp_path))
     assert done.returncode == 0 and "PASS  jacobian-09" in done.stdout, done.stdout + done.stderr
     bad = tmp_path / "vjp-03" / "result.dW_1.bin"

@@ -354,35 +354,58 @@ def check_optimizer_step(port, case):
     return None
 
 
-def _trajectory(port, case, projected):
-    spec, a = inputs(port, case)
-    eps = tl.eps_of(_dtype(port))
+def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
+    """refnet's run of ``case.n_steps`` full-batch steps with its tolerance, step by step.
+
+    Yields (step, params after the step, tol): tol_k = growth_k tol_{k-1} + step_tol_k,
+    step_tol the optimizer's bound (plus, with ``projected``, the projection's bound on
+    the gradient and on the update, a gradient error staying in the buffer for
+    sum_j mu^j steps; plus, with ``own_grads``, the gradients' own bound, for a
+    candidate that computes them itself). Raises NotComparable when refnet's own run
+    overflows or a projection's rank is ambiguous.
+    """
     X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
+    lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
     inner = _refnet_optimizer(case)
     opt = refnet.Projected(inner, spec, X, freeze=freeze, retract=False, method="dense") if projected else inner
-    quantity = "projected_trajectory" if projected else "trajectory"
-    ref, cand = a["params"], a["params"]
-    state, port_state, tol_acc, last = opt.init(ref), None, 0.0, None
+    ref, state, tol, last = a["params"], opt.init(a["params"]), 0.0, None
     for step in range(1, case.n_steps + 1):
         try:
             _, g_ref = spec.loss_and_grads(ref, X, T, loss=case.loss)
         except FloatingPointError as e:                                  # refnet's own run diverged
             raise NotComparable(f"refnet's own trajectory overflows at step {step} ({e})") from None
-        _, g_c = spec.loss_and_grads(cand, X, T, loss=case.loss)        # refnet's gradients at the port's params
-        g_c = [(np.asarray(W), np.asarray(b)) for W, b in g_c]
+        g_ref = [(np.asarray(W), np.asarray(b)) for W, b in g_ref]
         acc = _accumulation(state.inner if projected else state)
         step_tol = max(float(t.max()) for tt in tl.optimizer_tol(ref, g_ref, acc, hyper, eps) for t in tt)
+        kept = sum(mu ** j for j in range(step))                         # steps a gradient error stays in the buffer
+        if own_grads:
+            fwd = tl.forward_bound(spec, ref, X, eps)
+            _, G, _, E_G = tl.loss_bound(case.loss, fwd[0][-1], T, fwd[2][-1], eps)
+            E = tl.backward_bound(spec, ref, fwd, G[None], E_G[None], eps)
+            step_tol += lr * kept * tl.SAFETY * max(float(max(eW.max(), eb.max())) for eW, eb in E)
         if projected:
-            facts_tol = _project_reference(spec, ref, g_ref, X, freeze, eps)
-            if facts_tol[1]["ambiguous"].size:
-                raise NotComparable(f"step {step}: " + _ambiguous_reason(facts_tol[1]))
-            step_tol += 2 * hyper["lr"] * (1 + hyper.get("momentum", 0.0) * step) * facts_tol[2]
+            _, facts, tol_p = _project_reference(spec, ref, g_ref, X, freeze, eps)
+            if facts["ambiguous"].size:
+                raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
+            step_tol += 2 * lr * kept * tol_p                             # g projected, then the update again
         prev = ref
         ref, state = opt.step(ref, g_ref, state)
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
         move = float(np.max(np.abs(_flat(ref) - _flat(prev))))             # |theta_k - theta_{k-1}|
         growth = 1.0 if not last else max(1.0, move / last)              # how the run carries earlier errors
-        tol_acc, last = growth * tol_acc + step_tol, move
+        tol, last = growth * tol + step_tol, move
+        yield step, ref, tol
+
+
+def _trajectory(port, case, projected):
+    spec, a = inputs(port, case)
+    eps = tl.eps_of(_dtype(port))
+    X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
+    quantity = "projected_trajectory" if projected else "trajectory"
+    cand, port_state = a["params"], None
+    for step, ref, tol in trajectory_reference(spec, a, case, projected, eps):
+        _, g_c = spec.loss_and_grads(cand, X, T, loss=case.loss)        # refnet's gradients at the port's params
+        g_c = [(np.asarray(W), np.asarray(b)) for W, b in g_c]
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
             g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X.copy(), freeze),
@@ -396,7 +419,7 @@ def _trajectory(port, case, projected):
                                       "project_out"), port.layout)
             new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
         cand = new
-        mis = _compare_trees(quantity, ref, lay.to_layout(cand, port.layout), [(tol_acc, tol_acc)] * len(ref),
+        mis = _compare_trees(quantity, ref, lay.to_layout(cand, port.layout), [(tol, tol)] * len(ref),
                              port.layout, "", f"step {step}, ")
         if mis:
             return mis

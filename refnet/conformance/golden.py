@@ -35,6 +35,13 @@ What each quantity asks for (inputs -> expected):
   g2W_l, g2b_l, arguments.optimizer, arguments.hyper -> step1W_l, step1b_l (one
   step from a zero state) and step2W_l, step2b_l (the next step from the
   *expected* step-1 parameters and your own state after step 1)
+* trajectory: W_l, b_l, X, T, arguments (optimizer, hyper, loss, n_steps) ->
+  step{k}W_l, step{k}b_l for k = 1..n_steps: full-batch steps on the loss of
+  (X, T) with your own gradients, from a zero state
+* projected_trajectory: the same with arguments.freeze, every step
+  ``refnet.Projected(optimizer, anchors=X, freeze, retract=False)``: project the
+  gradient onto the null space of the frozen outputs' Jacobian on X, take the
+  optimizer's update U of it, project U again, theta <- theta - U_perp
 
 A candidate writes its answers as ``<case>/result.<name>.bin`` (same format,
 one per expected array; in RESULTS_DIR/<case>/ with ``check DIR --results
@@ -56,7 +63,8 @@ from . import tolerances as tl
 from .cases import core_cases
 
 FORMAT, FORMAT_VERSION = "refnet-conformance-golden", 1
-QUANTITIES = ("forward", "loss_and_grads", "vjp", "jacobian", "project_out", "frozen_step", "optimizer_step")
+QUANTITIES = ("forward", "loss_and_grads", "vjp", "jacobian", "project_out", "frozen_step", "optimizer_step",
+              "trajectory", "projected_trajectory")
 
 
 def _param_arrays(prefix, tree):
@@ -122,6 +130,16 @@ def reference(quantity, case):
             p = [(np.asarray(W), np.asarray(b)) for W, b in p]
             out.update(_expected_tree(f"step{step}", p, tol))
         return {"optimizer": case.optimizer, "hyper": hyper}, ins, out
+    if quantity in ("trajectory", "projected_trajectory"):
+        projected = quantity == "projected_trajectory"
+        ins["T"] = a["T"]
+        args = {"optimizer": case.optimizer, "hyper": case.hyper(), "loss": case.loss, "n_steps": case.n_steps}
+        if projected:
+            args["freeze"] = freeze
+        out = {}
+        for step, p, tol in checks.trajectory_reference(spec, a, case, projected, eps, own_grads=True):
+            out.update(_expected_tree(f"step{step}", p, [(tol, tol)] * len(p)))
+        return args, ins, out
     raise ValueError(f"quantity must be one of {list(QUANTITIES)}, got {quantity!r}")
 
 
@@ -232,8 +250,7 @@ def save_failure(root, report):
     written = []
     for r in report.results:
         if r.status == "fail" and r.case is not None:
-            q = {"loss": "loss_and_grads", "grads": "loss_and_grads", "trajectory": "optimizer_step",
-                 "projected_trajectory": "project_out"}.get(r.quantity, r.quantity)
+            q = {"loss": "loss_and_grads", "grads": "loss_and_grads"}.get(r.quantity, r.quantity)
             try:
                 written.append(write_case(root, f"{r.quantity}-failure", q, r.case))
             except checks.NotComparable:
