@@ -46,6 +46,7 @@ def test_full_numpy_port_passes_every_quantity():
     assert all(r.n_cases >= len(refnet.conformance.core_cases()) - len(r.not_comparable) for r in report.results)
 
 
+@pytest.mark.peers
 def test_torch_port_passes():
     pytest.importorskip("torch")
     from ports.torch_port import TorchPort
@@ -53,6 +54,7 @@ def test_torch_port_passes():
     assert set(_status(report).values()) == {"pass"}, str(report)
 
 
+@pytest.mark.peers
 def test_jax_port_passes():
     pytest.importorskip("jax")
     from ports.jax_port import JaxPort
@@ -76,6 +78,7 @@ def _readme_port(*replacements):
     return scope["TorchPort"]()
 
 
+@pytest.mark.peers
 def test_readme_port_passes_and_its_two_seeded_slips_fail():
     pytest.importorskip("torch")
     assert _status(run(_readme_port()))["optimizer_step"] == "pass"
