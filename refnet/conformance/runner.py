@@ -159,6 +159,9 @@ def _hypothesis_search(port, quantity, settings_kw):
     return None, None, count[0], skipped
 
 
+_ACTIVATION_ORDER = ["identity", "relu", "tanh", "sigmoid", "softplus"]   # simplest first
+
+
 def _simpler(case):
     """Cases one step simpler than ``case`` (fewer/narrower layers, fewer samples, plain data, ...)."""
     s, out = list(case.sizes), []
@@ -167,8 +170,9 @@ def _simpler(case):
     for i, w in enumerate(s):
         out += [dict(sizes=s[:i] + [v] + s[i + 1:]) for v in {1, w - 1} if 1 <= v < w]
     out += [dict(n=v) for v in {1, case.n - 1} if 1 <= v < case.n]
-    out += [dict(kind="plain"), dict(seed=0), dict(activation="tanh"), dict(activation="identity"),
-            dict(output_activation="identity"), dict(freeze=case.freeze[:1]), dict(freeze=(0,)), dict(loss="mse"),
+    out += [dict(kind="plain"), dict(seed=0)] + [dict(activation=a) for a in _ACTIVATION_ORDER] + [
+            dict(output_activation=a) for a in _ACTIVATION_ORDER] + [
+            dict(freeze=tuple(sorted(case.freeze))), dict(freeze=case.freeze[:1]), dict(freeze=(0,)), dict(loss="mse"),
             dict(n_steps=2), dict(momentum=0.9), dict(lr=0.1), dict(nesterov=False), dict(include_bias=False)]
     for change in out:
         d = {**json.loads(case.to_json()), **change}
@@ -178,13 +182,24 @@ def _simpler(case):
             yield simpler
 
 
+def _complexity(case):
+    """A key that every accepted shrinking step lowers (so greedy shrinking terminates)."""
+    return (len(case.sizes), sum(case.sizes), case.n, case.kind != "plain", len(case.freeze), case.seed,
+            _ACTIVATION_ORDER.index(case.activation), _ACTIVATION_ORDER.index(case.output_activation),
+            case.loss != "mse", case.n_steps, case.nesterov, case.include_bias, abs(case.momentum - 0.9),
+            abs(case.lr - 0.1), case.freeze)
+
+
 def _shrink(port, quantity, case, mismatch, budget=200):
-    """Greedy shrinking of a failing case (for core cases, which hypothesis cannot shrink):
-    move to the first simpler case that still fails, until none does. Returns (mismatch, case)."""
+    """Greedy shrinking of a failing case (core cases, which hypothesis cannot shrink, and a polish of
+    hypothesis's result): move to the first simpler case that still fails, until none does.
+    Returns (mismatch, case)."""
     improved = True
     while improved and budget > 0:
         improved = False
         for simpler in _simpler(case):
+            if _complexity(simpler) >= _complexity(case):
+                continue
             budget -= 1
             try:
                 mis = _evaluate(port, quantity, simpler)
@@ -251,7 +266,7 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
                 res.not_comparable += skipped
                 if mis is not None:
                     res.status, res.mismatch, res.case, res.shrunk = "fail", mis, shrunk, True
-            if res.status == "fail" and not res.shrunk and case is None:
+            if res.status == "fail" and case is None:                      # (hypothesis's result polished too)
                 res.mismatch, res.case = _shrink(port, q, res.case, res.mismatch)
                 res.shrunk = True
         status[q] = res.status
