@@ -72,12 +72,12 @@ float32 parameters: all of this runs in float64 on the upcast factors (J exact
 to float32 rounding of the forward/backward pass), cast back at the end, and
 eps_J = eps32 in tau and in the bound.
 
-Retraction. Corrections ``d = J^+ (c(theta) - c0)`` with J factored once at the
-drift point theta' (reusing the forward pass that measured the drift), then reused
-(a chord method: linear convergence at a rate ~ |J(theta) - J(theta')| cond_r,
-tiny because the corrections are O(lr^2); one forward pass and one J^T product
-per correction); J is re-factored at the current point (Gauss-Newton) whenever a
-correction reduces the residual by less than ``CHORD_RATE``.
+Retraction. Corrections ``d = J^+ (c(theta) - c0)`` reuse the factorization at
+the step's start, already made for the projection (a chord method: linear
+convergence at a rate ~ |J(theta) - J(theta_0)| cond_r, small for small steps;
+one forward pass and one J^T product per correction); J is re-factored at the
+current point (Gauss-Newton) whenever a correction reduces the residual by less
+than ``CHORD_RATE``.
 """
 from __future__ import annotations
 
@@ -346,10 +346,10 @@ def _advice(lin, history, tol, max_iter):
 def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin):
     """Remove the drift: while max|c(theta) - c0| > tol: theta <- theta - J^+ (c(theta) - c0).
 
-    J^+ is factored at the first point (the drift point theta', reusing its forward pass) and
-    reused for the next corrections (a chord method: the iterates stay within O(residual) of
-    theta', so it contracts by ~ |residual| cond_r per correction); it is re-factored at the
-    current parameters when a correction shrinks the residual by less than CHORD_RATE.
+    J^+ comes from ``lin``, the factorization at the step's start that the projection used
+    (a chord method: it contracts by ~ |J(theta) - J(theta_0)| cond_r per correction), and
+    is re-factored at the current parameters when a correction shrinks the residual by less
+    than CHORD_RATE (Gauss-Newton from there).
     Returns (params, corrections applied, residual, the last factorization); raises
     RetractionError when max_iter corrections do not reach tol or the residual becomes
     non-finite.
@@ -364,8 +364,8 @@ def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin):
             return params, it, res, lin
         if not math.isfinite(res) or it == max_iter:
             break
-        if it == 0 or res > CHORD_RATE * history[-2]:                             # at the drift point, or when
-            lin = _Linearization(net, xp, params, anchors, outputs, lin.method, trace=trace)   # the chord is slow
+        if it and res > CHORD_RATE * history[-2]:                                 # the chord is slow: re-factor
+            lin = _Linearization(net, xp, params, anchors, outputs, lin.method, trace=trace)
         params = apply_update(xp, params, lin.correction(r))                     # theta <- theta - J^+ r
     raise RetractionError(f"retraction did not converge: max |c - c0| = {res:.3e} > tol = {tol:.3e} after "
                           f"{it} correction(s), route {lin.route!r}, rank {lin.rank}, nullity {lin.nullity}. "
