@@ -10,10 +10,12 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
 
 import refnet
 from refnet.conformance import Case, Scenario, assert_conforms, compare_trajectories, golden, reference_trajectory, run
 from refnet.conformance import checks, layout as lay
+from refnet.strategies import hard_problems
 
 from ports import numpy_port as P
 
@@ -192,6 +194,23 @@ def test_ill_defined_rank_is_not_compared_and_says_why():
             return grads
     mis = checks.check_project_out(Ignores(), case)
     assert mis is not None and mis.where.startswith("V_keep^T g_perp (kept directions removed)")
+
+
+@given(hard_problems())
+def test_projection_tolerance_holds_on_the_hard_problems(prob):
+    # the shared hard cases (anchors apart from the batch, gaps down to 1e-10, huge and tiny inputs,
+    # saturated units, m close to p): an independent port (NumPy SVD of its own J) stays within the
+    # kit's derived project_out tolerance, or the kit says the rank is ambiguous
+    net, params, X, G, freeze, anchors, kind = prob
+    grads = [(np.asarray(dW), np.asarray(db)) for dW, db in net.vjp(params, X, G)]
+    ref, facts, tol = checks._project_reference(net, params, grads, anchors, list(freeze), np.finfo(float).eps)
+    if facts["ambiguous"].size:
+        assert "ambiguous" in checks._ambiguous_reason(facts) or facts["at_noise"]
+        return
+    cand = lay.from_layout(P.FullPort().project_out(net, lay.to_layout(params, "torch"), lay.to_layout(grads, "torch"),
+                                                    anchors, list(freeze)), "torch")
+    err = max(float(np.max(np.abs(c - r))) for cr, rr in zip(cand, ref) for c, r in zip(cr, rr))
+    assert err <= tol, (kind, err, tol)
 
 
 # ------------------------------------------------------------------ layout helpers
