@@ -14,8 +14,10 @@ def add_parser(sub):
     run.add_argument("--profile", choices=["quick", "deep", "core"], default="quick",
                      help="quick (default): core cases + 25 hypothesis examples per quantity; deep: 1000; "
                           "core: the core cases only")
-    run.add_argument("--quantity", action="append", metavar="NAME",
-                     help="check only this quantity (repeatable); default: every one the port implements")
+    from .checks import QUANTITIES
+    run.add_argument("--quantity", action="append", metavar="NAME", choices=list(QUANTITIES),
+                     help=f"check only this quantity (repeatable; one of {', '.join(QUANTITIES)}); "
+                          f"default: every one the port implements")
     run.add_argument("--case", metavar="JSON", help="replay one case (as printed in a failure report)")
     run.add_argument("--save-failures", metavar="DIR", help="write the failing (shrunk) cases as golden files")
     export = what.add_parser("export", help="write golden files (manifest.json, per-case JSON, raw float64 .bin)")
