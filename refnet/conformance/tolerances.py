@@ -40,7 +40,10 @@ times 2 for the second-order terms the bounds leave out).
       tol_c / s_r in the row space of J, plus, when one keeps J of the step's
       start (a chord) and the other re-evaluates it (Gauss-Newton), the
       correction size delta times how far the row space turns over the step,
-      |J(theta - lr g_perp) - J(theta)|_2 / s_r.
+      |J(theta - lr g_perp) - J(theta)|_2 / s_r. When J turns by s_r or more
+      over the step (relu kinks crossed, saturation), that bound exceeds the
+      correction itself: the landing point is not defined to first order, and
+      only the invariants are checked.
   A case is not compared when the retraction itself is ill-conditioned at
   this precision: a residual at rounding level, eps max(1, |c0|), needs a
   correction of size eps max(1, |c0|) / s_r, and when its square (its

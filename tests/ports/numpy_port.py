@@ -124,14 +124,15 @@ class FullPort(MinimalPort):
         return self.forward(spec, params, anchors)[:, freeze].T.ravel()
 
     def retract(self, spec, params, anchors, freeze, c0):
+        tol = 1e-12 * max(1.0, np.max(np.abs(c0)))
         for _ in range(20):
             r = self.c(spec, params, anchors, freeze) - c0
-            if np.max(np.abs(r)) <= 1e-12 * max(1.0, np.max(np.abs(c0))):
-                break
+            if np.max(np.abs(r)) <= tol:
+                return params
             V, US = self.basis(spec, params, anchors, freeze)
             d = self.unflat(V @ (US.T @ r), params)          # minimum-norm Gauss-Newton correction
             params = [(W - dW, b - db) for (W, b), (dW, db) in zip(params, d)]
-        return params
+        raise ArithmeticError(f"retraction did not converge: max |c - c0| = {np.max(np.abs(r)):.1e} > {tol:.1e}")
 
     def frozen_step(self, spec, params, X, G, freeze, lr, anchors):
         c0 = self.c(spec, params, anchors, freeze)
