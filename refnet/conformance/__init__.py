@@ -32,8 +32,10 @@ built on it "blocked by ..." instead of cascading: forward, loss, vjp, grads
 (of loss_and_grads), jacobian, project_out, frozen_step, optimizer_step (steps
 1 and 2, step 2 from refnet's parameters after step 1 and the port's own
 state: step 1 alone cannot see any averaging, the buffer starts at zero),
-trajectory (n_steps steps driven by refnet's gradients at the port's
-parameters) and projected_trajectory (``refnet.Projected(..., retract=False)``
+trajectory (n_steps steps with the state carried over, each compared with
+refnet's step from the port's own parameters and refnet's gradients there, so
+the dynamics cannot amplify rounding) and projected_trajectory
+(``refnet.Projected(..., retract=False)``
 against the port's project_out + optimizer_step + project_out).
 
 **Cases** (:class:`Case`): plain data from which every array is made; a fixed

@@ -366,7 +366,8 @@ def check_optimizer_step(port, case):
 
 
 def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
-    """refnet's run of ``case.n_steps`` full-batch steps with its tolerance, step by step.
+    """refnet's run of ``case.n_steps`` full-batch steps with its tolerance, step by step (golden files:
+    a candidate runs on its own, so rounding is carried, and amplified, by the dynamics).
 
     Yields (step, params after the step, tol): tol_k = growth_k tol_{k-1} + step_tol_k,
     step_tol the optimizer's bound (plus, with ``projected``, the projection's bound on
@@ -409,19 +410,37 @@ def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
 
 
 def _trajectory(port, case, projected):
+    """n_steps of the port's optimizer, each compared with refnet's step from the port's own parameters
+    and the same gradients (refnet's, at the port's parameters) fed to a refnet optimizer alongside:
+    the state is carried over the run, but the dynamics cannot amplify earlier rounding."""
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
+    lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
+    inner = _refnet_optimizer(case)
+    opt = refnet.Projected(inner, spec, X, freeze=freeze, retract=False, method="dense") if projected else inner
     quantity = "projected_trajectory" if projected else "trajectory"
-    cand, port_state = a["params"], None
-    for step, ref, tol in trajectory_reference(spec, a, case, projected, eps):
-        _, g_c = spec.loss_and_grads(cand, X, T, loss=case.loss)        # refnet's gradients at the port's params
-        g_c = [(np.asarray(W), np.asarray(b)) for W, b in g_c]
+    cand, port_state, state, tol = a["params"], None, opt.init(a["params"]), 0.0
+    for step in range(1, case.n_steps + 1):
+        try:
+            _, g = spec.loss_and_grads(cand, X, T, loss=case.loss)      # refnet's gradients at the port's params
+        except FloatingPointError as e:
+            raise NotComparable(f"the run overflows at step {step} ({e})") from None
+        g = [(np.asarray(W), np.asarray(b)) for W, b in g]
+        acc = _accumulation(state.inner if projected else state)
+        step_tol = max(float(t.max()) for tt in tl.optimizer_tol(cand, g, acc, hyper, eps) for t in tt)
+        if projected:
+            _, facts, tol_p = _project_reference(spec, cand, g, X, freeze, eps)
+            if facts["ambiguous"].size:
+                raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
+            step_tol += 2 * lr * sum(mu ** j for j in range(step)) * tol_p   # g projected, then the update again
+        tol += step_tol                                                  # buffer errors carry over (mu <= 1)
+        ref, state = opt.step(cand, g, state)                            # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
-            g_c = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g_c, port.layout), X.copy(), freeze),
-                                        "project_out"), port.layout)
-        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P(), lay.to_layout(g_c, port.layout),
+            g = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g, port.layout), X.copy(), freeze),
+                                      "project_out"), port.layout)
+        out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P(), lay.to_layout(g, port.layout),
                                               port_state)
         new = lay.from_layout(_tree(out, "optimizer_step"), port.layout)
         if projected:
@@ -429,16 +448,16 @@ def _trajectory(port, case, projected):
             U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X.copy(), freeze),
                                       "project_out"), port.layout)
             new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
-        cand = new
-        mis = _compare_trees(quantity, ref, lay.to_layout(cand, port.layout), [(tol, tol)] * len(ref),
-                             port.layout, "", f"step {step}, ")
+        mis = _compare_trees(quantity, [(np.asarray(W), np.asarray(b)) for W, b in ref],
+                             lay.to_layout(new, port.layout), [(tol, tol)] * len(ref), port.layout, "", f"step {step}, ")
         if mis:
             return mis
+        cand = new
     return None
 
 
 def check_trajectory(port, case):
-    """n_steps full-batch steps of the case's optimizer, driven by refnet's gradients at the port's parameters."""
+    """n_steps full-batch steps of the case's optimizer (state carried over), each from the port's own parameters."""
     return _trajectory(port, case, projected=False)
 
 

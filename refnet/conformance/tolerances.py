@@ -49,11 +49,14 @@ times 2 for the second-order terms the bounds leave out).
   correction of size eps max(1, |c0|) / s_r, and when its square (its
   second-order effect on c) exceeds tol no retraction can promise tol.
 * optimizer steps: |theta| + lr (|g| + mu (n_in + 2) |a|) per entry (the mean
-  over n_in + 1 terms, the update, the subtraction), times SAFETY eps. Over a
-  trajectory the errors add up and are carried along by the dynamics:
+  over n_in + 1 terms, the update, the subtraction), times SAFETY eps. The
+  runner's trajectories compare every step with refnet's step from the port's
+  own parameters and gradients, so only the buffer carries errors (with factor
+  mu <= 1): the per-step tolerances add up. Golden-file trajectories run on
+  their own, and the dynamics carry (and amplify) earlier rounding:
   tol_k = growth_k tol_{k-1} + step_tol_k, growth_k = max(1, |theta_k -
-  theta_{k-1}| / |theta_{k-1} - theta_{k-2}|) (refnet's own steps: a diverging
-  run amplifies earlier errors as fast as it grows).
+  theta_{k-1}| / |theta_{k-1} - theta_{k-2}|) from refnet's own run (an estimate:
+  a diverging run amplifies earlier errors about as fast as it grows).
 """
 from __future__ import annotations
 
