@@ -171,7 +171,7 @@ def svd_facts(J, eps, noise=0.0):
     """
     m, p = J.shape
     _, s, Vt = np.linalg.svd(J, full_matrices=True)
-    s_max = float(s.max(initial=0.0))
+    s_max = float(s.max(initial=0.0)) + 0.0                                  # (no -0.0 in reports)
     cutoff = max(m, p) * eps * s_max
     keep = s > cutoff
     at_noise = bool(s_max <= SAFETY * noise)
