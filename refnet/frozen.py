@@ -32,7 +32,9 @@ Routes (``method=``):
   the eigendecomposition ``J J^T = Q diag(w) Q^T``. The Gram matrix holds s^2, and
   rounding puts an absolute error of about ``m eps64 w_max`` on every w, so it
   resolves only the *clear* eigenvalues, ``w_i >= w_max / kappa_c^2`` with
-  ``kappa_c = (max(m, p) / (m^2 eps64))^(1/3) / 4`` (about 1e4 .. 1e5 s_1 / s_i).
+  ``kappa_c = (max(m, p) / (m^2 eps64))^(1/3) / 4`` (about 1e4 .. 1e5 s_1 / s_i), at most
+  ``s_1 / tau``: where tau is above s_1 / kappa_c (float32, large p) the clear eigenvalues
+  are cut at tau directly and the rest, all below tau, are dropped (no band).
   Their projector ``P_c = J^T Q_c diag(w_c^-1) Q_c^T J`` is applied once, or twice
   when ``m * sqrt(w_max / w_c,min) > max(m, p)`` ("twice is enough").
   The other eigenvectors, Q_b (m, b), span the *band*: singular values the Gram
@@ -203,6 +205,8 @@ class _Linearization:
             D2 = xp.reshape(D, (m, D.shape[-1]))                                 # Delta_l stacked   (m, n_l)
             S = S + xp.tile(A @ A.T + 1.0, (K, K)) * (D2 @ D2.T)                 # (A A^T + 1) * (Delta Delta^T)
         kappa_c = (max(m, p) / (m * m * EPS64)) ** (1 / 3) / 4                   # clear: w >= w_max / kappa_c^2
+        no_band = self.tau * kappa_c >= 1                                        # tau s_1 is clear (float32, large p):
+        kappa_c = min(kappa_c, 1 / self.tau)                                     # keep s >= tau s_1, drop the rest
         self.Linv = None
         if self._all_clear(xp, S, kappa_c):
             return
@@ -211,7 +215,7 @@ class _Linearization:
         n_c = _count(xp, w >= w_max / kappa_c ** 2) if w_max > 0 else 0          # clear: a suffix of w
         b = m - n_c                                                              # band: the rest (all if J = 0)
         self.route = "gram"
-        if n_c and b and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES:
+        if n_c and b and not no_band and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES:
             self.warning = (f"the gram route cannot resolve {b} small singular value(s) of J (m = {m}, "
                             f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}: rank and projection are "
                             f"the Gram matrix's (accurate to ~ sqrt(m eps) s_1 only); use fewer or less similar "
@@ -224,7 +228,7 @@ class _Linearization:
         cond_c = math.sqrt(w_max / float(w[b])) if n_c else 1.0                  # s_1 / smallest clear s
         self.passes = 1 if m * cond_c <= max(m, p) and kappa_c < math.inf else 2
         self.rank, self.cond = n_c, cond_c
-        if n_c and b and self.route == "gram":
+        if n_c and b and not no_band and self.route == "gram":
             Qb = Q[:, :b]                                                         # Q_b               (m, b)
             Bp = self._clear(self._JT(Qb))                                        # B' = (I - P_c) J^T Q_b  (p, b)
             Vb, sb, Wbt = xp.linalg.svd(Bp, full_matrices=False)                  # B' = V_b diag(s_b) W_b^T

@@ -310,3 +310,27 @@ def test_checkpoint_written_before_route_and_warning_loads(tmp_path):
     assert state.info == refnet.FrozenInfo(1e-13, 2, 3, 5, True, 1e-12) and state.info.route == "none"
     _, state, _ = refnet.load(tmp_path / "new.npz")
     assert state.info == info
+
+
+@pytest.mark.parametrize("method", ROUTES)
+@pytest.mark.parametrize("width", [300, 1000])
+def test_float32_cutoff_is_tau_on_every_route(method, width):
+    """float32 with many parameters: tau = max(m, p) eps32 (~2e-4 .. 7e-4) lies above the Gram matrix's
+    clear range (s >= ~3e-6 s_1), so a singular value between them (two anchors 1e-5 apart: ~7e-6 s_1,
+    30x below tau) is one the Gram matrix resolves but the definition drops. Oracle: numpy's SVD of the
+    float32 J that refnet's backprop computes, with eps32 in tau (the module docstring)."""
+    net = refnet.MLP([3, width, 2], "tanh")
+    params = [(W.astype(np.float32), b.astype(np.float32)) for W, b in net.init(seed=0)]
+    base = np.random.default_rng(0).uniform(-1, 1, (1, 3))
+    A = np.concatenate([base, base + 1e-5]).astype(np.float32)
+    J = net.jacobian(params, A, [0]).astype(np.float64)
+    U, s, Vt = np.linalg.svd(J, full_matrices=False)
+    eps32 = float(np.finfo(np.float32).eps)
+    tau = max(J.shape) * eps32 * s[0]
+    assert s[1] < tau / CLEAR                                                     # not ambiguous: rank 1
+    lin = _Linearization(net, np, params, A, [0], method)
+    assert lin.rank == 1 and lin.nullity == net.n_params - 1, (lin.route, lin.rank)
+    g = np.random.default_rng(1).standard_normal(net.n_params).astype(np.float32)
+    gp = theta_of(refnet.project_out(net, params, refnet.unflatten(g, params), A, [0], method=method))
+    want = g - Vt[0] * (Vt[0] @ g)                                                # (I - v_1 v_1^T) g
+    assert np.linalg.norm(gp - want) <= C * max(J.shape) * eps32 * np.linalg.norm(g)   # cond_r = 1
