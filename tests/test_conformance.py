@@ -180,6 +180,40 @@ def test_tolerances_follow_the_ports_dtype():
     assert _status(run(as_float64, quantities=["forward"], profile="core"))["forward"] == "fail"
 
 
+class _Float32Projection(P.FullPort):
+    """The full port with float32's rank cutoff and retraction tolerance (what a float32 port decides)."""
+    name, dtype = "numpy port, float32 rank and retraction", "float32"
+
+    def cutoff(self, s, J):
+        return max(J.shape) * np.finfo(np.float32).eps * s.max(initial=0.0)
+
+    def retract(self, spec, params, anchors, freeze, c0):
+        tol = 1e-5 * max(1.0, np.max(np.abs(c0)))
+        for _ in range(20):
+            r = self.c(spec, params, anchors, freeze) - c0
+            if np.max(np.abs(r)) <= tol:
+                return params
+            V, US = self.basis(spec, params, anchors, freeze)
+            d = self.unflat(V @ (US.T @ r), params)
+            params = [(W - dW, b - db) for (W, b), (dW, db) in zip(params, d)]
+        raise ArithmeticError("retraction did not converge")
+
+
+def test_float32_projections_use_float32s_rank():
+    # X ~ 1e-12: J's second singular value (~1e-12) is kept in float64 but far below float32's cutoff
+    # (~7e-7), so a float32 port drops it; the reference must too (and its retraction hold float32's tol)
+    case = Case(sizes=(1, 1, 1), activation="identity", n=2, kind="small_magnitude")
+    assert checks.check_project_out(_Float32Projection(), case) is None
+    assert checks.check_project_out(P.FullPort(), case) is None                       # float64: rank 2
+    steps = Case(sizes=(1, 1, 2), activation="identity", n=2, kind="small_magnitude", n_steps=2)
+    assert checks.check_projected_trajectory(_Float32Projection(), steps) is None
+    retraction = Case(sizes=(1, 1, 2), activation="identity", n=1, lr=0.01)  # float32's tol: frozen outputs move 4e-6
+    assert checks.check_frozen_step(_Float32Projection(), retraction) is None
+    float64_rank = _Float32Projection()
+    float64_rank.dtype = "float64"                                         # claims float64, drops like float32
+    assert checks.check_project_out(float64_rank, case) is not None
+
+
 def test_ill_defined_rank_is_not_compared_and_says_why():
     # a linear 1-2-1 net: J (5, 7) has rank 3 exactly; with seed 2 rounding leaves a singular value
     # of 1.2e-15 next to the cutoff 9.2e-15: one correct SVD keeps it, another drops it

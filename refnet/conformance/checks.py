@@ -192,11 +192,23 @@ def check_jacobian(port, case):
                    "jacobian_columns (refnet.conformance.layout) if they are not refnet's")
 
 
+def _at(eps, x):
+    """An array or [(W, b)] as the dtype whose eps this is: refnet's rank cutoff and retraction
+    tolerance follow its inputs' dtype, so a float32 port's reference drops what float32 drops."""
+    dt = np.float32 if eps == tl.EPS["float32"] else np.float64
+    return [(W.astype(dt), b.astype(dt)) for W, b in x] if isinstance(x, list) else np.asarray(x).astype(dt)
+
+
+def _f64(tree):
+    return [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in tree]
+
+
 def _project_reference(spec, params, grads, X, freeze, eps):
-    """refnet's g_perp (dense: the definition), the SVD facts of J and the entry tolerance."""
+    """refnet's g_perp (dense: the definition, in the port's dtype), the SVD facts of J and the entry tolerance."""
     J, E_J = _jacobian_bound(spec, {"params": params, "X": X}, freeze, eps)
     facts = tl.svd_facts(J, eps, noise=float(np.linalg.norm(E_J)))
-    g_perp = refnet.project_out(spec, params, grads, X, outputs=list(freeze), method="dense")
+    g_perp = _f64(refnet.project_out(spec, _at(eps, params), _at(eps, grads), _at(eps, X), outputs=list(freeze),
+                                     method="dense"))
     g_norm = float(np.linalg.norm(np.concatenate([x.ravel() for W, b in grads for x in (W, b)])))
     return [(np.asarray(W), np.asarray(b)) for W, b in g_perp], facts, tl.projection_tol(facts, E_J, g_norm)
 
@@ -259,10 +271,11 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
     detail (how tol was made)); raises NotComparable when refnet's retraction fails or the rank is ambiguous.
     """
     try:
-        new, info = refnet.frozen_step(spec, params, X, G, freeze=freeze, lr=lr, method="dense")
+        new, info = refnet.frozen_step(spec, _at(eps, params), _at(eps, X), _at(eps, G), freeze=freeze, lr=lr,
+                                       method="dense")                   # (in the port's dtype: rank, tol)
     except RetractionError as e:
         raise NotComparable(f"refnet's own retraction does not converge here ({e})") from None
-    new = [(np.asarray(W), np.asarray(b)) for W, b in new]
+    new = _f64(new)
     g = [(np.asarray(W), np.asarray(b)) for W, b in spec.vjp(params, X, G)]
     g_perp, facts, tol_p = _project_reference(spec, params, g, X, freeze, eps)
     if facts["ambiguous"].size:
@@ -418,9 +431,11 @@ def _trajectory(port, case, projected):
     X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
     lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
     inner = _refnet_optimizer(case)
-    opt = refnet.Projected(inner, spec, X, freeze=freeze, retract=False, method="dense") if projected else inner
+    # (projected: in the port's dtype, so refnet's rank cutoff is the port's)
+    cast = (lambda x: _at(eps, x)) if projected else (lambda x: x)
+    opt = refnet.Projected(inner, spec, cast(X), freeze=freeze, retract=False, method="dense") if projected else inner
     quantity = "projected_trajectory" if projected else "trajectory"
-    cand, port_state, state, tol = a["params"], None, opt.init(a["params"]), 0.0
+    cand, port_state, state, tol = a["params"], None, opt.init(cast(a["params"])), 0.0
     for step in range(1, case.n_steps + 1):
         try:
             _, g = spec.loss_and_grads(cand, X, T, loss=case.loss)      # refnet's gradients at the port's params
@@ -435,7 +450,7 @@ def _trajectory(port, case, projected):
                 raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
             step_tol += 2 * lr * sum(mu ** j for j in range(step)) * tol_p   # g projected, then the update again
         tol += step_tol                                                  # buffer errors carry over (mu <= 1)
-        ref, state = opt.step(cand, g, state)                            # refnet's step from the same point
+        ref, state = opt.step(cast(cand), cast(g), state)                # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
             g = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g, port.layout), X.copy(), freeze),
