@@ -389,6 +389,8 @@ def test_check_passes_a_correct_candidate_and_names_a_wrong_entry(tmp_path):
     v.tofile(bad)
     ok, lines = golden.check(tmp_path)
     assert not ok and any(line.startswith("  FAIL  vjp-03: dW_1[0, 0]: expected") for line in lines), lines
+    fail = next(line for line in lines if "FAIL" in line)                  # plain numbers, as in a run's report
+    assert "np.float64" not in fail and f"got {float(v[0])!r}," in fail, fail
     (tmp_path / "forward-00" / "Y.bin").write_bytes(b"\0" * 8)             # tampered golden file
     with pytest.raises(ValueError, match=r"Y.bin does not match its sha256"):
         golden.check(tmp_path)

@@ -237,7 +237,7 @@ def check(root, results=None):
             err = np.where(np.isnan(got - ref), np.inf, np.abs(got - ref))
             if np.any(err > tol):
                 idx = np.unravel_index(int(np.argmax(err / np.maximum(tol, np.finfo(float).tiny))), ref.shape)
-                bad = (f"{k}[{', '.join(str(int(i)) for i in idx)}]: expected {ref[idx]!r}, got {got[idx]!r}, "
+                bad = (f"{k}[{', '.join(str(int(i)) for i in idx)}]: expected {float(ref[idx])!r}, got {float(got[idx])!r}, "
                        f"|difference| {err[idx]:.3e} > tolerance {tol[idx]:.3e}")
                 break
         ok &= bad is None
