@@ -246,8 +246,11 @@ class _Linearization:
             Linv = xp.linalg.inv(xp.linalg.cholesky(S))                           # L^-1              (m, m)
         except (ValueError, RuntimeError):                                        # not positive definite
             return False
-        cond2 = float(xp.linalg.trace(S)) * float(xp.sum(Linv * Linv))          # >= (s_1 / s_m)^2
-        if not cond2 <= kappa_c ** 2 / 4:                                         # (NaN: a failed factorization)
+        trace, big = float(xp.linalg.trace(S)), float(xp.max(xp.abs(Linv)))
+        if not trace * big * big <= kappa_c ** 2 / 4:                             # a lower bound of cond2; tiny pivots:
+            return False                                                          # Linv^2 would overflow (NaN: failed)
+        cond2 = trace * float(xp.sum(Linv * Linv))                               # >= (s_1 / s_m)^2
+        if not cond2 <= kappa_c ** 2 / 4:
             return False
         self.Linv, self.route, self.rank, self.cond = Linv, "gram", self.m, math.sqrt(cond2)
         self.passes = 1 if self.m * self.cond <= max(self.m, self.p) else 2

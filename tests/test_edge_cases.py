@@ -307,3 +307,32 @@ def test_a_step_to_finite_params_whose_sum_overflows_succeeds():
     np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
     new, info = refnet.frozen_step(net, params, X, G, [], 0.1)
     np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
+
+
+def test_saturated_softplus_rows_do_not_overflow_the_cholesky_certificate():
+    """Saturated softplus units make one anchor's Jacobian row ~e^-350 times the others: Cholesky
+    of J J^T succeeds with a tiny pivot and |L^-1| ~ 1e170, whose square overflows. The fast path
+    must see that it certifies nothing (no RuntimeWarning; filterwarnings = error) and the route
+    must still give the rank of numpy's SVD of refnet's explicit J."""
+    net = refnet.MLP([3, 6, 5], activation="softplus", output_activation="softplus")
+    rng = np.random.default_rng(0)
+    W1 = np.array([[-18.25783438, 5.58130283, -4.01895693, 14.66354757, -8.70471725, 5.22658266],
+                   [-1.16170759, -24.47121475, -20.69088208, -9.22202635, 34.32358526, -0.7765729],
+                   [-2.74952612, 6.60276842, -11.51927204, -23.79280569, 0.25068016, 8.88243497]])
+    W2 = np.array([[-3.672018, -0.16379362, 7.337414, 0.62698458, 2.29685677],
+                   [-6.09938412, -2.06274899, -5.82875523, 0.09030192, -1.3181867],
+                   [-0.75598475, -6.44698233, 0.85736498, -2.01056559, -2.04339358],
+                   [1.51976792, 1.83523074, -2.46074609, -2.76733874, -1.34413188],
+                   [-1.60640556, 4.06723077, -5.96080042, 4.12562109, -3.48908023],
+                   [-6.2367491, -7.71048349, 7.22804248, 3.36880708, -3.216113]])     # (hypothesis' hard case)
+    params = [(W1, np.zeros(6)), (W2, np.zeros(5))]
+    A = np.array([[-0.67634569, -0.20768107, 1.54868704], [-1.57941307, -1.77404954, 0.64656961],
+                  [-0.81119662, 1.66768005, 1.52790814], [0.14944927, 0.93234674, -1.62973217]])
+    J = net.jacobian(params, A, [0])
+    s = np.linalg.svd(J, compute_uv=False)
+    rank = int(np.sum(s > max(J.shape) * EPS * s[0]))
+    g = refnet.unflatten(rng.standard_normal(net.n_params), params)
+    for method in METHODS:
+        gp = refnet.project_out(net, params, g, A, [0], method=method)
+        assert np.all(np.isfinite(refnet.flatten(gp)))
+    assert refnet.frozen._Linearization(net, np, params, A, [0], "gram").rank == rank
