@@ -293,6 +293,23 @@ def test_bad_ports_are_named():
         Case.from_json('{"width": 3}')
 
 
+def test_a_raising_or_misshapen_port_is_reported_without_made_up_values():
+    class Raises(P.FullPort):
+        def loss_and_grads(self, spec, params, X, T, loss):
+            raise NotImplementedError("only mse")
+
+    class Stacked(P.FullPort):                                            # jacrev's (K, n, p), not reshaped
+        def jacobian(self, spec, params, X, outputs):
+            return super().jacobian(spec, params, X, outputs).reshape(len(outputs), len(X), -1)
+
+    case = Case(sizes=(1, 1), activation="identity", n=1)
+    for quantity, port, says in (("loss", Raises(), "loss: the call raised\n  NotImplementedError: only mse"),
+                                 ("jacobian", Stacked(), "jacobian: J\n  shape (1, 1, 2), expected (1, 2)")):
+        text = str(checks.CHECKS[quantity](port, case)) if quantity == "jacobian" else str(
+            run(port, quantities=[quantity], case=case).results[0].mismatch)
+        assert text.startswith(says) and "nan" not in text and "inf" not in text, text
+
+
 # ------------------------------------------------------------------ trajectories (the original kit)
 def test_one_step_momentum_scenario_and_one_entry_trajectories_raise():
     with pytest.raises(ValueError, match=r"n_steps must be >= 2 for 'averaged_momentum'"):

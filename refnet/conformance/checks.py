@@ -52,6 +52,8 @@ class Mismatch:
     index: tuple = ()               # the entry's index in the port's layout (() for invariants and scalars)
 
     def __str__(self):
+        if np.isnan(self.reference) and np.isnan(self.candidate):          # no values: the call raised, a shape
+            return f"{self.quantity}: {self.where}" + (f"\n  {self.detail}" if self.detail else "")
         diff = abs(self.candidate - self.reference) if np.isfinite(self.candidate) else np.inf
         s = (f"{self.quantity}: {self.where}: reference {self.reference!r}, candidate {self.candidate!r}, "
              f"|difference| {diff:.3e} > tolerance {self.tol:.3e}")
