@@ -171,6 +171,9 @@ class _Linearization:
         trace = net._forward(xp, params, anchors) if trace is None else trace
         self.xp, self.params, self.method = xp, params, method
         self.c = _c(xp, trace.As[-1], outputs)                                  # c(theta)          (m,)
+        if not check.all_finite(xp, self.c):
+            raise FloatingPointError("the frozen outputs overflowed to NaN or Inf on the anchors (params and "
+                                     "anchors are finite): scale params or anchors down")
         seeds = net._output_seeds(xp, anchors, outputs)                         # e_k               (K, 1, n_L)
         deltas = net._backward(xp, params, trace, seeds)                        # Delta_l           (K, n_a, n_l)
         self.m, self.p = self.c.shape[0], net.n_params
@@ -182,8 +185,8 @@ class _Linearization:
             self.As = [_as(xp, A, xp.float64) for A in trace.As[:-1]]           # A_{l-1}           (n_a, n_{l-1})
             self.Ds = [_as(xp, D, xp.float64) for D in deltas]                  # Delta_l           (K, n_a, n_l)
             big = max(float(xp.max(xp.abs(D))) for D in self.Ds)
-            self.scale = math.ldexp(1.0, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
-            self.Ds = [D / self.scale for D in self.Ds]                          # J / scale (a power of 2: exact),
+            self.scale = math.ldexp(0.5, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
+            self.Ds = [D / self.scale for D in self.Ds]                          # J / scale (a power of 2: exact, <= 2),
             self._gram(xp)                                                       # so w = s^2 cannot under/overflow
         self.nullity = self.p - self.rank
 
@@ -192,6 +195,9 @@ class _Linearization:
         J = _as(xp, J, xp.float64)                                              # J                 (m, p)
         V, s, Ut = xp.linalg.svd(J.T, full_matrices=False)                      # J^T = V diag(s) U^T (tall: ~2x faster)
         s_1 = float(s[0]) if s.shape[0] else 0.0
+        if not math.isfinite(s_1):
+            raise FloatingPointError("|J| overflows (its largest singular value is not a finite float): "
+                                     "scale the anchors or params down")
         self.rank = r = _count(xp, s > self.tau * s_1)                          # s sorted descending: a prefix
         self.V, self.Ut, self.s = V[:, :r], Ut[:r, :], s[:r]                    # V_r (p, r), U_r^T (r, m), s_r
         self.cond = s_1 / float(s[r - 1]) if r else 1.0
@@ -210,6 +216,9 @@ class _Linearization:
         self.Linv = None
         if self._all_clear(xp, S, kappa_c):
             return
+        if not check.all_finite(xp, S):                                          # (never certified by the fast path)
+            raise FloatingPointError("J J^T overflowed in the gram route (anchors or hidden activations too large "
+                                     "to square): scale the anchors down, or use method='dense'")
         w, Q = xp.linalg.eigh(S)                                                 # J J^T = Q diag(w) Q^T, w ascending
         w_max = max(float(w[-1]), 0.0)
         n_c = _count(xp, w >= w_max / kappa_c ** 2) if w_max > 0 else 0          # clear: a suffix of w

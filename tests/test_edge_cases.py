@@ -336,3 +336,19 @@ def test_saturated_softplus_rows_do_not_overflow_the_cholesky_certificate():
         gp = refnet.project_out(net, params, g, A, [0], method=method)
         assert np.all(np.isfinite(refnet.flatten(gp)))
     assert refnet.frozen._Linearization(net, np, params, A, [0], "gram").rank == rank
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_backprop_near_the_largest_float_projects(method):
+    """Delta_1 = W_2^T = 9e307 (finite, >= 2^1023) with finite outputs (W_1 = 1e-300) and s_1 ~ 1.4e308:
+    the gram route's power-of-2 rescaling of J must not overflow (it raised OverflowError from math.ldexp)."""
+    net = refnet.MLP([1, 1, 1], activation="identity")
+    params = [(np.array([[1e-300]]), np.array([0.0])), (np.array([[9e307]]), np.array([0.0]))]
+    A = np.array([[0.5], [1.0]])
+    g = refnet.unflatten(np.array([1.0, 2.0, 3.0, 4.0]), params)
+    J = net.jacobian(params, A, [0]) / 1e300                                      # (2, 4); SVD-safe scale
+    U, s, Vt = np.linalg.svd(J, full_matrices=False)
+    r = int(np.sum(s > 4 * EPS * s[0]))
+    want = refnet.flatten(g) - Vt[:r].T @ (Vt[:r] @ refnet.flatten(g))
+    got = refnet.flatten(refnet.project_out(net, params, g, A, [0], method=method))
+    assert np.all(np.isfinite(got)) and np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
