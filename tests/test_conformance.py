@@ -14,7 +14,7 @@ from hypothesis import given
 
 import refnet
 from refnet.conformance import Case, Scenario, assert_conforms, compare_trajectories, golden, reference_trajectory, run
-from refnet.conformance import checks, layout as lay
+from refnet.conformance import checks, layout as lay, load_port
 from refnet.strategies import hard_problems
 
 from ports import numpy_port as P
@@ -308,6 +308,16 @@ def test_a_raising_or_misshapen_port_is_reported_without_made_up_values():
         text = str(checks.CHECKS[quantity](port, case)) if quantity == "jacobian" else str(
             run(port, quantities=[quantity], case=case).results[0].mismatch)
         assert text.startswith(says) and "nan" not in text and "inf" not in text, text
+
+
+def test_a_port_that_implements_nothing_fails(tmp_path):
+    # every method misspelled: nothing is compared, which must not read as a pass (nor exit 0)
+    (tmp_path / "typo_port.py").write_text("class Port:\n    name, layout = 'typos', 'refnet'\n"
+                                           "    def optimiser_step(self, *args):\n        pass\n")
+    report = run(load_port(f"{tmp_path / 'typo_port.py'}:Port"))
+    assert not report.ok and set(_status(report).values()) == {"skip"}
+    assert str(report).endswith("FAILED: nothing was compared (the port has none of the methods these quantities need)")
+    assert run(P.MinimalPort(), quantities=["optimizer_step"], profile="core").ok
 
 
 # ------------------------------------------------------------------ trajectories (the original kit)

@@ -53,8 +53,9 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed or was blocked (skipped quantities are allowed: the port lacks them)."""
-        return all(r.status in ("pass", "skip") for r in self.results)
+        """True when nothing failed or was blocked (skipped quantities are allowed: the port lacks them)
+        and something passed (a port with none of the methods, e.g. all misspelled, proves nothing)."""
+        return all(r.status in ("pass", "skip") for r in self.results) and any(r.status == "pass" for r in self.results)
 
     def __bool__(self):
         return self.ok
@@ -76,8 +77,10 @@ class RunReport:
                           f"  case ({'shrunk' if r.shrunk else 'as given'}): {r.case.to_json()}",
                           f"  replay: {self.replay_command(r)}"]
         lines.append("")
-        lines.append("OK: every quantity that ran agrees with refnet" if self.ok else
-                     "FAILED: " + ", ".join(r.quantity for r in self.results if r.status in ("fail", "blocked")))
+        failed = [r.quantity for r in self.results if r.status in ("fail", "blocked")]
+        lines.append("OK: every quantity that ran agrees with refnet" if self.ok else "FAILED: " + ", ".join(failed)
+                     if failed else "FAILED: nothing was compared (the port has none of the methods these "
+                                    "quantities need)")
         return "\n".join(lines)
 
 
