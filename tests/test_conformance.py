@@ -209,6 +209,10 @@ def test_float32_projections_use_float32s_rank():
     assert checks.check_projected_trajectory(_Float32Projection(), steps) is None
     retraction = Case(sizes=(1, 1, 2), activation="identity", n=1, lr=0.01)  # float32's tol: frozen outputs move 4e-6
     assert checks.check_frozen_step(_Float32Projection(), retraction) is None
+    no_retraction = _Float32Projection()                                   # float32's tol still holds a step
+    no_retraction.retract = lambda spec, params, anchors, freeze, c0: params
+    mis = checks.check_frozen_step(no_retraction, Case(sizes=(1, 1, 2), activation="identity", n=1))
+    assert mis is not None and "moved (invariant: frozen outputs constant)" in mis.where
     float64_rank = _Float32Projection()
     float64_rank.dtype = "float64"                                         # claims float64, drops like float32
     assert checks.check_project_out(float64_rank, case) is not None
