@@ -48,8 +48,9 @@ times 2 for the second-order terms the bounds leave out).
   this precision: a residual at rounding level, eps max(1, |c0|), needs a
   correction of size eps max(1, |c0|) / s_r, and when its square (its
   second-order effect on c) exceeds tol no retraction can promise tol.
-* optimizer steps: |theta| + lr (|g| + mu (n_in + 2) |a|) per entry (the mean
-  over n_in + 1 terms, the update, the subtraction), times SAFETY eps. The
+* optimizer steps: |theta| + lr (1 + mu) (|g| + mu (n_in + 2) a_j) per entry,
+  a_j the largest |a| entering the entry's neuron j (the mean over n_in + 1
+  terms, the update, nesterov's second term, the subtraction), times SAFETY eps. The
   runner's trajectories compare every step with refnet's step from the port's
   own parameters and gradients, so only the buffer carries errors (with factor
   mu <= 1): the per-step tolerances add up. Golden-file trajectories run on
