@@ -476,7 +476,7 @@ class ProjectedState(NamedTuple):
 
 
 class Projected:
-    """Wrap any optimizer so that outputs ``freeze`` stay constant on ``anchors``.
+    """Wrap any optimizer so that outputs ``freeze`` (indices K) stay constant on ``anchors`` (n_a, n_0).
 
     Each step, at the current parameters: project the gradient before it enters
     the inner optimizer (no pressure against the constraint builds up in its
@@ -539,7 +539,8 @@ def masked_grads(net, params, X, G, freeze, head_only=False):
     of the loss) and backprop to every layer. With ``head_only=True`` only the
     last layer is trained: since its frozen columns get zero gradient, only the
     other outputs' columns W_L[:, k], b_L[k] move, which keeps frozen outputs
-    exactly constant but lets a single layer learn. Returns [(dW_l, db_l)].
+    exactly constant but lets a single layer learn. X: (n, n_0), G: (n, n_L).
+    Returns [(dW_l (n_{l-1}, n_l), db_l (n_l,))].
     """
     xp, _ = check.params(params, net.sizes)
     freeze = check.indices(freeze, "freeze", net.sizes[-1])
