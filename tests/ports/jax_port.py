@@ -34,6 +34,7 @@ class JaxPort:
 
     @staticmethod
     def _tree(params):
+        assert all(np.shape(W)[1] == len(b) for W, b in params), "refnet layout: W is (n_in, n_out)"
         return [{"kernel": jnp.asarray(W, jnp.float64), "bias": jnp.asarray(b, jnp.float64)} for W, b in params]
 
     @staticmethod

@@ -27,6 +27,7 @@ class MinimalPort:
     def _forward(self, spec, params, X):
         As, Zs = [np.asarray(X)], []
         for l, (W, b) in enumerate(params, start=1):
+            assert W.shape == (spec.sizes[l], spec.sizes[l - 1]), "the kit hands this port (n_out, n_in) weights"
             Zs.append(As[-1] @ W.T + b)                       # torch layout: Z = A W^T + b
             As.append(self.act(spec, l)[0](Zs[-1]))
         return As, Zs

@@ -32,6 +32,7 @@ class TorchPort:
 
     @staticmethod
     def _tensors(params):
+        assert all(np.shape(W) == (len(b), np.shape(W)[1]) for W, b in params), "torch layout: W is (n_out, n_in)"
         return tuple(_t(x) for W, b in params for x in (W, b))
 
     @staticmethod
