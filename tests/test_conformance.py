@@ -33,6 +33,19 @@ def _status(report):
     return {r.quantity: r.status for r in report.results}
 
 
+@pytest.mark.parametrize("args,message", [
+    (["run", "--port", "no_such_module:Port"], "--port: cannot import the port module 'no_such_module'"),
+    (["run", "--port", "tests/ports/numpy_port.py:NoSuchPort"], "has no attribute 'NoSuchPort'"),
+    (["run", "--port", "no_colon"], "--port: port must be MODULE:ATTR"),
+    (["run", "--port", "tests/ports/numpy_port.py:MinimalPort", "--case", "{bad"], "--case: "),
+    (["check", "no/such/folder"], "manifest.json"),
+])
+def test_unusable_arguments_are_one_line_errors_with_exit_2(args, message):
+    done = _cli(*args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
 # ------------------------------------------------------------------ ports that must pass
 def test_minimal_torch_layout_port_passes_the_command_line():
     # the done-when port: torch layout, only forward, vjp and optimizer_step

@@ -30,20 +30,29 @@ def add_parser(sub):
 
 
 def main(args, out=sys.stdout) -> int:
-    """Run the parsed ``conformance`` subcommand; returns the exit code (0: everything that ran passed)."""
+    """Run the parsed ``conformance`` subcommand; returns the exit code (0: everything that ran passed,
+    1: something failed, 2: what was given cannot be used: a bad --port, --case or golden folder)."""
     from . import golden
     from .cases import Case
     from .runner import load_port, run
-    if args.conformance_command == "export":
-        m = golden.export(args.dir)
-        out.write(f"wrote {len(m['cases'])} cases ({len(m['skipped'])} skipped) to {args.dir}/manifest.json\n")
-        return 0
-    if args.conformance_command == "check":
-        ok, lines = golden.check(args.dir, args.results)
-        out.write("\n".join(lines) + ("\nOK\n" if ok else "\nFAILED\n"))
-        return 0 if ok else 1
-    case = None if args.case is None else Case.from_json(args.case)
-    report = run(load_port(args.port), profile=args.profile, quantities=args.quantity, case=case,
+    try:                                                     # the user's arguments: one line, no traceback
+        if args.conformance_command == "export":
+            m = golden.export(args.dir)
+            out.write(f"wrote {len(m['cases'])} cases ({len(m['skipped'])} skipped) to {args.dir}/manifest.json\n")
+            return 0
+        if args.conformance_command == "check":
+            ok, lines = golden.check(args.dir, args.results)
+            out.write("\n".join(lines) + ("\nOK\n" if ok else "\nFAILED\n"))
+            return 0 if ok else 1
+        what = "--case"
+        case = None if args.case is None else Case.from_json(args.case)
+        what = "--port"
+        port = load_port(args.port)
+    except (ValueError, TypeError, OSError) as e:
+        where = what + ": " if args.conformance_command == "run" else ""
+        sys.stderr.write(f"refnet conformance {args.conformance_command}: error: {where}{e}\n")
+        return 2
+    report = run(port, profile=args.profile, quantities=args.quantity, case=case,
                  replay=f"python -m refnet conformance run --port {args.port}")
     out.write(str(report) + "\n")
     if args.save_failures and not report.ok:

@@ -98,7 +98,15 @@ def load_port(spec: str):
         sys.modules[path.stem] = mod
         mod_spec.loader.exec_module(mod)
     else:
-        mod = importlib.import_module(module)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module.split(".")[0] and e.name != module:
+                raise                                        # the port's own imports: the user's traceback
+            raise ValueError(f"cannot import the port module {module!r} (run from the folder that holds it, "
+                             f"or give a path: path/to/{module.replace('.', '/')}.py:{attr})") from None
+    if not hasattr(mod, attr):
+        raise ValueError(f"port module {module!r} has no attribute {attr!r}")
     obj = getattr(mod, attr)
     return obj() if isinstance(obj, type) else obj
 
