@@ -124,8 +124,10 @@ class FullPort(MinimalPort):
     def c(self, spec, params, anchors, freeze):
         return self.forward(spec, params, anchors)[:, freeze].T.ravel()
 
+    retract_rtol = 1e-12                                     # tol = retract_rtol max(1, max|c0|) (float64's)
+
     def retract(self, spec, params, anchors, freeze, c0):
-        tol = 1e-12 * max(1.0, np.max(np.abs(c0)))
+        tol = self.retract_rtol * max(1.0, np.max(np.abs(c0)))
         for _ in range(20):
             r = self.c(spec, params, anchors, freeze) - c0
             if np.max(np.abs(r)) <= tol:
