@@ -268,8 +268,8 @@ class _Linearization:
     def _solve(self, Y):
         """(J J^T)^+ Y on the clear part: L^-T L^-1 Y or Q_c diag(w_c^-1) Q_c^T Y.  Y: (m, k)."""
         if self.Linv is not None:
-            return self.Linv.T @ (self.Linv @ Y)
-        return self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ Y))
+            return self.Linv.T @ (self.Linv @ Y)                                 # S^-1 Y = L^-T L^-1 Y
+        return self.Qc @ (self.inv_c[:, None] * (self.Qc.T @ Y))                # Q_c diag(w_c^-1) Q_c^T Y
 
     # -- gram route: J T, J^T L, the clear projector ---------------------------------------
     def _J(self, T):
