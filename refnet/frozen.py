@@ -142,6 +142,15 @@ def default_tol(xp, c0) -> float:
     return (1e-12 if c0.dtype == xp.float64 else 1e-5) * max(1.0, float(xp.max(xp.abs(c0))))
 
 
+def default_rtol(net, m, dtype) -> float:
+    """The singular-value cutoff relative to s_1 for ``net`` with ``m`` constraint rows in ``dtype``
+    (a NumPy dtype or an array library's dtype object). Currently the array-API ``pinv`` default
+    ``max(m, p) eps``."""
+    import numpy as np
+    eps = float(np.finfo(np.float32).eps) if "float32" in str(dtype) else EPS64
+    return max(m, net.n_params) * eps
+
+
 def _c(xp, Y, outputs):
     """Constraint vector c (m,) from Y (n, n_L), output-major: c[k n + i] = Y[i, K_k]."""
     idx = xp.asarray(outputs, dtype=xp.int64, device=device(Y))
@@ -177,7 +186,7 @@ class _Linearization:
         seeds = net._output_seeds(xp, anchors, outputs)                         # e_k               (K, 1, n_L)
         deltas = net._backward(xp, params, trace, seeds)                        # Delta_l           (K, n_a, n_l)
         self.m, self.p = self.c.shape[0], net.n_params
-        self.tau = max(self.m, self.p) * float(xp.finfo(params[0][0].dtype).eps)  # cutoff / s_1
+        self.tau = default_rtol(net, self.m, params[0][0].dtype)                # cutoff / s_1
         self.warning, self.Vb = None, None
         if method == "dense":
             self._dense(xp, net._jacobian_from(xp, trace, deltas))
