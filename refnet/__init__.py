@@ -8,5 +8,5 @@ __version__ = "0.1.0"
 from .optim import SGD, Momentum, AveragedMomentum, SGDState, MomentumState, average_incoming, averaging_matrix
 from .frozen import (FrozenInfo, Projected, ProjectedState, ProjectionAccuracyWarning, RetractionError, frozen_step,
                      masked_grads, project_out)
-from . import conformance
+from . import conformance, data
 from .io import save, load

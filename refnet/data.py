@@ -7,14 +7,34 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _checks as check
+
+
+def _rng(seed) -> np.random.Generator:
+    """``seed`` as a Generator: a Generator is used as given, an int >= 0 seeds a new one."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int >= 0 or a numpy.random.Generator, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be an int >= 0 or a numpy.random.Generator, got {seed}")
+    return np.random.default_rng(int(seed))
+
 
 def seed_regression(n: int = 8, seed=0, noise: float = 0.01):
     """The seed-1 data set: x in [0, 1]^3, y1 = x1 + x2 + x3, y2 = x1^2 + x2^2 + x3^2,
-    plus ``noise`` * Uniform[0, 1) on each target. Returns X (n, 3), Y (n, 2), float64."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    plus ``noise`` * Uniform[0, 1) on each target. Returns X (n, 3), Y (n, 2), float64.
+
+    ``n`` >= 1 samples; ``seed`` an int >= 0 or a ``numpy.random.Generator``; ``noise`` finite, >= 0.
+    """
+    n = check.count(n, "n", 1)
+    noise_ = check.real(noise, "noise")
+    if not 0.0 <= noise_ < float("inf"):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    rng = _rng(seed)
     X = rng.random((n, 3))
     Y = np.stack([X.sum(axis=1), (X ** 2).sum(axis=1)], axis=1)
-    return X, Y + noise * rng.random((n, 2))
+    return X, Y + noise_ * rng.random((n, 2))
 
 
 class Classification(NamedTuple):
@@ -28,8 +48,27 @@ class Classification(NamedTuple):
 
 
 def one_hot(y, n_classes: int) -> np.ndarray:
-    """Labels (n,) -> one-hot targets T (n, n_classes), float64."""
-    return np.eye(n_classes)[np.asarray(y)]                     # T[i] = e_{y_i}
+    """Labels y (n,) -> one-hot targets T (n, n_classes), float64.
+
+    ``y`` holds integer class labels in [0, n_classes) (an integer array, or floats
+    with integral values); booleans, fractions, labels out of range and arrays that
+    are not 1-D are refused (a negative label would otherwise index from the end).
+    """
+    n_classes = check.count(n_classes, "n_classes", 1)
+    labels = np.asarray(y)
+    if not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):   # bool is neither
+        raise TypeError(f"y must hold integer class labels, got an array of dtype {labels.dtype}")
+    if labels.ndim != 1:
+        raise ValueError(f"y must be a 1-D array of class labels (n,), got shape {labels.shape}")
+    bad = np.flatnonzero(~np.isin(labels, np.arange(n_classes)))   # fractions, NaN, < 0, >= n_classes
+    if bad.size:
+        more = f" and {bad.size - 1} more" if bad.size > 1 else ""
+        raise ValueError(f"y must hold integer class labels 0..{n_classes - 1} (n_classes = {n_classes}), "
+                         f"got y[{bad[0]}] = {labels[bad[0]].item()!r}{more}")
+    return np.eye(n_classes)[labels.astype(np.int64)]          # T[i] = e_{y_i}
+
+
+_N_DIGITS = 1797                                                 # images in the shipped file
 
 
 def digits():
@@ -73,15 +112,22 @@ def digits_split(test_fraction: float = 0.25, seed=0) -> Classification:
     Raises
     ------
     ValueError
-        If ``test_fraction`` is not strictly between 0 and 1.
+        If ``test_fraction`` leaves the test or the training set empty (it must
+        lie in [1/1797, 1796/1797]), or ``seed`` is a negative int.
+    TypeError
+        If ``test_fraction`` is not a real number, or ``seed`` is neither an int nor a Generator.
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    f = check.real(test_fraction, "test_fraction")
+    n = _N_DIGITS
+    n_test = int(round(f * n)) if 0.0 < f < 1.0 else None
+    if n_test is None or not 1 <= n_test < n:
+        why = {0: ", which leaves the test set empty", n: ", which leaves the training set empty"}.get(n_test, "")
+        raise ValueError(f"test_fraction (the share of the {n} images that goes to the test set) must be "
+                         f"between 1/{n} and {n - 1}/{n} (about 0.00056 to 0.99944), got {test_fraction!r}{why}")
+    rng = _rng(seed)
     X, y = digits()
     X = X / 16.0                                                # pixel counts 0..16 -> [0, 1]
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     order = rng.permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
     test, train = order[:n_test], order[n_test:]
     return Classification("UCI 8x8 handwritten digits", X[train], y[train], X[test], y[test], 10)
 

@@ -102,3 +102,85 @@ def test_real_digits_without_scikit_learn(monkeypatch):
     d = digits_or_synthetic(seed=0)
     assert d.name == "UCI 8x8 handwritten digits"
     assert np.array_equal(d.X_test, digits_split(seed=0).X_test)
+
+
+# ---------------------------------------------------------------------- inputs checked
+def test_data_is_reachable_after_import_refnet():
+    import subprocess
+    code = "import refnet; d = refnet.data.digits_split(seed=0); print(d.X_train.shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1348, 64)"
+
+
+def test_one_hot_is_the_identity_rows():
+    from refnet.data import one_hot
+    T = one_hot([2, 0, 1, 2], 3)
+    assert T.dtype == np.float64 and T.tolist() == [[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert one_hot(np.array([1.0, 0.0]), 2).tolist() == [[0, 1], [1, 0]]       # integral floats are labels
+    assert one_hot(np.array([], dtype=np.int64), 4).shape == (0, 4)
+
+
+BAD_LABELS = [
+    ([-1], 3, ValueError, r"labels 0\.\.2 .*y\[0\] = -1"),                   # would silently be class 2
+    ([0, 3], 3, ValueError, r"y\[1\] = 3"),                                  # out of range
+    ([0, 5, 7], 3, ValueError, r"y\[1\] = 5 and 1 more"),
+    ([0.5, 1], 2, ValueError, r"y\[0\] = 0\.5"),                             # non-integral
+    ([float("nan")], 2, ValueError, r"y\[0\] = nan"),
+    ([True, False], 2, TypeError, r"y must hold integer class labels, got an array of dtype bool"),
+    (["1"], 2, TypeError, r"y must hold integer class labels.*<U1"),
+    ([[0, 1]], 2, ValueError, r"y must be a 1-D array .*shape \(1, 2\)"),
+    (1, 2, ValueError, r"y must be a 1-D array .*shape \(\)"),
+    ([0], 0, ValueError, r"n_classes must be an integer >= 1"),
+    ([0], 2.0, TypeError, r"n_classes must be an integer"),
+]
+
+
+@pytest.mark.parametrize("y, n_classes, error, message", BAD_LABELS)
+def test_one_hot_refuses_bad_labels(y, n_classes, error, message):
+    from refnet.data import one_hot
+    with pytest.raises(error, match=message):
+        one_hot(y, n_classes)
+
+
+@pytest.mark.parametrize("f, fragment", [(0.9999, "which leaves the training set empty"),
+                                         (0.0002, "which leaves the test set empty"),
+                                         (float("nan"), "got nan")])
+def test_split_refuses_a_fraction_that_leaves_a_set_empty(f, fragment):
+    with pytest.raises(ValueError, match=r"test_fraction .* between 1/1797 and 1796/1797") as info:
+        digits_split(test_fraction=f)
+    assert fragment in str(info.value)
+
+
+def test_split_accepts_the_extreme_fractions():
+    assert len(digits_split(test_fraction=1 / 1797).y_test) == 1
+    assert len(digits_split(test_fraction=1796 / 1797).y_train) == 1
+
+
+def test_split_refuses_a_fraction_that_is_not_a_number():
+    with pytest.raises(TypeError, match="test_fraction must be a real number, got str"):
+        digits_split(test_fraction="0.25")
+
+
+BAD_SEEDS = [(-1, ValueError, "got -1"), (1.5, TypeError, "got float"), (None, TypeError, "got NoneType"),
+             (True, TypeError, "got bool"), ("0", TypeError, "got str")]
+
+
+@pytest.mark.parametrize("seed, error, fragment", BAD_SEEDS)
+def test_bad_seeds_are_named(seed, error, fragment):
+    from refnet.data import seed_regression
+    for call in (lambda: digits_split(seed=seed), lambda: seed_regression(seed=seed)):
+        with pytest.raises(error, match=r"seed must be an int >= 0 or a numpy\.random\.Generator") as info:
+            call()
+        assert fragment in str(info.value)
+
+
+def test_seed_regression_checks_n_and_noise():
+    from refnet.data import seed_regression
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
+        seed_regression(n=0)
+    for noise in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+            seed_regression(noise=noise)
+    X, Y = seed_regression(n=5, seed=np.int64(3), noise=0.0)              # NumPy ints are seeds too
+    assert np.allclose(Y, np.stack([X.sum(axis=1), (X ** 2).sum(axis=1)], axis=1), rtol=0, atol=1e-15)
