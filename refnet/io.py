@@ -223,6 +223,22 @@ def _json_entry(data, key: str):
     return json.loads(str(a[()]))
 
 
+def _check_state(state, params, name: str):
+    """The state's arrays have the shapes and dtype the params imply: momentum buffers
+    shaped like the params, c0 of a ProjectedState a vector (m,); raises _Corrupt."""
+    if isinstance(state, MomentumState):
+        try:
+            check.like_params(state.accumulation, params, f"{name}.accumulation", np, params[0][0].dtype)
+        except (TypeError, ValueError) as e:
+            raise _Corrupt(str(e)) from None
+    elif isinstance(state, ProjectedState):
+        _check_state(state.inner, params, f"{name}.inner")
+        c0, dtype = state.frozen, params[0][0].dtype
+        if not isinstance(c0, np.ndarray) or c0.ndim != 1 or c0.dtype != dtype:
+            got = f"a {c0.dtype} array of shape {c0.shape}" if isinstance(c0, np.ndarray) else type(c0).__name__
+            raise _Corrupt(f"{name}.frozen (c0) must be a {dtype} vector (m,) like the params, got {got}")
+
+
 def _read(data):
     """(params, state, meta) from an open NpzFile; raises _Corrupt or a reader error."""
     header = _json_entry(data, "header")
@@ -255,6 +271,7 @@ def _read(data):
     kind = None if state is None else type(state).__name__
     if kind != header.get("optimizer"):
         raise _Corrupt(f"header optimizer {header.get('optimizer')!r} does not match the stored state ({kind!r})")
+    _check_state(state, params, "state")
     extra = sorted(set(data.files) - used)
     if extra:
         raise _Corrupt(f"unexpected entries {extra[:5]}")
@@ -271,7 +288,9 @@ def load(path):
     optimizer state with NumPy arrays, or None; meta: the dict, or None.
     Raises ``ValueError`` naming ``path`` when the file is missing, not a
     refnet checkpoint, truncated, corrupted (zip CRC checks cover every array)
-    or inconsistent (wrong version, missing or unexpected entries, unknown state type).
+    or inconsistent (wrong version, missing or unexpected entries, unknown state type,
+    arrays whose shape or dtype does not fit the layer sizes: the params, the momentum
+    buffers shaped like them, a ProjectedState's c0 a vector).
     """
     path = os.fspath(path)
     try:

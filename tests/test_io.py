@@ -290,6 +290,52 @@ MISMATCHES = [
 ]
 
 
+def _pop_layer(treedef):
+    treedef["fields"]["accumulation"]["items"].pop()
+
+
+# the header and every params entry agree; the optimizer state does not fit them
+SHAPE_MISMATCHES = [
+    ("buffer-transposed", lambda e, h, t: _set(e, "state.accumulation.0.0", e["state.accumulation.0.0"].T.copy()),
+     "state.accumulation[0][0] must have shape (3, 4) like params[0][0], got (4, 3)"),
+    ("buffer-same-size", lambda e, h, t: _set(e, "state.accumulation.1.0", e["state.accumulation.1.0"].reshape(2, 4)),
+     "state.accumulation[1][0] must have shape (4, 2) like params[1][0], got (2, 4)"),     # sizes agree, shapes do not
+    ("buffer-bias-2d", lambda e, h, t: _set(e, "state.accumulation.0.1", e["state.accumulation.0.1"][None]),
+     "state.accumulation[0][1] must have shape (4,) like params[0][1], got (1, 4)"),
+    ("buffer-layer-missing", lambda e, h, t: (_pop_layer(t), e.pop("state.accumulation.1.0"), e.pop("state.accumulation.1.1")),
+     "state.accumulation must be a list of 2 (W, b) pairs like params, got list of length 1"),
+    ("buffer-dtype", lambda e, h, t: _set(e, "state.accumulation.0.1", e["state.accumulation.0.1"].astype(np.float32)),
+     "state.accumulation[0][1] has dtype float32 but params have dtype float64"),
+]
+
+
+@pytest.mark.parametrize("name, edit, fragment", SHAPE_MISMATCHES, ids=[m[0] for m in SHAPE_MISMATCHES])
+def test_state_shapes_are_checked_against_the_params(tmp_path, name, edit, fragment):
+    path = rewrite(tmp_path, edit)
+    with pytest.raises(ValueError) as info:
+        refnet.load(path)
+    assert str(info.value).startswith(f"checkpoint {str(path)!r} is not a valid refnet checkpoint: {fragment}")
+
+
+@pytest.mark.parametrize("c0, got", [(np.zeros((6, 1)), "a float64 array of shape (6, 1)"),
+                                     (np.zeros(6, np.float32), "a float32 array of shape (6,)"),
+                                     (0.5, "float")])
+def test_projected_state_c0_must_be_a_vector(tmp_path, c0, got):
+    _, params, state, _, _ = small_run()
+    refnet.save(tmp_path / "p.npz", params, refnet.ProjectedState(state, c0, None))
+    with pytest.raises(ValueError, match=r"p\.npz.*state\.frozen \(c0\) must be a float64 vector \(m,\)") as info:
+        refnet.load(tmp_path / "p.npz")
+    assert str(info.value).endswith(f"got {got}")
+
+
+def test_nested_inner_state_is_checked(tmp_path):
+    _, params, state, _, _ = small_run()
+    bad = refnet.MomentumState([state.accumulation[0], (state.accumulation[1][0][:3], state.accumulation[1][1])])
+    refnet.save(tmp_path / "q.npz", params, refnet.ProjectedState(bad, np.zeros(6), None))
+    with pytest.raises(ValueError, match=r"q\.npz.*state\.inner\.accumulation\[1\]\[0\] must have shape \(4, 2\)"):
+        refnet.load(tmp_path / "q.npz")
+
+
 @pytest.mark.parametrize("name, edit, fragment", MISMATCHES, ids=[m[0] for m in MISMATCHES])
 def test_mismatched_file(tmp_path, name, edit, fragment):
     if name.startswith("header-not"):            # these replace the header after rewrite() encodes it
