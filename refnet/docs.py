@@ -1,10 +1,18 @@
-"""Build the documentation site: ``python -m refnet docs --out DIR [--strict]``.
+"""Build the documentation site: ``python -m refnet docs --out DIR [--strict] [--clean]``.
 
 The site's sources live in ``tutorials/`` next to the package (a checkout, or
 ``pip install -e ".[docs]"``): ``conf.py``, the Markdown pages and the jupytext
 ``py:percent`` tutorials, which Sphinx + myst-nb execute at build time so their
 printed output and figures appear inline. ``REFNET_FAST=1`` is passed on to
 the tutorials (short runs).
+
+Executed tutorials are cached (myst-nb's jupyter-cache mode): a tutorial whose
+code cells, refnet's files, ``REFNET_FAST`` and the Python version are unchanged
+is not executed again. The cache lives outside the checkout
+(``~/.cache/refnet/jupyter-cache``, ``--cache DIR``); ``--clean`` executes all.
+A build writes only into ``--out`` and the cache (Sphinx's doctrees and myst-nb's
+``jupyter_execute/`` go to a temporary folder) and prints each tutorial with the
+elapsed time. The paths are checked before any work.
 
 Every page must work offline and load nothing from outside the site, so the
 math is typeset by MathJax 3 served from the site itself. MathJax comes from
@@ -21,13 +29,16 @@ fonts and the TeX extensions it autoloads on demand (about 2 MB).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SOURCE = pathlib.Path(__file__).resolve().parents[1] / "tutorials"
 # es5/ paths of the mathjax@3 package that a tex-chtml page loads: the combined
@@ -116,41 +127,165 @@ def _environ(**values):
                 os.environ[k] = v
 
 
-def build(out, *, strict: bool = False, source=None) -> pathlib.Path:
-    """Build the HTML site from ``source`` (default: the checkout's ``tutorials/``) into ``out``.
+def writable_folder(path, arg: str) -> pathlib.Path:
+    """The folder ``path``, created with its parents if missing and checked writable.
 
-    ``strict=True`` turns every Sphinx warning into an error. Returns the path of ``index.html``.
-    Raises RuntimeError when the sources, Sphinx or MathJax are missing, or the build fails.
+    ``arg`` names the argument in errors. Raises ValueError (one line) for an empty
+    path, an existing file, or a folder that cannot be created or written to.
     """
-    source = pathlib.Path(source) if source is not None else SOURCE
+    text = os.fspath(path)
+    if text == "":
+        raise ValueError(f"{arg} is an empty path; expected a folder (it is created if missing)")
+    folder = pathlib.Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{arg} {text!r} is an existing file; expected a folder (it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{arg} {text!r}: cannot create this folder ({e.strerror or e})") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):                        # os.access says yes to root, even on /sys
+            pass
+    except OSError as e:
+        raise ValueError(f"{arg} {text!r}: cannot write into this folder ({e.strerror or e})") from None
+    return folder.resolve()
+
+
+def _fingerprint() -> str:
+    """What executed tutorials depend on besides their own code cells (which jupyter-cache hashes):
+    this refnet's files (code and data), ``REFNET_FAST`` and the Python version."""
+    package = pathlib.Path(__file__).resolve().parent
+    h = hashlib.sha256(f"{os.environ.get('REFNET_FAST', '')}\0{sys.version}".encode())
+    for f in sorted(package.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(f"\0{f.relative_to(package).as_posix()}\0".encode() + f.read_bytes())
+    return "refnet-" + h.hexdigest()[:16]
+
+
+class _Progress:
+    """One line per tutorial, with the elapsed time: started, then executed or taken from the cache.
+
+    Sphinx runs quiet (its warnings still go to stderr); Sphinx's ``source-read`` and
+    ``doctree-read`` events bracket each page, and myst-nb's "Using cached notebook"
+    log record says that a tutorial was not executed.
+    """
+
+    def __init__(self, show: bool):
+        self.show, self.t0, self.started, self.cached = show, time.perf_counter(), {}, set()
+
+    def say(self, text: str) -> None:
+        seconds = int(time.perf_counter() - self.t0)
+        if self.show:
+            print(f"[{seconds // 60:2d}:{seconds % 60:02d}] {text}", flush=True)
+
+    def connect(self, app) -> None:
+        app.connect("source-read", self.read)
+        app.connect("doctree-read", self.done)
+
+    def read(self, app, docname, source) -> None:
+        if app.env.doc2path(docname).suffix == ".py":                  # a tutorial (jupytext py:percent)
+            self.started[docname] = time.perf_counter()
+            self.say(f"{docname}: started (executed unless the cache holds this code) ...")
+
+    def done(self, app, doctree) -> None:
+        docname = app.env.docname
+        if docname in self.started:
+            seconds = time.perf_counter() - self.started.pop(docname)
+            how = "code unchanged, outputs from the cache" if docname in self.cached else "executed"
+            self.say(f"{docname}: {how} ({seconds:.1f} s)")
+
+    def handle(self, record) -> None:                                 # a logging handler's emit
+        if str(record.msg).startswith("Using cached notebook"):
+            self.cached.add(getattr(record, "docname", None))
+
+
+def checked_paths(out, source=None, cache=None, prefix: str = ""):
+    """(source, out, the cache subfolder for this refnet) for :func:`build`, checked before any work.
+
+    ``out`` and ``cache`` are created if missing (see :func:`writable_folder`);
+    ``out`` must lie outside the sources. Errors name the arguments as
+    ``prefix + "out"`` etc. (the command line passes ``"--"``).
+    Raises RuntimeError when ``source`` holds no ``conf.py``, ValueError for the folders.
+    """
+    source = pathlib.Path(source).resolve() if source is not None else SOURCE
     if not (source / "conf.py").is_file():
         raise RuntimeError(f"no site sources at {source} (tutorials/conf.py): build from a checkout, "
-                           'installed with pip install -e ".[docs]", or pass --source')
+                           f'installed with pip install -e ".[docs]", or pass {prefix}source')
+    target = pathlib.Path(os.fspath(out)).resolve()                    # checked before anything is created
+    if os.fspath(out) and (target == source or source in target.parents):
+        raise ValueError(f"{prefix}out {str(target)!r} is inside the site sources {str(source)!r}; "
+                         f"choose a folder outside them")
+    cache = writable_folder(_cache_dir() / "jupyter-cache" if cache is None else cache, f"{prefix}cache")
+    return source, writable_folder(out, f"{prefix}out"), cache / _fingerprint()
+
+
+def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = False,
+          progress: bool = True) -> pathlib.Path:
+    """Build the HTML site from ``source`` (default: the checkout's ``tutorials/``) into ``out``.
+
+    ``out`` is created if missing. ``strict=True`` turns every Sphinx warning into an error.
+    Executed tutorials are cached with myst-nb's jupyter-cache mode, keyed by each
+    tutorial's code cells, in ``cache`` (default ``~/.cache/refnet/jupyter-cache``, or
+    under ``$XDG_CACHE_HOME``) in a subfolder for this refnet's files, ``REFNET_FAST``
+    and the Python version: a tutorial is executed again when its code or refnet
+    changed. ``clean=True`` empties that subfolder first, so every tutorial executes.
+    Nothing is written into the sources or next to ``out``: Sphinx's doctrees and
+    myst-nb's ``jupyter_execute/`` live in a temporary folder. Progress (each tutorial
+    and the elapsed time) goes to stdout unless ``progress=False``.
+    Returns the path of ``index.html``. Raises ValueError for an unusable ``out`` or
+    ``cache`` folder, RuntimeError when the sources, Sphinx or MathJax are missing or
+    the build fails.
+    """
+    source, out, executed = checked_paths(out, source, cache)
     try:
-        from sphinx.cmd.build import build_main
+        from sphinx.application import Sphinx
+        from sphinx.util.docutils import docutils_namespace, patch_docutils
     except ImportError:
         raise RuntimeError('building the docs needs Sphinx and myst-nb: pip install -e ".[docs]"') from None
-    out = pathlib.Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    if clean:
+        shutil.rmtree(executed, ignore_errors=True)
+    log = _Progress(progress)
+    log.say(f"building the site from {source} (executed tutorials cached in {executed})")
+    overrides = {"nb_execution_mode": "cache", "nb_execution_cache_path": str(executed),
+                 "nb_execution_in_temp": True}                       # kernels run in a temporary folder
+    handler = logging.Handler()
+    handler.emit = log.handle
     with tempfile.TemporaryDirectory(prefix="refnet-docs-") as tmp:
-        args = ["-b", "html", "-q", "-E", "-T", "-d", str(pathlib.Path(tmp) / "doctrees")]
-        args += ["-W", "--keep-going"] if strict else []
         # The tutorials' kernels inherit this environment (REFNET_FAST included): this checkout's
-        # refnet first on the path, inline figures (not Agg), the PNG files they also save in tmp.
-        path = os.pathsep.join([str(source.resolve().parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-        with _environ(PYTHONPATH=path, MPLBACKEND="module://matplotlib_inline.backend_inline", REFNET_OUT=tmp):
-            status = build_main(args + [str(source), str(out)])
-    if status != 0:
-        raise RuntimeError(f"sphinx-build failed (exit {status}); see the messages above")
+        # refnet first on the path, inline figures (not Agg), the PNG files they also save in tmp,
+        # and no debugger warning from every kernel start.
+        path = os.pathsep.join([str(source.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+        env = dict(PYTHONPATH=path, MPLBACKEND="module://matplotlib_inline.backend_inline", REFNET_OUT=tmp,
+                   PYDEVD_DISABLE_FILE_VALIDATION="1")
+        html = pathlib.Path(tmp) / "html"                           # myst-nb writes html/../jupyter_execute
+        try:
+            with _environ(**env), patch_docutils(source), docutils_namespace():
+                app = Sphinx(source, source, html, pathlib.Path(tmp) / "doctrees", "html", confoverrides=overrides,
+                             status=None, warning=sys.stderr, freshenv=True, warningiserror=strict)
+                log.connect(app)
+                logging.getLogger("sphinx").addHandler(handler)
+                try:
+                    app.build()
+                finally:
+                    logging.getLogger("sphinx").removeHandler(handler)
+        except Exception as e:                                      # what sphinx-build reports as an error
+            raise RuntimeError(f"the build failed: {type(e).__name__}: {e}") from e
+        if app.statuscode != 0:
+            raise RuntimeError(f"the build failed (Sphinx status {app.statuscode}); see the messages above")
+        shutil.copytree(html, out, dirs_exist_ok=True)
+    log.say(f"site built: {out / 'index.html'}")
     return out / "index.html"
 
 
 def main(args) -> int:
-    """The ``docs`` subcommand: build, then print where the site is."""
+    """The ``docs`` subcommand: validate the paths (exit 2 with one line), build (exit 1 if it fails)."""
     try:
-        index = build(args.out, strict=args.strict, source=args.source)
+        checked_paths(args.out, args.source, args.cache, prefix="--")
+        build(args.out, strict=args.strict, source=args.source, cache=args.cache, clean=args.clean)
+    except ValueError as e:
+        print(f"refnet docs: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     except RuntimeError as e:
         print(f"refnet docs: {e}", file=sys.stderr)
         return 1
-    print(f"site built: {index}")
     return 0

@@ -4,6 +4,8 @@ Compares the masking baselines of the question's accepted answer with null-space
 Outputs are numbered from 0 (the question's "output 1 / output 2" are outputs 0 / 1)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import refnet
@@ -80,7 +82,7 @@ def run(out, args):
     out.write("output 0 is held on the 8 batch inputs (the anchors); retraction tolerance 1e-12 max(1, |y0|)\n")
     if getattr(args, "plot", None):
         try:
-            path = f"{args.plot}frozen.png"
+            path = os.path.join(args.plot, "frozen.png")
             plot(results, path)
             out.write(f"plot: {path}\n")
         except ImportError:

@@ -4,6 +4,8 @@ UCI 8x8 handwritten digits shipped with refnet. Tutorial 02 has the math, longer
 runs over several seeds, learning-rate / momentum sweeps and a 2-D picture."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 import refnet
@@ -80,7 +82,7 @@ def run(out, args):
             ax.semilogy(np.arange(EPOCHS + 1), c[:, 0], label=name)
         ax.set(xlabel="epoch", ylabel="train softmax cross-entropy", title=data.name)
         ax.legend()
-        path = f"{args.plot}momentum.png"
+        path = os.path.join(args.plot, "momentum.png")
         fig.savefig(path, dpi=100)
         plt.close(fig)
         out.write(f"plot: {path}\n")

@@ -1,0 +1,207 @@
+"""The command line as a user meets it: ``python -m refnet docs`` and ``demo`` check their
+paths before any work (one line on stderr naming the argument, exit 2, or the folder is
+created where the help says so), a docs build writes nothing into the sources, the
+current folder or next to ``--out``, shows each tutorial with the elapsed time, and
+re-executes a tutorial only when its code changed (jupyter-cache) or ``--clean`` is given.
+
+The build tests use a tiny site of two one-cell tutorials (seconds), never the real one.
+"""
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def refnet_cli(*args, cwd, env=None):
+    path = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env = dict(os.environ, PYTHONPATH=path, MPLBACKEND="Agg", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "refnet", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def one_line_error(done, prefix):
+    """Exit 2 and exactly one line on stderr, starting with ``prefix``; nothing on stdout."""
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), done.stderr
+    assert done.stdout == ""
+    return lines[0]
+
+
+def unwritable(tmp_path):
+    """A folder this process cannot write into (root ignores permission bits, not /sys)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "locked"
+        folder.mkdir(mode=0o500)
+        return folder
+    if not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and _can_write("/sys"):
+        pytest.skip("no folder that root cannot write into")
+    return pathlib.Path("/sys")
+
+
+def _can_write(folder):
+    try:
+        with open(os.path.join(folder, ".refnet-probe"), "w"):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------- docs --out
+def test_docs_out_empty(tmp_path):
+    line = one_line_error(refnet_cli("docs", "--out", "", cwd=tmp_path), "refnet docs: --out is an empty path")
+    assert "expected a folder" in line
+    assert list(tmp_path.iterdir()) == []                       # no build into the current folder
+
+
+def test_docs_out_is_a_file(tmp_path):
+    (tmp_path / "site").write_text("mine")
+    line = one_line_error(refnet_cli("docs", "--out", "site", cwd=tmp_path), "refnet docs: --out 'site'")
+    assert "is an existing file; expected a folder" in line
+    assert (tmp_path / "site").read_text() == "mine"
+
+
+def test_docs_out_unwritable(tmp_path):
+    locked = unwritable(tmp_path)
+    line = one_line_error(refnet_cli("docs", "--out", str(locked), cwd=tmp_path), f"refnet docs: --out '{locked}'")
+    assert "cannot write into this folder" in line
+    line = one_line_error(refnet_cli("docs", "--out", str(locked / "site"), cwd=tmp_path), "refnet docs: --out")
+    assert "cannot create this folder" in line
+
+
+def test_docs_out_below_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    line = one_line_error(refnet_cli("docs", "--out", "f/site", cwd=tmp_path), "refnet docs: --out 'f/site'")
+    assert "cannot create this folder (Not a directory)" in line
+
+
+def test_docs_out_inside_the_sources_is_refused_before_creating_it(tmp_path):
+    src = tiny_site(tmp_path)
+    line = one_line_error(refnet_cli("docs", "--source", str(src), "--out", str(src / "site"), cwd=tmp_path),
+                          "refnet docs: --out")
+    assert "is inside the site sources" in line and not (src / "site").exists()
+
+
+def test_docs_cache_is_a_file(tmp_path):
+    (tmp_path / "c").write_text("")
+    src = tiny_site(tmp_path)
+    one_line_error(refnet_cli("docs", "--source", str(src), "--out", "o", "--cache", "c", cwd=tmp_path),
+                   "refnet docs: --cache 'c' is an existing file")
+
+
+# ---------------------------------------------------------------------- demo --plot
+@pytest.mark.parametrize("plot, fragment", [
+    ("missing_dir/x.png", "--plot takes a folder, and 'missing_dir/x.png' looks like a file name"),
+    ("", "--plot is an empty path"),
+    ("f", "--plot 'f' is an existing file"),
+    ("f/plots", "--plot 'f/plots': cannot create this folder"),
+])
+def test_demo_plot_path_errors(tmp_path, plot, fragment):
+    (tmp_path / "f").write_text("")
+    line = one_line_error(refnet_cli("demo", "--plot", plot, cwd=tmp_path), "refnet demo: ")
+    assert fragment in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # nothing created, no demo run
+
+
+def test_demo_plot_creates_its_folder(tmp_path):
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib is not installed")
+    done = refnet_cli("demo", "--section", "frozen", "--plot", "new/plots", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new" / "plots" / "frozen.png").stat().st_size > 0
+    assert f"plot: {os.path.join('new/plots', 'frozen.png')}" in done.stdout
+
+
+# ---------------------------------------------------------------------- docs build (tiny site)
+CONF = """\
+extensions = ["myst_nb"]
+include_patterns = ["index.md", "[0-9][0-9]_*.py"]
+source_suffix = {".md": "myst-nb", ".py": "myst-nb"}
+nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+"""
+CELL = "# %%\nimport os\nprint('{text}' + '-output', os.getpid())\n"     # the page shows e.g. "a-output 4242"
+
+
+def tiny_site(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf.py").write_text(CONF)
+    (src / "index.md").write_text("# Tiny\n\n```{toctree}\n01_a\n02_b\n```\n")
+    (src / "01_a.py").write_text(CELL.format(text="a"))
+    (src / "02_b.py").write_text(CELL.format(text="b"))
+    return src
+
+
+def executed(out, page):
+    """The kernel pid the page printed (a new pid: the tutorial was executed again)."""
+    return int(re.search(f"{page[3]}-output ([0-9]+)", (out / f"{page}.html").read_text()).group(1))
+
+
+def needs_docs_extra():
+    missing = [m for m in ("sphinx", "myst_nb", "jupytext", "ipykernel", "jupyter_cache")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"the docs extra is not installed ({', '.join(missing)}): pip install -e \".[docs]\"")
+
+
+def test_docs_build_caches_by_source_and_leaves_nothing_behind(tmp_path):
+    needs_docs_extra()
+    src, work = tiny_site(tmp_path), tmp_path / "work"
+    work.mkdir()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    build = lambda out, *more: refnet_cli("docs", "--source", str(src), "--out", f"sites/{out}",
+                                          "--cache", str(tmp_path / "cache"), *more, cwd=work)
+    first = build("1")
+    assert first.returncode == 0, first.stderr
+    for page in ("01_a", "02_b"):                               # progress: each tutorial, then how it ran
+        assert f"] {page}: started" in first.stdout and f"] {page}: executed (" in first.stdout
+    assert "site built: " in first.stdout and "[ 0:" in first.stdout
+    # nothing in the sources, nothing in the current folder but --out, nothing next to --out
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
+                   if not {"cache", "sites"} & set(p.relative_to(tmp_path).parts[:2]))
+    assert after == before
+    assert sorted(p.name for p in (work / "sites").iterdir()) == ["1"]
+    assert not list((work / "sites").rglob("jupyter_execute")) and not list(tmp_path.rglob(".jupyter_cache"))
+
+    (src / "02_b.py").write_text(CELL.format(text="b") + "print('edited')\n")
+    second = build("2")
+    assert second.returncode == 0, second.stderr
+    assert "01_a: code unchanged, outputs from the cache" in second.stdout
+    assert "02_b: executed (" in second.stdout                  # its code changed: executed again
+    site1, site2 = work / "sites" / "1", work / "sites" / "2"
+    assert executed(site2, "01_a") == executed(site1, "01_a")   # the cached output, same kernel pid
+    assert executed(site2, "02_b") != executed(site1, "02_b") and "edited" in (site2 / "02_b.html").read_text()
+
+    third = build("3", "--clean")
+    assert third.returncode == 0, third.stderr
+    assert "01_a: executed (" in third.stdout and "02_b: executed (" in third.stdout
+    assert executed(work / "sites" / "3", "01_a") != executed(site1, "01_a")
+
+
+def test_cache_key_follows_refnet_and_refnet_fast(tmp_path, monkeypatch):
+    """jupyter-cache hashes only a tutorial's code cells: the cache folder is keyed by what else
+    its outputs depend on, so changing refnet or REFNET_FAST executes the tutorials again."""
+    import refnet.docs
+    fake = tmp_path / "refnet"
+    fake.mkdir()
+    (fake / "docs.py").write_text("x = 1\n")
+    monkeypatch.setattr(refnet.docs, "__file__", str(fake / "docs.py"))
+    monkeypatch.delenv("REFNET_FAST", raising=False)
+    key = refnet.docs._fingerprint()
+    assert key == refnet.docs._fingerprint()
+    (fake / "data.py").write_text("")                          # a new file
+    assert refnet.docs._fingerprint() != key
+    key = refnet.docs._fingerprint()
+    (fake / "docs.py").write_text("x = 2\n")                   # an edited file
+    assert refnet.docs._fingerprint() != key
+    key = refnet.docs._fingerprint()
+    monkeypatch.setenv("REFNET_FAST", "1")
+    assert refnet.docs._fingerprint() != key
