@@ -199,6 +199,22 @@ class _Progress:
             self.cached.add(getattr(record, "docname", None))
 
 
+@contextlib.contextmanager
+def _logs(progress: _Progress):
+    """Sphinx's log records also go to ``progress``; nbclient's INFO records ("Executing notebook
+    with kernel"), which reach stderr because the theme's accessible-pygments calls
+    ``logging.basicConfig(level=INFO)`` at import, do not."""
+    handler, sphinx_log, nbclient_log = logging.Handler(), logging.getLogger("sphinx"), logging.getLogger("traitlets")
+    handler.emit, level = progress.handle, nbclient_log.level
+    sphinx_log.addHandler(handler)
+    nbclient_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        sphinx_log.removeHandler(handler)
+        nbclient_log.setLevel(level)
+
+
 def checked_paths(out, source=None, cache=None, prefix: str = ""):
     """(source, out, the cache subfolder for this refnet) for :func:`build`, checked before any work.
 
@@ -248,8 +264,6 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
     log.say(f"building the site from {source} (executed tutorials cached in {executed})")
     overrides = {"nb_execution_mode": "cache", "nb_execution_cache_path": str(executed),
                  "nb_execution_in_temp": True}                       # kernels run in a temporary folder
-    handler = logging.Handler()
-    handler.emit = log.handle
     with tempfile.TemporaryDirectory(prefix="refnet-docs-") as tmp:
         # The tutorials' kernels inherit this environment (REFNET_FAST included): this checkout's
         # refnet first on the path, inline figures (not Agg), the PNG files they also save in tmp,
@@ -263,11 +277,8 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
                 app = Sphinx(source, source, html, pathlib.Path(tmp) / "doctrees", "html", confoverrides=overrides,
                              status=None, warning=sys.stderr, freshenv=True, warningiserror=strict)
                 log.connect(app)
-                logging.getLogger("sphinx").addHandler(handler)
-                try:
+                with _logs(log):
                     app.build()
-                finally:
-                    logging.getLogger("sphinx").removeHandler(handler)
         except Exception as e:                                      # what sphinx-build reports as an error
             raise RuntimeError(f"the build failed: {type(e).__name__}: {e}") from e
         if app.statuscode != 0:
