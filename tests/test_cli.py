@@ -54,45 +54,55 @@ def _can_write(folder):
 
 
 # ---------------------------------------------------------------------- docs --out
-def test_docs_out_empty(tmp_path):
-    line = one_line_error(refnet_cli("docs", "--out", "", cwd=tmp_path), "refnet docs: --out is an empty path")
+@pytest.fixture
+def stub(tmp_path_factory):
+    """Site sources whose conf.py fails at once: a command that did not check its paths first
+    fails fast with exit 1 (instead of building the real site for minutes)."""
+    src = tmp_path_factory.mktemp("stub")
+    (src / "conf.py").write_text("raise RuntimeError('conf.py was read: the paths were not checked first')\n")
+    return str(src)
+
+
+def test_docs_out_empty(tmp_path, stub):
+    done = refnet_cli("docs", "--source", stub, "--out", "", cwd=tmp_path)
+    line = one_line_error(done, "refnet docs: --out is an empty path")
     assert "expected a folder" in line
     assert list(tmp_path.iterdir()) == []                       # no build into the current folder
 
 
-def test_docs_out_is_a_file(tmp_path):
+def test_docs_out_is_a_file(tmp_path, stub):
     (tmp_path / "site").write_text("mine")
-    line = one_line_error(refnet_cli("docs", "--out", "site", cwd=tmp_path), "refnet docs: --out 'site'")
+    done = refnet_cli("docs", "--source", stub, "--out", "site", cwd=tmp_path)
+    line = one_line_error(done, "refnet docs: --out 'site'")
     assert "is an existing file; expected a folder" in line
     assert (tmp_path / "site").read_text() == "mine"
 
 
-def test_docs_out_unwritable(tmp_path):
+def test_docs_out_unwritable(tmp_path, stub):
     locked = unwritable(tmp_path)
-    line = one_line_error(refnet_cli("docs", "--out", str(locked), cwd=tmp_path), f"refnet docs: --out '{locked}'")
-    assert "cannot write into this folder" in line
-    line = one_line_error(refnet_cli("docs", "--out", str(locked / "site"), cwd=tmp_path), "refnet docs: --out")
-    assert "cannot create this folder" in line
+    done = refnet_cli("docs", "--source", stub, "--out", str(locked), cwd=tmp_path)
+    assert "cannot write into this folder" in one_line_error(done, f"refnet docs: --out '{locked}'")
+    done = refnet_cli("docs", "--source", stub, "--out", str(locked / "site"), cwd=tmp_path)
+    assert "cannot create this folder" in one_line_error(done, f"refnet docs: --out '{locked / 'site'}'")
 
 
-def test_docs_out_below_a_file(tmp_path):
+def test_docs_out_below_a_file(tmp_path, stub):
     (tmp_path / "f").write_text("")
-    line = one_line_error(refnet_cli("docs", "--out", "f/site", cwd=tmp_path), "refnet docs: --out 'f/site'")
-    assert "cannot create this folder (Not a directory)" in line
+    done = refnet_cli("docs", "--source", stub, "--out", "f/site", cwd=tmp_path)
+    assert "cannot create this folder (Not a directory)" in one_line_error(done, "refnet docs: --out 'f/site'")
 
 
-def test_docs_out_inside_the_sources_is_refused_before_creating_it(tmp_path):
-    src = tiny_site(tmp_path)
-    line = one_line_error(refnet_cli("docs", "--source", str(src), "--out", str(src / "site"), cwd=tmp_path),
-                          "refnet docs: --out")
-    assert "is inside the site sources" in line and not (src / "site").exists()
+def test_docs_out_inside_the_sources_is_refused_before_creating_it(tmp_path, stub):
+    site = os.path.join(stub, "site")
+    line = one_line_error(refnet_cli("docs", "--source", stub, "--out", site, cwd=tmp_path), "refnet docs: --out")
+    assert "is inside the site sources" in line and not os.path.exists(site)
 
 
-def test_docs_cache_is_a_file(tmp_path):
+def test_docs_cache_is_a_file(tmp_path, stub):
     (tmp_path / "c").write_text("")
-    src = tiny_site(tmp_path)
-    one_line_error(refnet_cli("docs", "--source", str(src), "--out", "o", "--cache", "c", cwd=tmp_path),
+    one_line_error(refnet_cli("docs", "--source", stub, "--out", "o", "--cache", "c", cwd=tmp_path),
                    "refnet docs: --cache 'c' is an existing file")
+    assert not (tmp_path / "o").exists()                       # the cache is checked before --out is created
 
 
 # ---------------------------------------------------------------------- demo --plot
