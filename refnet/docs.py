@@ -282,7 +282,8 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
         except Exception as e:                                      # what sphinx-build reports as an error
             raise RuntimeError(f"the build failed: {type(e).__name__}: {e}") from e
         if app.statuscode != 0:
-            raise RuntimeError(f"the build failed (Sphinx status {app.statuscode}); see the messages above")
+            why = "--strict makes each Sphinx warning above an error" if strict else "see the messages above"
+            raise RuntimeError(f"the build failed (Sphinx status {app.statuscode}): {why}")
         shutil.copytree(html, out, dirs_exist_ok=True)
     log.say(f"site built: {out / 'index.html'}")
     return out / "index.html"
