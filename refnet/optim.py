@@ -209,6 +209,17 @@ class _Optimizer:
         ------
         ValueError, TypeError
             If ``params`` is not a valid list of ``(W, b)`` pairs.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> params = [(np.ones((2, 3)), np.ones(3))]
+        >>> refnet.SGD(0.1).init(params)
+        SGDState()
+        >>> M_W, M_b = refnet.AveragedMomentum(0.1, 0.9).init(params).accumulation[0]
+        >>> M_W
+        array([[0., 0., 0.],
+               [0., 0., 0.]])
         """
         xp, _ = check.params(params)
         return self._init(xp, params)
@@ -335,7 +346,31 @@ class _Optimizer:
 
 
 def apply_update(xp, params, U):
-    """``theta_new = theta - U``, layer by layer."""
+    r"""Apply an update layer by layer, :math:`\theta_\text{new} = \theta - U` (no validation).
+
+    The last step of every optimizer's ``step``; ``refnet.Projected`` and
+    ``refnet.frozen_step`` use it after projecting ``U``.
+
+    Parameters
+    ----------
+    xp : array namespace
+        The params' namespace (unused by the formula; kept for a uniform signature).
+    params : list of (W, b)
+    U : list of (U_W, U_b)
+        Shaped like ``params``.
+
+    Returns
+    -------
+    list of (W, b)
+        New arrays ``(W - U_W, b - U_b)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.optim import apply_update
+    >>> apply_update(np, [(np.ones((1, 2)), np.ones(2))], [(np.full((1, 2), 0.5), np.zeros(2))])
+    [(array([[0.5, 0.5]]), array([1., 1.]))]
+    """
     return [(W - dW, b - db) for (W, b), (dW, db) in zip(params, U)]   # theta <- theta - U
 
 

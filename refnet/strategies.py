@@ -229,6 +229,12 @@ class HardProblem(NamedTuple):
     anchors : ndarray, shape (n_a, n_0)
     kind : str
         Which of ``HARD_KINDS`` made it hard.
+
+    Examples
+    --------
+    >>> from refnet.strategies import HardProblem
+    >>> HardProblem._fields
+    ('net', 'params', 'X', 'G', 'freeze', 'anchors', 'kind')
     """
     net: Any
     params: list
