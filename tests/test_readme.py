@@ -28,7 +28,7 @@ def fenced_blocks(text):
     return re.findall(r"^```(\w*)\n(.*?)^```", text, re.S | re.M)
 
 
-PYTHON_BLOCKS = [body for lang, body in fenced_blocks(README) if lang == "python"]
+PYTHON_BLOCKS = [body for lang, body in fenced_blocks(README) if lang in ("python", "py")]
 
 
 def shown_output(block):
