@@ -1,4 +1,9 @@
-"""Built-in data sets (no downloads). Host-side NumPy: data is made, then moved."""
+"""Built-in data sets (no downloads). Host-side NumPy: data is made, then moved.
+
+:func:`digits` and :func:`digits_split` give the UCI 8x8 handwritten digits
+that ship with refnet; :func:`seed_regression` the small two-output regression
+problem of the tutorials; :func:`one_hot` turns labels into targets.
+"""
 from __future__ import annotations
 
 import gzip
@@ -22,10 +27,46 @@ def _rng(seed) -> np.random.Generator:
 
 
 def seed_regression(n: int = 8, seed=0, noise: float = 0.01):
-    """The seed-1 data set: x in [0, 1]^3, y1 = x1 + x2 + x3, y2 = x1^2 + x2^2 + x3^2,
-    plus ``noise`` * Uniform[0, 1) on each target. Returns X (n, 3), Y (n, 2), float64.
+    r"""The two-output regression problem of the tutorials on frozen outputs.
 
-    ``n`` >= 1 samples; ``seed`` an int >= 0 or a ``numpy.random.Generator``; ``noise`` finite, >= 0.
+    Inputs :math:`x \in [0, 1)^3` and targets
+
+    .. math::
+
+        y_0 = x_0 + x_1 + x_2 + \epsilon_0, \qquad
+        y_1 = x_0^2 + x_1^2 + x_2^2 + \epsilon_1, \qquad
+        \epsilon_k \sim \text{noise} \cdot \mathcal{U}[0, 1).
+
+    Parameters
+    ----------
+    n : int, default 8
+        The number of samples.
+    seed : int or numpy.random.Generator, default 0
+    noise : float, default 0.01
+        The scale of the uniform noise added to each target.
+
+    Returns
+    -------
+    X : ndarray, shape (n, 3), float64
+    Y : ndarray, shape (n, 2), float64
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an int, ``noise`` not a real number, or ``seed`` neither an
+        int nor a Generator.
+    ValueError
+        If ``n < 1``, ``noise`` is negative or not finite, or ``seed`` is negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.data import seed_regression
+    >>> X, Y = seed_regression(n=4, seed=0, noise=0.0)
+    >>> X.shape, Y.shape
+    ((4, 3), (4, 2))
+    >>> bool(np.allclose(Y[:, 0], X.sum(axis=1))), bool(np.allclose(Y[:, 1], (X ** 2).sum(axis=1)))
+    (True, True)
     """
     n = check.count(n, "n", 1)
     noise_ = check.real(noise, "noise")
@@ -38,7 +79,25 @@ def seed_regression(n: int = 8, seed=0, noise: float = 0.01):
 
 
 class Classification(NamedTuple):
-    """A train/test split: X (n, d) float64 features, y (n,) int64 labels in [0, n_classes)."""
+    """A train/test split of a classification data set (a NamedTuple).
+
+    Attributes
+    ----------
+    name : str
+    X_train : ndarray, shape (n_train, d), float64
+    y_train : ndarray, shape (n_train,), int64
+        Labels in ``[0, n_classes)``.
+    X_test : ndarray, shape (n_test, d), float64
+    y_test : ndarray, shape (n_test,), int64
+    n_classes : int
+
+    Examples
+    --------
+    >>> from refnet.data import digits_split
+    >>> data = digits_split()
+    >>> data.X_train.shape, data.y_test.shape, data.n_classes
+    ((1348, 64), (449,), 10)
+    """
     name: str
     X_train: np.ndarray
     y_train: np.ndarray
@@ -48,11 +107,34 @@ class Classification(NamedTuple):
 
 
 def one_hot(y, n_classes: int) -> np.ndarray:
-    """Labels y (n,) -> one-hot targets T (n, n_classes), float64.
+    """One-hot targets from integer labels: ``T[i, k] = 1`` if ``y[i] == k``, else 0.
 
-    ``y`` holds integer class labels in [0, n_classes) (an integer array, or floats
-    with integral values); booleans, fractions, labels out of range and arrays that
-    are not 1-D are refused (a negative label would otherwise index from the end).
+    Parameters
+    ----------
+    y : array_like of int, shape (n,)
+        Labels in ``[0, n_classes)``.
+    n_classes : int
+
+    Returns
+    -------
+    T : ndarray, shape (n, n_classes), float64
+
+    Raises
+    ------
+    TypeError
+        If ``y`` does not hold numbers (booleans are refused: a mask is not labels).
+    ValueError
+        If ``y`` is not 1-D, or holds a label that is negative, fractional, NaN or
+        ``>= n_classes`` (a negative label would otherwise index from the end), or
+        ``n_classes < 1``.
+
+    Examples
+    --------
+    >>> from refnet.data import one_hot
+    >>> one_hot([2, 0, 1], 3)
+    array([[0., 0., 1.],
+           [1., 0., 0.],
+           [0., 1., 0.]])
     """
     n_classes = check.count(n_classes, "n_classes", 1)
     labels = np.asarray(y)
@@ -89,6 +171,16 @@ def digits():
         The digit shown, 0..9 (174 to 183 images each).
 
     New arrays on every call: the caller may change them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.data import digits
+    >>> X, y = digits()
+    >>> X.shape, y.shape, float(X.max())
+    ((1797, 64), (1797,), 16.0)
+    >>> np.bincount(y)
+    array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
     """
     path = resources.files("refnet") / "datasets" / "digits.csv.gz"
     with path.open("rb") as raw, gzip.open(raw, "rt") as text:
@@ -103,6 +195,12 @@ def digits_split(test_fraction: float = 0.25, seed=0) -> Classification:
     ``numpy.random.Generator``): the first ``round(test_fraction * 1797)``
     images of it are the test set, the rest the training set.
 
+    Parameters
+    ----------
+    test_fraction : float, default 0.25
+        Strictly between 0 and 1.
+    seed : int or numpy.random.Generator, default 0
+
     Returns
     -------
     Classification
@@ -116,6 +214,15 @@ def digits_split(test_fraction: float = 0.25, seed=0) -> Classification:
         lie in [1/1797, 1796/1797]), or ``seed`` is a negative int.
     TypeError
         If ``test_fraction`` is not a real number, or ``seed`` is neither an int nor a Generator.
+
+    Examples
+    --------
+    >>> from refnet.data import digits_split, one_hot
+    >>> data = digits_split(test_fraction=0.25, seed=0)
+    >>> data.X_train.shape, data.X_test.shape
+    ((1348, 64), (449, 64))
+    >>> one_hot(data.y_train, data.n_classes).shape       # targets for softmax_cross_entropy
+    (1348, 10)
     """
     f = check.real(test_fraction, "test_fraction")
     n = _N_DIGITS

@@ -124,11 +124,57 @@ def _check_meta(meta):
 def save(path, params, state=None, meta=None) -> None:
     """Write params, an optimizer state and a JSON ``meta`` dict to the ``.npz`` file ``path``.
 
-    params: [(W_1, b_1), ...] of any array library (validated like every refnet
-    function; values are stored as they are, NaN included). state: an optimizer
-    state (``SGDState``, ``MomentumState``, ``ProjectedState``) or None. meta: a
-    JSON-serializable dict or None. ``path`` is used as given (no suffix added).
-    Atomic: the previous file at ``path`` survives any failure during writing.
+    One ``.npz`` file, read back with ``allow_pickle=False`` (loading never runs
+    code). It stores the layer sizes (read off the params), the dtype, the
+    optimizer kind and ``meta``; arrays of any library are copied to the host
+    first, and everything round-trips bit for bit. Writing is atomic (a
+    temporary file in the same directory, fsync, then ``os.replace``), so the
+    previous file at ``path`` survives any failure during writing. The module
+    docstring of ``refnet.io`` describes the file's entries.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Used as given: no ``.npz`` suffix is added.
+    params : list of (W, b)
+        ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,), of any array library (validated
+        like every refnet function; values are stored as they are, NaN included).
+    state : SGDState, MomentumState, ProjectedState or None, optional
+        An optimizer state, e.g. from ``opt.step``.
+    meta : dict or None, optional
+        JSON-serializable (str keys; str, finite numbers, bool, None, lists, dicts),
+        e.g. the step count and hyperparameters.
+
+    Returns
+    -------
+    None
+
+    Raises
+    ------
+    ValueError
+        If ``meta`` does not survive a JSON round trip unchanged, or ``params``
+        is not a valid list of ``(W, b)`` pairs.
+    TypeError
+        If ``meta`` is not a dict, or ``state`` holds a type checkpoints cannot store.
+    OSError
+        If the file cannot be written (the previous one is left intact).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2])
+    >>> params = net.init(seed=0)
+    >>> opt = refnet.Momentum(lr=0.1, momentum=0.9)
+    >>> state = opt.init(params)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "run.npz")
+    >>> refnet.save(path, params, state, meta={"step": 100, "lr": 0.1})
+    >>> params2, state2, meta = refnet.load(path)
+    >>> meta, type(state2).__name__
+    ({'step': 100, 'lr': 0.1}, 'MomentumState')
+    >>> all(np.array_equal(W, W2) for (W, _), (W2, _) in zip(params, params2))
+    True
+    >>> folder.cleanup()
     """
     path = os.fspath(path)
     check.params(params)
@@ -282,15 +328,47 @@ def _read(data):
 
 
 def load(path):
-    """Read a checkpoint written by :func:`save`. Returns ``(params, state, meta)``.
+    """Read a checkpoint written by :func:`save`.
 
-    params: [(W_1, b_1), ...] as NumPy arrays of the stored dtype; state: the
-    optimizer state with NumPy arrays, or None; meta: the dict, or None.
-    Raises ``ValueError`` naming ``path`` when the file is missing, not a
-    refnet checkpoint, truncated, corrupted (zip CRC checks cover every array)
-    or inconsistent (wrong version, missing or unexpected entries, unknown state type,
-    arrays whose shape or dtype does not fit the layer sizes: the params, the momentum
-    buffers shaped like them, a ProjectedState's c0 a vector).
+    The file is read with ``allow_pickle=False``: loading never runs code, and
+    a state type is rebuilt only if it is one of refnet's own.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    params : list of (W, b)
+        NumPy arrays of the stored dtype, ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,);
+        ``refnet.backend.asarray_like`` moves them to another library or device.
+    state : SGDState, MomentumState, ProjectedState or None
+        The optimizer state, with NumPy arrays.
+    meta : dict or None
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``, when the file is missing, not a refnet checkpoint,
+        truncated, corrupted (zip CRC checks cover every array) or
+        inconsistent (wrong format version, missing or unexpected entries,
+        arrays of the wrong shape or dtype: the params, the momentum buffers
+        shaped like them, a ProjectedState's c0 a vector; an unknown state type).
+
+    Examples
+    --------
+    >>> import os, tempfile, refnet
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "run.npz")
+    >>> refnet.save(path, refnet.MLP([3, 4, 2]).init(seed=0))
+    >>> params, state, meta = refnet.load(path)
+    >>> [W.shape for W, b in params], state, meta
+    ([(3, 4), (4, 2)], None, None)
+    >>> refnet.load(os.path.join(folder.name, "missing.npz"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint '...missing.npz' does not exist
+    >>> folder.cleanup()
     """
     path = os.fspath(path)
     try:

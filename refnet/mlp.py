@@ -29,35 +29,77 @@ from .nn import ACTIVATIONS, LOSSES
 
 
 class Trace(NamedTuple):
-    """What the backward pass needs from the forward pass.
+    r"""What the backward pass needs from the forward pass.
 
-    ``As[l] = A_l`` for ``l = 0..L`` (``As[0] = X``, ``As[L] = Y``), each ``(n, n_l)``;
-    ``Zs[l] = Z_l`` for ``l = 1..L`` (``Zs[0]`` is None), each ``(n, n_l)``.
+    A NamedTuple of two lists, one entry per layer, for a batch of ``n`` samples.
+
+    Attributes
+    ----------
+    As : list of array
+        ``As[l]`` is :math:`A_l = \phi_l(Z_l)`, shape ``(n, n_l)``, for ``l = 0..L``
+        (``As[0]`` is the input ``X``, ``As[L]`` the output ``Y``).
+    Zs : list of array
+        ``Zs[l]`` is :math:`Z_l = A_{l-1} W_l + b_l`, shape ``(n, n_l)``, for
+        ``l = 1..L``; ``Zs[0]`` is None.
+
+    Examples
+    --------
+    >>> import refnet
+    >>> refnet.Trace._fields
+    ('As', 'Zs')
     """
     As: list
     Zs: list
 
 
 class MLP:
-    """A fully connected network with layer widths ``sizes = [n_0, n_1, ..., n_L]``.
+    r"""A fully connected network with layer widths ``sizes = [n_0, n_1, ..., n_L]``.
 
     The object holds only the architecture; parameters are plain data passed
-    in and out (a list of ``(W_l, b_l)``, ``W_l`` of shape ``(n_{l-1}, n_l)``).
+    in and out: a list ``[(W_1, b_1), ..., (W_L, b_L)]`` with ``W_l`` of shape
+    ``(n_{l-1}, n_l)`` and ``b_l`` of shape ``(n_l,)``. Batches are row-major,
+    one row per sample:
+
+    .. math::
+
+        A_0 = X, \qquad Z_l = A_{l-1} W_l + b_l, \qquad A_l = \phi_l(Z_l), \qquad Y = A_L,
+
+    so column ``W_l[:, j]`` holds the incoming connections of neuron ``j`` of
+    layer ``l`` (PyTorch's ``nn.Linear.weight`` is the transpose).
 
     Parameters
     ----------
     sizes : list of int
         At least two widths, each at least 1: inputs ``n_0``, hidden layers, outputs ``n_L``.
     activation : str, default "sigmoid"
-        ``phi_l`` of every hidden layer: "identity", "sigmoid", "tanh", "relu" or "softplus".
+        :math:`\phi_l` of every hidden layer: "identity", "sigmoid", "tanh", "relu" or "softplus".
     output_activation : str, default "identity"
-        ``phi_L`` of the output layer, from the same names.
+        :math:`\phi_L` of the output layer, from the same names.
+
+    Attributes
+    ----------
+    sizes : list of int
+        The layer widths ``[n_0, ..., n_L]``.
+    activation, output_activation : str
+        The activation names given.
+
+    Raises
+    ------
+    TypeError
+        If ``sizes`` is not a list or tuple.
+    ValueError
+        If ``sizes`` has fewer than two entries, a width below 1, or an
+        activation name is unknown.
 
     Examples
     --------
     >>> import numpy as np, refnet
     >>> net = refnet.MLP([3, 4, 2], activation="sigmoid")
+    >>> net
+    MLP([3, 4, 2], activation='sigmoid', output_activation='identity')
     >>> params = net.init(seed=0)
+    >>> [(W.shape, b.shape) for W, b in params]
+    [((3, 4), (4,)), ((4, 2), (2,))]
     >>> net.forward(params, np.zeros((5, 3))).shape
     (5, 2)
     """
@@ -79,17 +121,28 @@ class MLP:
 
     @property
     def n_params(self) -> int:
-        """``p = sum_l (n_{l-1} + 1) n_l``, the length of ``flatten(params)``."""
+        r"""The number of parameters :math:`p = \sum_l (n_{l-1} + 1)\, n_l`, the length of ``flatten(params)``.
+
+        Examples
+        --------
+        >>> import refnet
+        >>> refnet.MLP([3, 4, 2]).n_params          # (3 + 1) 4 + (4 + 1) 2
+        26
+        """
         return sum((a + 1) * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
 
     # ------------------------------------------------------------------ init
     def init(self, seed=0, dtype=None, like=None):
-        """Fan-in scaled random parameters, drawn on the host with NumPy.
+        r"""Fan-in scaled random parameters, drawn on the host with NumPy.
 
-        ``W_l ~ Normal(0, gain^2 / n_{l-1})`` with ``gain = sqrt(2)`` for relu
-        hidden layers (He) and 1 otherwise (LeCun); ``b_l = 0``. Draws are
-        float64 and rounded to ``dtype``, so float32 and float64 start from the
-        same numbers.
+        .. math::
+
+            (W_l)_{ij} \sim \mathcal{N}\!\left(0, \frac{\text{gain}^2}{n_{l-1}}\right), \qquad b_l = 0,
+
+        with :math:`\text{gain} = \sqrt{2}` for relu hidden layers (He) and 1
+        otherwise (LeCun). Draws are float64 and rounded to ``dtype``, so
+        float32 and float64 start from the same numbers, and ``like`` only moves
+        them: every backend gets the same weights for the same seed.
 
         Parameters
         ----------
@@ -104,6 +157,25 @@ class MLP:
         -------
         list of (W, b)
             ``[(W_1 (n_0, n_1), b_1 (n_1,)), ..., (W_L (n_{L-1}, n_L), b_L (n_L,))]``.
+
+        Raises
+        ------
+        ValueError
+            If ``seed`` is negative or ``dtype`` is not "float32" or "float64".
+        TypeError
+            If ``seed`` is not an int or Generator, or ``like`` is not a
+            floating-point array.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2])
+        >>> W1, b1 = net.init(seed=0)[0]
+        >>> W1.shape, b1.shape, W1.dtype
+        ((3, 4), (4,), dtype('float64'))
+        >>> W1_32 = net.init(seed=0, dtype="float32")[0][0]
+        >>> bool(np.all(W1_32 == W1.astype("float32")))     # the same draws, rounded
+        True
         """
         if isinstance(seed, np.random.Generator):
             rng = seed
@@ -140,18 +212,44 @@ class MLP:
         return Trace(As, Zs)
 
     def forward(self, params, X):
-        """The outputs ``Y = A_L``.
+        r"""The outputs :math:`Y = A_L` of a batch.
+
+        .. math::
+
+            Z_l = A_{l-1} W_l + b_l, \qquad A_l = \phi_l(Z_l), \qquad A_0 = X.
 
         Parameters
         ----------
         params : list of (W, b)
-            As returned by :meth:`init`.
+            As returned by :meth:`init`: ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,).
         X : array, shape (n, n_0)
             One row per sample, same namespace, device and dtype as ``params``.
 
         Returns
         -------
-        array, shape (n, n_L)
+        Y : array, shape (n, n_L)
+            On ``X``'s namespace and device, in its dtype.
+
+        Raises
+        ------
+        ValueError
+            If a shape does not match ``sizes``, or ``params`` or ``X`` holds NaN or Inf.
+        TypeError
+            If an argument is not a floating-point array, dtypes are mixed, or
+            arrays come from different libraries or devices.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2], activation="sigmoid")
+        >>> params = net.init(seed=0)
+        >>> X = np.linspace(-1, 1, 15).reshape(5, 3)
+        >>> net.forward(params, X).round(4)
+        array([[-1.1061, -0.1478],
+               [-0.9964, -0.0957],
+               [-0.8847, -0.0424],
+               [-0.7745,  0.0104],
+               [-0.6693,  0.0611]])
         """
         xp, _ = self._validate(params, X)
         return self._forward(xp, params, X).As[-1]
@@ -181,22 +279,53 @@ class MLP:
                 for A, D in zip(trace.As[:-1], deltas)]
 
     def vjp(self, params, X, G):
-        """Backpropagate an output gradient ``G = dL/dY`` to the parameters.
+        r"""Backpropagate an output gradient :math:`G = \partial L / \partial Y` to the parameters.
 
-        The vector-Jacobian product ``J^T vec(G)``: ``dW_l = A_{l-1}^T Delta_l``,
-        ``db_l = 1^T Delta_l`` (column sums), with ``Delta_l = dL/dZ_l``.
+        The vector-Jacobian product :math:`J^T \operatorname{vec}(G)`, with
+        :math:`\Delta_l = \partial L / \partial Z_l` (n, n_l):
+
+        .. math::
+
+            \Delta_L = G \odot \phi_L'(Z_L), \qquad
+            \Delta_{l-1} = (\Delta_l W_l^T) \odot \phi_{l-1}'(Z_{l-1}),
+
+            dW_l = A_{l-1}^T \Delta_l, \qquad db_l = \mathbf{1}^T \Delta_l \ \text{(column sums)}.
 
         Parameters
         ----------
         params : list of (W, b)
+            ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,).
         X : array, shape (n, n_0)
         G : array, shape (n, n_L)
-            Any output gradient, e.g. ``2 (Y - T) / (n n_L)`` for the mse loss.
+            Any output gradient, e.g. :math:`2 (Y - T) / (n\, n_L)` for the mse loss.
 
         Returns
         -------
         list of (dW, db)
             Shaped like ``params``: ``dW_l`` (n_{l-1}, n_l), ``db_l`` (n_l,).
+
+        Raises
+        ------
+        ValueError
+            If a shape does not match (``G`` must have ``X``'s rows and ``n_L``
+            columns), or an argument holds NaN or Inf.
+        TypeError
+            As :meth:`forward`.
+
+        Examples
+        --------
+        The mse loss's gradient is the backprop of :math:`G = 2 (Y - T) / (n\, n_L)`:
+
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2])
+        >>> params = net.init(seed=0)
+        >>> X, T = np.ones((5, 3)), np.zeros((5, 2))
+        >>> G = 2 * (net.forward(params, X) - T) / T.size
+        >>> [dW.shape for dW, db in net.vjp(params, X, G)]
+        [(3, 4), (4, 2)]
+        >>> loss, grads = net.loss_and_grads(params, X, T)
+        >>> bool(np.allclose(net.vjp(params, X, G)[0][0], grads[0][0]))
+        True
         """
         return self._vjp(params, X, G)[0]
 
@@ -208,7 +337,15 @@ class MLP:
         return self._param_grads(xp, trace, self._backward(xp, params, trace, G)), trace
 
     def loss_and_grads(self, params, X, T, loss: str = "mse"):
-        """The loss and its gradient with respect to every parameter.
+        r"""The loss and its gradient with respect to every parameter.
+
+        .. math::
+
+            L_\text{mse} = \frac{1}{n\, n_L} \sum_{i,k} (Y_{ik} - T_{ik})^2, \qquad
+            L_\text{ce} = -\frac{1}{n} \sum_i \sum_k T_{ik} \log \operatorname{softmax}(Y_i)_k,
+
+        and the gradients are the backprop (:meth:`vjp`) of :math:`G = \partial L / \partial Y`:
+        :math:`2 (Y - T) / (n\, n_L)` or :math:`(\operatorname{softmax}(Y) - T) / n`.
 
         Parameters
         ----------
@@ -232,6 +369,28 @@ class MLP:
         ------
         FloatingPointError
             If the loss overflows although the inputs are finite.
+        ValueError
+            If ``loss`` is unknown, a shape does not match, an argument holds
+            NaN or Inf, or (softmax_cross_entropy) a row of ``T`` is not a
+            probability vector.
+        TypeError
+            As :meth:`forward`.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2])
+        >>> params = net.init(seed=0)
+        >>> X, T = np.ones((5, 3)), np.zeros((5, 2))
+        >>> loss, grads = net.loss_and_grads(params, X, T)
+        >>> bool(np.isclose(loss, np.mean(net.forward(params, X) ** 2)))
+        True
+        >>> T = np.eye(2)[[0, 1, 1, 0, 1]]                  # one-hot targets
+        >>> loss, grads = net.loss_and_grads(params, X, T, loss="softmax_cross_entropy")
+        >>> Y = net.forward(params, X)
+        >>> log_softmax = Y - np.log(np.sum(np.exp(Y), axis=1, keepdims=True))
+        >>> bool(np.isclose(loss, -np.mean(np.sum(T * log_softmax, axis=1))))
+        True
         """
         check.choice(loss, "loss", LOSSES)
         xp, dtype = self._validate(params, X)
@@ -253,14 +412,18 @@ class MLP:
         return xp.take(I, idx, axis=0)[:, None, :]             # rows of the identity   (K, 1, n_L)
 
     def jacobian(self, params, X, outputs=None):
-        """Dense Jacobian ``J = dc/dtheta`` of the chosen outputs, stacked output-major.
+        r"""Dense Jacobian :math:`J = \partial c / \partial \theta` of the chosen outputs, stacked output-major.
 
-        ``c = (Y[:, k] for k in outputs)``: row ``k * n + i`` is the gradient of
-        ``Y[i, outputs[k]]``; columns follow ``flatten`` order (``W_1``
-        row-major, ``b_1``, ``W_2``, ...). Each row is one sample's backprop of
-        a one-hot seed ``e_k`` (a row ``(1, n_L)``), done for all rows at once:
-        the ``W_l`` block is the outer product ``a_{l-1,i}^T delta_{l,i}`` of
-        sample ``i``'s rows, the ``b_l`` block is ``delta_{l,i}``.
+        :math:`c` stacks the columns ``Y[:, k]`` for ``k`` in ``outputs``: row
+        ``k * n + i`` is the gradient of ``Y[i, outputs[k]]``; columns follow
+        :func:`flatten` order (``W_1`` row-major, ``b_1``, ``W_2``, ...). Each
+        row is one sample's backprop of a one-hot seed :math:`e_k` (a row
+        ``(1, n_L)``), done for all rows at once: with :math:`a_{l-1,i}` and
+        :math:`\delta_{l,i}` sample ``i``'s rows of :math:`A_{l-1}` and
+        :math:`\Delta_l`, the ``W_l`` block is the outer product
+        :math:`a_{l-1,i}^T \delta_{l,i}` and the ``b_l`` block is :math:`\delta_{l,i}`.
+        It costs memory ``m p`` (``m = len(outputs) n``): the frozen-output
+        functions never build it unless asked to (``method="dense"``).
 
         Parameters
         ----------
@@ -271,7 +434,31 @@ class MLP:
 
         Returns
         -------
-        array, shape (len(outputs) * n, p)
+        J : array, shape (len(outputs) * n, p)
+            ``p = n_params``.
+
+        Raises
+        ------
+        ValueError
+            If an output index is out of range or repeated, or as :meth:`forward`.
+
+        Examples
+        --------
+        ``J`` times a parameter direction is the directional derivative of the outputs:
+
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2], activation="tanh")
+        >>> params = net.init(seed=0)
+        >>> X = np.linspace(-1, 1, 15).reshape(5, 3)
+        >>> J = net.jacobian(params, X, outputs=[1])
+        >>> J.shape                                         # (1 * 5, 26)
+        (5, 26)
+        >>> v = np.random.default_rng(1).standard_normal(net.n_params)
+        >>> h = 1e-6
+        >>> moved = refnet.unflatten(refnet.flatten(params) + h * v, like=params)
+        >>> fd = (net.forward(moved, X)[:, 1] - net.forward(params, X)[:, 1]) / h
+        >>> bool(np.allclose(J @ v, fd, atol=1e-5))
+        True
         """
         xp, _ = self._validate(params, X)
         outputs = list(range(self.sizes[-1])) if outputs is None else check.indices(outputs, "outputs", self.sizes[-1])
@@ -301,9 +488,34 @@ def _check_probabilities(xp, T):
 
 
 def flatten(params):
-    """Concatenate ``[(W_1, b_1), ...]`` into one vector ``theta`` of shape ``(p,)``.
+    r"""Concatenate ``[(W_1, b_1), ...]`` into one vector :math:`\theta` of shape ``(p,)``.
 
-    Order: ``W_1`` row-major, ``b_1``, ``W_2`` row-major, ``b_2``, ...
+    Order: ``W_1`` row-major, ``b_1``, ``W_2`` row-major, ``b_2``, ...; the
+    column order of :meth:`MLP.jacobian`.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,).
+
+    Returns
+    -------
+    theta : array, shape (p,)
+        A new array, ``p = sum_l (n_{l-1} + 1) n_l``.
+
+    Raises
+    ------
+    ValueError
+        If the layers' shapes do not chain.
+    TypeError
+        If an entry is not a floating-point array or dtypes, libraries or devices are mixed.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> params = [(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0]))]
+    >>> refnet.flatten(params)
+    array([1., 2., 3., 4., 5., 6.])
     """
     xp, _ = check.params(params)
     return _flat(xp, params)
@@ -323,6 +535,22 @@ def unflatten(v, like):
     -------
     list of (W, b)
         Views (slices) of ``v`` where the array library allows it.
+
+    Raises
+    ------
+    ValueError
+        If ``v`` does not have shape ``(p,)``.
+    TypeError
+        If ``v`` is not on ``like``'s library or not of its dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2])
+    >>> params = net.init(seed=0)
+    >>> back = refnet.unflatten(refnet.flatten(params), like=params)
+    >>> all(np.array_equal(W, W2) and np.array_equal(b, b2) for (W, b), (W2, b2) in zip(params, back))
+    True
     """
     xp, dtype = check.params(like, name="like")
     check.namespace({"v": v, "like[0][0]": like[0][0]})

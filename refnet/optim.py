@@ -35,10 +35,16 @@ def _mean_in(xp, A, axis=0):
 
 
 def average_incoming(A, axis=0):
-    """Replace every entry by the mean over the axes that index incoming connections.
+    r"""Replace every entry by the mean over the axes that index incoming connections.
 
-    The fast form of ``mean_in(A) = P_in @ A``: a mean and a broadcast, never the
-    ``(n_in, n_in)`` matrix of :func:`averaging_matrix`.
+    The fast form of
+
+    .. math::
+
+        \operatorname{mean_{in}}(A) = P_\text{in} A, \qquad
+        P_\text{in} = \tfrac{1}{n_\text{in}} \mathbf{1}\mathbf{1}^T,
+
+    a mean and a broadcast, never the ``(n_in, n_in)`` matrix of :func:`averaging_matrix`.
 
     Parameters
     ----------
@@ -62,6 +68,20 @@ def average_incoming(A, axis=0):
         If an averaged axis is empty or ``A`` holds NaN or Inf.
     TypeError
         If ``A`` is not a floating-point array.
+
+    Examples
+    --------
+    Each column of an ``(n_in, n_out)`` weight is one neuron's incoming connections:
+
+    >>> import numpy as np, refnet
+    >>> A = np.arange(6.0).reshape(3, 2)
+    >>> refnet.average_incoming(A)                      # column means 2 and 3
+    array([[2., 3.],
+           [2., 3.],
+           [2., 3.]])
+    >>> refnet.average_incoming(A.T, axis=1)            # the same, in PyTorch's (n_out, n_in) layout
+    array([[2., 2., 2.],
+           [3., 3., 3.]])
     """
     xp = namespace({"A": A})
     check.float_dtype(xp, A, "A")
@@ -75,11 +95,12 @@ def average_incoming(A, axis=0):
 
 
 def averaging_matrix(n: int, dtype=None, like=None):
-    """The explicit projector ``P_in = 1 1^T / n``, for reading and tests.
+    r"""The explicit projector :math:`P_\text{in} = \mathbf{1}\mathbf{1}^T / n`, for reading and tests.
 
-    ``P_in @ A`` equals ``average_incoming(A, axis=0)``. ``P_in`` is symmetric
-    and idempotent (``1^T 1 = n``): the orthogonal projection onto constant
-    vectors.
+    ``P_in @ A`` equals ``average_incoming(A, axis=0)``. :math:`P_\text{in}` is
+    symmetric and idempotent (:math:`\mathbf{1}^T \mathbf{1} = n`, so
+    :math:`P_\text{in}^2 = P_\text{in}`): the orthogonal projection onto
+    constant vectors.
 
     Parameters
     ----------
@@ -95,6 +116,25 @@ def averaging_matrix(n: int, dtype=None, like=None):
     -------
     array, shape (n, n)
         Every entry equal to ``1 / n``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is below 1 or ``dtype`` is not "float32" or "float64".
+    TypeError
+        If ``n`` is not an int.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> P = refnet.averaging_matrix(3)
+    >>> P * 3
+    array([[1., 1., 1.],
+           [1., 1., 1.],
+           [1., 1., 1.]])
+    >>> A = np.arange(6.0).reshape(3, 2)
+    >>> bool(np.allclose(P @ A, refnet.average_incoming(A))), bool(np.allclose(P @ P, P))
+    (True, True)
     """
     n = check.count(n, "n", 1)
     xp, dev = host_namespace() if like is None else (namespace({"like": like}), device(like))
@@ -107,14 +147,31 @@ def averaging_matrix(n: int, dtype=None, like=None):
 
 # ----------------------------------------------------------------- optimizers
 class SGDState(NamedTuple):
-    """Plain SGD keeps no state."""
+    """The state of :class:`SGD`: plain SGD keeps nothing.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> refnet.SGD(0.1).init([(np.zeros((2, 3)), np.zeros(3))])
+    SGDState()
+    """
 
 
 class MomentumState(NamedTuple):
-    """State of :class:`Momentum` and :class:`AveragedMomentum`.
+    """The state of :class:`Momentum` and :class:`AveragedMomentum`.
 
-    ``accumulation`` is the momentum buffer ``M``: a list ``[(M_W1, M_b1), ...]``
-    shaped like the params, zero at ``init``.
+    Attributes
+    ----------
+    accumulation : list of (M_W, M_b)
+        The momentum buffer ``M``, shaped like the params (``M_W`` (n_{l-1}, n_l),
+        ``M_b`` (n_l,)), zero at ``init``, on the params' namespace, device and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> state = refnet.Momentum(0.1, 0.9).init([(np.ones((2, 3)), np.ones(3))])
+    >>> [(M_W.shape, float(M_W.sum())) for M_W, M_b in state.accumulation]
+    [((2, 3), 0.0)]
     """
     accumulation: list
 
@@ -134,8 +191,36 @@ class _Optimizer:
     """Shared ``step``: validate, ``update``, apply, refuse non-finite results."""
 
     def init(self, params):
-        """The initial state for ``params`` (list of ``(W, b)``): ``SGDState()``, or a
-        ``MomentumState`` of zero buffers on the params' namespace, device and dtype."""
+        """The initial optimizer state for ``params``.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,).
+
+        Returns
+        -------
+        SGDState or MomentumState
+            ``SGDState()`` for :class:`SGD`; a ``MomentumState`` of zero buffers
+            shaped like ``params``, on their namespace, device and dtype, for
+            :class:`Momentum` and :class:`AveragedMomentum`.
+
+        Raises
+        ------
+        ValueError, TypeError
+            If ``params`` is not a valid list of ``(W, b)`` pairs.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> params = [(np.ones((2, 3)), np.ones(3))]
+        >>> refnet.SGD(0.1).init(params)
+        SGDState()
+        >>> M_W, M_b = refnet.AveragedMomentum(0.1, 0.9).init(params).accumulation[0]
+        >>> M_W
+        array([[0., 0., 0.],
+               [0., 0., 0.]])
+        """
         xp, _ = check.params(params)
         return self._init(xp, params)
 
@@ -171,6 +256,27 @@ class _Optimizer:
             Shaped like ``params``.
         state
             The next state. Nothing passed in is modified.
+
+        Raises
+        ------
+        ValueError
+            If ``grads`` holds NaN or Inf, or a shape does not match ``params``.
+        TypeError
+            If ``state`` is not this optimizer's state type, or dtypes,
+            libraries or devices are mixed.
+
+        Examples
+        --------
+        ``step`` is ``theta - U``; :class:`refnet.Projected` projects ``U`` in between:
+
+        >>> import numpy as np, refnet
+        >>> params = [(np.zeros((2, 2)), np.zeros(2))]
+        >>> grads = [(np.ones((2, 2)), np.ones(2))]
+        >>> opt = refnet.SGD(lr=0.1)
+        >>> U, state = opt.update(grads, opt.init(params), params)
+        >>> U[0][0]
+        array([[0.1, 0.1],
+               [0.1, 0.1]])
         """
         xp = self._checked(params, grads, state)
         check.tree_finite(xp, grads, "grads")
@@ -201,7 +307,25 @@ class _Optimizer:
             If the new params would hold NaN or Inf (e.g. after an exploding
             update); nothing is returned.
         ValueError
-            If ``grads``, ``params`` or the state hold NaN or Inf.
+            If ``grads``, ``params`` or the state hold NaN or Inf, or a shape
+            does not match ``params``.
+        TypeError
+            If ``state`` is not this optimizer's state type, or dtypes,
+            libraries or devices are mixed.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> params = [(np.zeros((2, 2)), np.zeros(2))]
+        >>> grads = [(np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones(2))]
+        >>> opt = refnet.SGD(lr=0.1)
+        >>> new, state = opt.step(params, grads, opt.init(params))
+        >>> new[0][0]                                       # theta - lr g
+        array([[-0.1, -0.2],
+               [-0.3, -0.4]])
+        >>> params[0][0]                                    # the input is untouched
+        array([[0., 0.],
+               [0., 0.]])
         """
         xp = self._checked(params, grads, state)
         U, new_state = self._update(xp, grads, state)
@@ -222,17 +346,58 @@ class _Optimizer:
 
 
 def apply_update(xp, params, U):
-    """``theta_new = theta - U``, layer by layer."""
+    r"""Apply an update layer by layer, :math:`\theta_\text{new} = \theta - U` (no validation).
+
+    The last step of every optimizer's ``step``; ``refnet.Projected`` and
+    ``refnet.frozen_step`` use it after projecting ``U``.
+
+    Parameters
+    ----------
+    xp : array namespace
+        The params' namespace (unused by the formula; kept for a uniform signature).
+    params : list of (W, b)
+    U : list of (U_W, U_b)
+        Shaped like ``params``.
+
+    Returns
+    -------
+    list of (W, b)
+        New arrays ``(W - U_W, b - U_b)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.optim import apply_update
+    >>> apply_update(np, [(np.ones((1, 2)), np.ones(2))], [(np.full((1, 2), 0.5), np.zeros(2))])
+    [(array([[0.5, 0.5]]), array([1., 1.]))]
+    """
     return [(W - dW, b - db) for (W, b), (dW, db) in zip(params, U)]   # theta <- theta - U
 
 
 class SGD(_Optimizer):
-    """Plain gradient descent: ``theta <- theta - lr g``.
+    r"""Plain gradient descent, :math:`\theta \leftarrow \theta - \eta\, g` (:math:`\eta` = ``lr``).
 
     Parameters
     ----------
     lr : float, > 0
         The learning rate.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a finite number > 0.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> opt = refnet.SGD(lr=0.1)
+    >>> params = [(np.zeros((2, 2)), np.zeros(2))]
+    >>> grads = [(np.ones((2, 2)), np.ones(2))]
+    >>> state = opt.init(params)
+    >>> params, state = opt.step(params, grads, state)
+    >>> params, state = opt.step(params, grads, state)
+    >>> params[0][1]                                    # two steps of -0.1
+    array([-0.2, -0.2])
     """
 
     def __init__(self, lr):
@@ -260,9 +425,15 @@ class _MomentumBase(_Optimizer):
 
 
 class Momentum(_MomentumBase):
-    """SGD with momentum, TF1 ``MomentumOptimizer`` semantics::
+    r"""SGD with momentum, TF1 ``MomentumOptimizer`` semantics.
 
-        M <- g + mu M;   theta <- theta - lr M        (nesterov: theta <- theta - lr (g + mu M))
+    Per array, with :math:`g` its gradient, :math:`M` its momentum buffer
+    (zero at ``init``), :math:`\mu` = ``momentum`` and :math:`\eta` = ``lr``:
+
+    .. math::
+
+        M \leftarrow g + \mu M, \qquad \theta \leftarrow \theta - \eta M
+        \qquad (\text{nesterov: } \theta \leftarrow \theta - \eta (g + \mu M)).
 
     Equal to ``torch.optim.SGD(lr, momentum=mu, nesterov=...)`` with ``dampening=0``.
 
@@ -274,6 +445,30 @@ class Momentum(_MomentumBase):
         ``mu``; 0 gives plain SGD.
     nesterov : bool, default False
         Nesterov's variant (needs ``momentum > 0``).
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not finite and > 0, ``momentum`` is outside [0, 1), or
+        ``nesterov=True`` with ``momentum=0``.
+    TypeError
+        If ``momentum`` is not a real number or ``nesterov`` not a bool.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> opt = refnet.Momentum(lr=0.1, momentum=0.9)
+    >>> params = [(np.zeros((2, 2)), np.zeros(2))]
+    >>> grads = [(np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones(2))]
+    >>> state = opt.init(params)
+    >>> params, state = opt.step(params, grads, state)   # M = g
+    >>> params, state = opt.step(params, grads, state)   # M = g + 0.9 g = 1.9 g
+    >>> state.accumulation[0][0]
+    array([[1.9, 3.8],
+           [5.7, 7.6]])
+    >>> params[0][0]                                    # -0.1 (g + 1.9 g)
+    array([[-0.29, -0.58],
+           [-0.87, -1.16]])
     """
 
     def __init__(self, lr, momentum=0.9, nesterov=False):
@@ -298,10 +493,15 @@ class Momentum(_MomentumBase):
 
 
 class AveragedMomentum(_MomentumBase):
-    """Incoming-averaged momentum::
+    r"""Incoming-averaged momentum.
 
-        M <- g + mu mean_in(M);   theta <- theta - lr M
-        mean_in(M) = P_in M,      P_in = 1 1^T / n_in
+    Per weight array, with :math:`g` its gradient, :math:`M` its momentum
+    buffer (zero at ``init``), :math:`\mu` = ``momentum`` and :math:`\eta` = ``lr``:
+
+    .. math::
+
+        M \leftarrow g + \mu\, P_\text{in} M, \qquad \theta \leftarrow \theta - \eta M,
+        \qquad P_\text{in} = \tfrac{1}{n_\text{in}} \mathbf{1}\mathbf{1}^T.
 
     The momentum of a connection ``i -> j`` is the mean momentum of all
     connections entering neuron ``j``: the column mean of ``M_W`` (axis 0, the
@@ -320,6 +520,34 @@ class AveragedMomentum(_MomentumBase):
         question averaged weights only). True: ``b_j`` is the weight of a
         constant-1 input into neuron ``j`` and is averaged with column ``j`` of
         ``W``, over the augmented ``n_in + 1`` rows of ``[W; b^T]``.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not finite and > 0 or ``momentum`` is outside [0, 1).
+    TypeError
+        If ``momentum`` is not a real number or ``include_bias`` not a bool.
+
+    See Also
+    --------
+    average_incoming, averaging_matrix
+
+    Examples
+    --------
+    Step 1 of any momentum variant is plain SGD; step 2 averages each column of ``M``:
+
+    >>> import numpy as np, refnet
+    >>> opt = refnet.AveragedMomentum(lr=0.1, momentum=0.9)
+    >>> params = [(np.zeros((2, 2)), np.zeros(2))]
+    >>> grads = [(np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones(2))]
+    >>> state = opt.init(params)
+    >>> params, state = opt.step(params, grads, state)   # M = g
+    >>> params, state = opt.step(params, grads, state)   # M = g + 0.9 (column means 2, 3)
+    >>> state.accumulation[0][0]
+    array([[2.8, 4.7],
+           [4.8, 6.7]])
+    >>> state.accumulation[0][1]                        # biases: standard momentum, 1 + 0.9
+    array([1.9, 1.9])
     """
 
     def __init__(self, lr, momentum=0.9, include_bias=False):

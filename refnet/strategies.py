@@ -28,7 +28,34 @@ widths = st.integers(1, 8)
 
 @st.composite
 def architectures(draw, min_layers=1, max_layers=4, activations=ACTIVATION_NAMES, min_out=1, max_width=8):
-    """An MLP: sizes [n_0, ..., n_L] with L in [min_layers, max_layers]."""
+    """Strategy for a ``refnet.MLP``: sizes ``[n_0, ..., n_L]`` with ``L`` in ``[min_layers, max_layers]``.
+
+    Parameters
+    ----------
+    min_layers, max_layers : int, default 1 and 4
+        The range of the number of layers ``L``.
+    activations : list of str, default every activation
+        Hidden activations to draw from; the output activation is "identity"
+        half of the time, else one of these.
+    min_out : int, default 1
+        The smallest output width ``n_L``.
+    max_width : int, default 8
+        The largest width of any layer (the smallest is 1).
+
+    Returns
+    -------
+    hypothesis strategy of refnet.MLP
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> from refnet.strategies import architectures
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(architectures(max_layers=2, max_width=3))
+    ... def check(net):
+    ...     assert 2 <= len(net.sizes) <= 3 and max(net.sizes) <= 3
+    >>> check()
+    """
     L = draw(st.integers(min_layers, max_layers))
     sizes = [draw(st.integers(1, max_width)) for _ in range(L)] + [draw(st.integers(min_out, max_width))]
     return refnet.MLP(sizes, activation=draw(st.sampled_from(activations)),
@@ -39,13 +66,59 @@ seeds = st.integers(0, 2**32 - 1)
 
 
 def inputs(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
-    """(n, d) inputs with abs(x) in [0.1, 2] and random signs."""
+    """Inputs with magnitudes in [0.1, 2] and random signs (bounded away from 0).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    n, d : int
+        The number of samples and of input features.
+
+    Returns
+    -------
+    ndarray, shape (n, d), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.strategies import inputs
+    >>> x = inputs(np.random.default_rng(0), 4, 3)
+    >>> x.shape, bool(np.all((0.1 <= abs(x)) & (abs(x) <= 2)))
+    ((4, 3), True)
+    """
     return rng.uniform(0.1, 2.0, (n, d)) * rng.choice([-1.0, 1.0], (n, d))
 
 
 @st.composite
 def problems(draw, min_layers=1, max_layers=4, activations=ACTIVATION_NAMES, max_n=6, min_out=1):
-    """(net, params, X, G) in float64 NumPy: G is a random output gradient."""
+    """Strategy for ``(net, params, X, G)`` in float64 NumPy.
+
+    ``net`` from :func:`architectures`, ``params`` from ``net.init`` with a
+    drawn seed, ``X`` (n, n_0) from :func:`inputs` with ``n`` in ``[1, max_n]``,
+    and ``G`` (n, n_L) a standard normal output gradient.
+
+    Parameters
+    ----------
+    min_layers, max_layers, activations, min_out
+        As :func:`architectures`.
+    max_n : int, default 6
+        The largest batch size.
+
+    Returns
+    -------
+    hypothesis strategy of tuple (MLP, list of (W, b), ndarray, ndarray)
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> from refnet.strategies import problems
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(problems(max_layers=2))
+    ... def check(problem):
+    ...     net, params, X, G = problem
+    ...     assert net.forward(params, X).shape == G.shape
+    >>> check()
+    """
     net = draw(architectures(min_layers, max_layers, activations, min_out=min_out))
     rng = np.random.default_rng(draw(seeds))
     params = net.init(seed=rng)
@@ -57,7 +130,30 @@ def problems(draw, min_layers=1, max_layers=4, activations=ACTIVATION_NAMES, max
 
 @st.composite
 def frozen_subsets(draw, n_out: int, min_size=1):
-    """A sorted-or-not subset of output indices, of size in [min_size, n_out]."""
+    """Strategy for a subset of the output indices ``0..n_out-1``, in any order.
+
+    Parameters
+    ----------
+    n_out : int
+        The number of outputs ``n_L``.
+    min_size : int, default 1
+        The smallest subset size (capped at ``n_out``); the largest is ``n_out``.
+
+    Returns
+    -------
+    hypothesis strategy of list of int
+        Distinct indices, not necessarily sorted.
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> from refnet.strategies import frozen_subsets
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(frozen_subsets(4))
+    ... def check(K):
+    ...     assert 1 <= len(K) <= 4 and len(set(K)) == len(K) and set(K) <= {0, 1, 2, 3}
+    >>> check()
+    """
     k = draw(st.integers(min(min_size, n_out), n_out))
     return draw(st.permutations(range(n_out)))[:k]
 
@@ -68,8 +164,36 @@ momenta = st.floats(0.0, 0.99)
 
 @st.composite
 def grad_sequences(draw, max_steps=4, **problem_kw):
-    """(params, [grads_1, ..., grads_k]) in float64 NumPy: k in [1, max_steps] random
-    gradient lists shaped like params (an optimizer needs no network to step)."""
+    """Strategy for ``(params, [grads_1, ..., grads_k])`` in float64 NumPy, for optimizer tests.
+
+    ``k`` in ``[1, max_steps]`` standard normal gradient lists shaped like
+    ``params`` (an optimizer needs no network to step).
+
+    Parameters
+    ----------
+    max_steps : int, default 4
+    **problem_kw
+        Passed to :func:`problems`.
+
+    Returns
+    -------
+    hypothesis strategy of tuple (list of (W, b), list of list of (dW, db))
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import refnet
+    >>> from refnet.strategies import grad_sequences
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(grad_sequences(max_layers=2))
+    ... def check(case):
+    ...     params, grads_seq = case
+    ...     opt = refnet.AveragedMomentum(lr=0.1, momentum=0.9)
+    ...     state = opt.init(params)
+    ...     for grads in grads_seq:
+    ...         params, state = opt.step(params, grads, state)
+    >>> check()
+    """
     _, params, _, _ = draw(problems(**problem_kw))
     rng = np.random.default_rng(draw(seeds))
     k = draw(st.integers(1, max_steps))
@@ -88,11 +212,29 @@ HARD_KINDS = ("near_duplicate", "saturated", "small_inputs", "huge_inputs", "sca
 
 
 class HardProblem(NamedTuple):
-    """A frozen-output problem, float64 NumPy.
+    """A frozen-output problem in float64 NumPy, drawn by :func:`hard_problems`.
 
-    net: refnet.MLP; params: [(W_l, b_l)]; X: (n, n_0) batch; G: (n, n_L) output
-    gradient; freeze: frozen output indices K; anchors: (n_a, n_0); kind: which of
-    ``HARD_KINDS`` made it hard (m = len(freeze) * n_a constraints, p = net.n_params).
+    ``m = len(freeze) * n_a`` constraints on ``p = net.n_params`` parameters.
+
+    Attributes
+    ----------
+    net : refnet.MLP
+    params : list of (W, b)
+    X : ndarray, shape (n, n_0)
+        The batch.
+    G : ndarray, shape (n, n_L)
+        An output gradient.
+    freeze : list of int
+        The frozen output indices ``K``.
+    anchors : ndarray, shape (n_a, n_0)
+    kind : str
+        Which of ``HARD_KINDS`` made it hard.
+
+    Examples
+    --------
+    >>> from refnet.strategies import HardProblem
+    >>> HardProblem._fields
+    ('net', 'params', 'X', 'G', 'freeze', 'anchors', 'kind')
     """
     net: Any
     params: list
@@ -104,10 +246,34 @@ class HardProblem(NamedTuple):
 
 
 def anchors_near_duplicate(rng: np.random.Generator, n_base: int, d: int, gap: float = 1e-8) -> np.ndarray:
-    """(2 n_base, d) anchors: n_base points with abs(x) in [0.1, 2], then each one moved by
-    ``gap`` (a random direction of norm gap). J gets singular values ~ gap s_max: below
-    what a Gram matrix J J^T resolves (sqrt(m eps) s_max ~ 1.5e-8 sqrt(m) s_max) for
-    gap <~ 1e-7, but well above the pseudo-inverse cutoff max(m, p) eps s_max."""
+    r"""Anchors in near-duplicate pairs: ``n_base`` points, then each one moved by ``gap``.
+
+    The moves are random directions of norm ``gap``. J gets singular values
+    :math:`\sim \text{gap}\, s_\max`: below what a Gram matrix :math:`J J^T`
+    resolves (:math:`\sqrt{m \epsilon}\, s_\max \approx 1.5 \cdot 10^{-8} \sqrt{m}\, s_\max`)
+    for gap :math:`\lesssim 10^{-7}`, but well above the pseudo-inverse cutoff
+    :math:`\max(m, p)\, \epsilon\, s_\max`.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    n_base, d : int
+        The number of distinct points and of input features.
+    gap : float, default 1e-8
+
+    Returns
+    -------
+    ndarray, shape (2 n_base, d)
+        Rows ``i`` and ``n_base + i`` are ``gap`` apart.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from refnet.strategies import anchors_near_duplicate
+    >>> a = anchors_near_duplicate(np.random.default_rng(0), 2, 3, gap=1e-8)
+    >>> a.shape, bool(np.allclose(np.linalg.norm(a[2:] - a[:2], axis=1), 1e-8, rtol=1e-6))
+    ((4, 3), True)
+    """
     base = inputs(rng, n_base, d)
     u = rng.standard_normal((n_base, d))
     return np.concatenate([base, base + gap * u / np.linalg.norm(u, axis=1, keepdims=True)])
@@ -127,6 +293,28 @@ def hard_problems(draw, kinds=HARD_KINDS, activations=SMOOTH + ["relu"], max_lay
     - m_close_to_p:   every output frozen on n_a anchors with m = n_L n_a within 3 of p
     - square:         every layer as wide as the input (n_0 = n_1 = ... = n_L)
     - width_one:      a hidden layer of width 1 (a bottleneck: J has rank <= a few)
+
+    Parameters
+    ----------
+    kinds : sequence of str, default HARD_KINDS
+    activations : list of str, default the smooth activations and relu
+    max_layers : int, default 3
+
+    Returns
+    -------
+    hypothesis strategy of HardProblem
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> import refnet
+    >>> from refnet.strategies import hard_problems
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(hard_problems(kinds=["near_duplicate", "width_one"]))
+    ... def check(hp):
+    ...     J = hp.net.jacobian(hp.params, hp.anchors, outputs=hp.freeze)
+    ...     assert J.shape == (len(hp.freeze) * len(hp.anchors), hp.net.n_params)
+    >>> check()
     """
     kind = draw(st.sampled_from(list(kinds)))
     act = draw(st.sampled_from(list(activations)))
@@ -176,10 +364,34 @@ def hard_problems(draw, kinds=HARD_KINDS, activations=SMOOTH + ["relu"], max_lay
 
 @st.composite
 def conformance_cases(draw, kinds=None, max_layers=3, max_width=5, max_n=5):
-    """A ``refnet.conformance.Case``: plain data (architecture, seed, hard-case kind, frozen set,
-    loss, optimizer and hyperparameters) from which every input array is made deterministically.
-    ``kinds`` defaults to all of ``refnet.conformance.cases.KINDS`` ("plain" first, so failures shrink
-    towards a plain case)."""
+    """Strategy for a ``refnet.conformance.Case``, the verification kit's unit of work.
+
+    A case is plain data (architecture, seed, hard-case kind, frozen set, loss,
+    optimizer and hyperparameters) from which every input array is made
+    deterministically.
+
+    Parameters
+    ----------
+    kinds : sequence of str, optional
+        Defaults to all of ``refnet.conformance.cases.KINDS`` ("plain" first,
+        so failures shrink towards a plain case).
+    max_layers, max_width, max_n : int, default 3, 5 and 5
+        Bounds on the depth, the widths and the batch size.
+
+    Returns
+    -------
+    hypothesis strategy of refnet.conformance.Case
+
+    Examples
+    --------
+    >>> from hypothesis import given, settings
+    >>> from refnet.strategies import conformance_cases
+    >>> @settings(max_examples=10, deadline=None, database=None)
+    ... @given(conformance_cases(kinds=["plain"]))
+    ... def check(case):
+    ...     assert case.kind == "plain" and 2 <= len(case.sizes) <= 4
+    >>> check()
+    """
     from refnet.conformance.cases import KINDS, Case
     L = draw(st.integers(1, max_layers))
     sizes = [draw(st.integers(1, max_width)) for _ in range(L + 1)]

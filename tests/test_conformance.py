@@ -80,16 +80,16 @@ def test_jax_port_passes():
 
 
 def _readme_port(*replacements):
-    """The README's PyTorch port (its python block, run), with textual ``(old, new)`` edits applied."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Verifying your own implementation"):]
+    """The kit page's PyTorch port (its python block, run), with textual ``(old, new)`` edits applied."""
+    text = (ROOT / "tutorials" / "verification.md").read_text()
+    section = text[text.index("## A port"):]
     code = section[section.index("```python\n") + 10:section.index("```", section.index("```python\n") + 10)]
     head = code[:code.index("report = run(")]
     for old, new in replacements:
         assert old in head, old
         head = head.replace(old, new)
     scope = {}
-    exec(compile(head, "README.md", "exec"), scope)
+    exec(compile(head, "verification.md", "exec"), scope)
     return scope["TorchPort"]()
 
 
@@ -102,7 +102,7 @@ def test_readme_port_passes_and_its_two_seeded_slips_fail():
     report = run(outgoing, quantities=["forward", "vjp", "optimizer_step"])
     assert [r.quantity for r in report.results if r.status == "fail"] == ["optimizer_step"], str(report)
     failure = next(line for line in str(report).splitlines() if line.startswith(("FAIL ", "  case (")))
-    shown = (ROOT / "README.md").read_text()
+    shown = (ROOT / "tutorials" / "verification.md").read_text()
     assert failure in shown and next(r for r in report.results if r.status == "fail").case.to_json() in shown
     wrong_act = _readme_port(('"tanh": torch.tanh', '"tanh": torch.sigmoid'))
     report = run(wrong_act, quantities=["forward", "vjp", "optimizer_step"])

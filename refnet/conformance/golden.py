@@ -46,7 +46,7 @@ What each quantity asks for (inputs -> expected):
 A candidate writes its answers as ``<case>/result.<name>.bin`` (same format,
 one per expected array; in RESULTS_DIR/<case>/ with ``check DIR --results
 RESULTS_DIR``, default DIR itself); ``check`` compares them entrywise:
-|result - expected| <= tol. A case whose results are all absent is skipped,
+``|result - expected| <= tol``. A case whose results are all absent is skipped,
 so a candidate may implement any subset.
 """
 from __future__ import annotations

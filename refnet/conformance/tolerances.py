@@ -1,63 +1,65 @@
 """Tolerances, derived per quantity and dtype from running error bounds (not chosen by hand).
 
-Notation: eps is the unit roundoff of the port's dtype (2^-52 in float64,
-2^-23 in float32), gamma_k = k eps (the bound of a k-term sum: |fl(x.y) - x.y|
-<= gamma_k |x|.|y|), SAFETY = 4 (two implementations, each within the bound,
-times 2 for the second-order terms the bounds leave out).
+The bounds, per quantity (ASCII math; ``|x|`` is the entrywise absolute value)::
 
-* forward: the first-order running bound, layer by layer,
-      E_Z = gamma_{n_{l-1}+1} (|A_{l-1}| |W_l| + |b_l|) + E_A |W_l|,
-      E_A = |phi'(Z)| E_Z + 2 eps (|A_l| + 1)   (0 for identity and relu, exact);
-  the "+ 1": sigmoid, tanh and softplus are accurate to about eps absolutely,
-  not relatively, in correct implementations ((1 + tanh(z/2)) / 2 for the
-  sigmoid, log(1 + e^z) for softplus); an entry of Y may differ by SAFETY E_Y.  (Entrywise: relative to the
-  magnitude of the terms that make up that entry, not to the entry.)
-* loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
-* vjp / gradients: the same bound backwards, with phi'(Z) known to
-  e' = eps (1 + |phi'|) + |phi''| E_Z (1 - A^2 and 1 / cosh^2 differ by eps
-  absolutely; an error in Z moves phi' by phi'' times it):
-      E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + e') + (|D_l| |W_l|^T) e',
-      E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
-  with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
-* jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
-* project_out: the projector of the thin SVD of J with singular values at or
-  below cutoff = max(m, p) eps s_max dropped. Perturbation theory of
-  orthogonal projectors (Wedin) gives
-      |g_perp_port - g_perp_ref| <= SAFETY (cutoff + |E_J|_F) / s_r |g|_2,
-  s_r the smallest kept singular value (so the bound is eps cond_r(J) |g| times
-  max(m, p)). A singular value within a factor AMBIGUITY of the cutoff can be
-  kept by one correct implementation and dropped by another (rounding moves
-  it by about eps s_max); then the rank is ill-defined at this precision, the
-  entries are not compared, and only the directions clear of the cutoff are
-  checked (V_keep^T g_perp ~ 0, and g_perp agrees with g along V_drop).
-* frozen_step: invariants first, then parameters:
-      frozen outputs on the anchors within tol_c = tol + SAFETY max E_Y, tol
-      being refnet's retraction tolerance (1e-12 max(1, max|c0|) in float64,
-      1e-5 ... in float32);
-      progress: <g, theta' - theta> at most half refnet's (negative) value;
-      parameters within SAFETY (tol_c / s_r + lr tol_proj + delta |dJ|_2 / s_r):
-      two minimum-norm retractions that both stop within tol_c differ by about
-      tol_c / s_r in the row space of J, plus, when one keeps J of the step's
-      start (a chord) and the other re-evaluates it (Gauss-Newton), the
-      correction size delta times how far the row space turns over the step,
-      |J(theta - lr g_perp) - J(theta)|_2 / s_r. When J turns by s_r or more
-      over the step (relu kinks crossed, saturation), that bound exceeds the
-      correction itself: the landing point is not defined to first order, and
-      only the invariants are checked.
-  A case is not compared when the retraction itself is ill-conditioned at
-  this precision: a residual at rounding level, eps max(1, |c0|), needs a
-  correction of size eps max(1, |c0|) / s_r, and when its square (its
-  second-order effect on c) exceeds tol no retraction can promise tol.
-* optimizer steps: |theta| + lr (1 + mu) (|g| + mu (n_in + 2) a_j) per entry,
-  a_j the largest |a| entering the entry's neuron j (the mean over n_in + 1
-  terms, the update, nesterov's second term, the subtraction), times SAFETY eps. The
-  runner's trajectories compare every step with refnet's step from the port's
-  own parameters and gradients, so only the buffer carries errors (with factor
-  mu <= 1): the per-step tolerances add up. Golden-file trajectories run on
-  their own, and the dynamics carry (and amplify) earlier rounding:
-  tol_k = growth_k tol_{k-1} + step_tol_k, growth_k = max(1, |theta_k -
-  theta_{k-1}| / |theta_{k-1} - theta_{k-2}|) from refnet's own run (an estimate:
-  a diverging run amplifies earlier errors about as fast as it grows).
+    Notation: eps is the unit roundoff of the port's dtype (2^-52 in float64,
+    2^-23 in float32), gamma_k = k eps (the bound of a k-term sum: |fl(x.y) - x.y|
+    <= gamma_k |x|.|y|), SAFETY = 4 (two implementations, each within the bound,
+    times 2 for the second-order terms the bounds leave out).
+
+    * forward: the first-order running bound, layer by layer,
+          E_Z = gamma_{n_{l-1}+1} (|A_{l-1}| |W_l| + |b_l|) + E_A |W_l|,
+          E_A = |phi'(Z)| E_Z + 2 eps (|A_l| + 1)   (0 for identity and relu, exact);
+      the "+ 1": sigmoid, tanh and softplus are accurate to about eps absolutely,
+      not relatively, in correct implementations ((1 + tanh(z/2)) / 2 for the
+      sigmoid, log(1 + e^z) for softplus); an entry of Y may differ by SAFETY E_Y.  (Entrywise: relative to the
+      magnitude of the terms that make up that entry, not to the entry.)
+    * loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
+    * vjp / gradients: the same bound backwards, with phi'(Z) known to
+      e' = eps (1 + |phi'|) + |phi''| E_Z (1 - A^2 and 1 / cosh^2 differ by eps
+      absolutely; an error in Z moves phi' by phi'' times it):
+          E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + e') + (|D_l| |W_l|^T) e',
+          E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
+      with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
+    * jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
+    * project_out: the projector of the thin SVD of J with singular values at or
+      below cutoff = max(m, p) eps s_max dropped. Perturbation theory of
+      orthogonal projectors (Wedin) gives
+          |g_perp_port - g_perp_ref| <= SAFETY (cutoff + |E_J|_F) / s_r |g|_2,
+      s_r the smallest kept singular value (so the bound is eps cond_r(J) |g| times
+      max(m, p)). A singular value within a factor AMBIGUITY of the cutoff can be
+      kept by one correct implementation and dropped by another (rounding moves
+      it by about eps s_max); then the rank is ill-defined at this precision, the
+      entries are not compared, and only the directions clear of the cutoff are
+      checked (V_keep^T g_perp ~ 0, and g_perp agrees with g along V_drop).
+    * frozen_step: invariants first, then parameters:
+          frozen outputs on the anchors within tol_c = tol + SAFETY max E_Y, tol
+          being refnet's retraction tolerance (1e-12 max(1, max|c0|) in float64,
+          1e-5 ... in float32);
+          progress: <g, theta' - theta> at most half refnet's (negative) value;
+          parameters within SAFETY (tol_c / s_r + lr tol_proj + delta |dJ|_2 / s_r):
+          two minimum-norm retractions that both stop within tol_c differ by about
+          tol_c / s_r in the row space of J, plus, when one keeps J of the step's
+          start (a chord) and the other re-evaluates it (Gauss-Newton), the
+          correction size delta times how far the row space turns over the step,
+          |J(theta - lr g_perp) - J(theta)|_2 / s_r. When J turns by s_r or more
+          over the step (relu kinks crossed, saturation), that bound exceeds the
+          correction itself: the landing point is not defined to first order, and
+          only the invariants are checked.
+      A case is not compared when the retraction itself is ill-conditioned at
+      this precision: a residual at rounding level, eps max(1, |c0|), needs a
+      correction of size eps max(1, |c0|) / s_r, and when its square (its
+      second-order effect on c) exceeds tol no retraction can promise tol.
+    * optimizer steps: |theta| + lr (1 + mu) (|g| + mu (n_in + 2) a_j) per entry,
+      a_j the largest |a| entering the entry's neuron j (the mean over n_in + 1
+      terms, the update, nesterov's second term, the subtraction), times SAFETY eps. The
+      runner's trajectories compare every step with refnet's step from the port's
+      own parameters and gradients, so only the buffer carries errors (with factor
+      mu <= 1): the per-step tolerances add up. Golden-file trajectories run on
+      their own, and the dynamics carry (and amplify) earlier rounding:
+      tol_k = growth_k tol_{k-1} + step_tol_k, growth_k = max(1, |theta_k -
+      theta_{k-1}| / |theta_{k-1} - theta_{k-2}|) from refnet's own run (an estimate:
+      a diverging run amplifies earlier errors about as fast as it grows).
 """
 from __future__ import annotations
 
@@ -140,7 +142,7 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
 
 
 def loss_bound(loss, Y, T, E_Y, eps):
-    """(L, G = dL/dY, bound on |L| error, bound on the error of G), host NumPy, refnet's loss definitions."""
+    """(L, G = dL/dY, bound on the error of L, bound on the error of G), host NumPy, refnet's loss definitions."""
     n, n_L = Y.shape
     if loss == "mse":
         R = Y - T                                                          # residual
@@ -161,7 +163,7 @@ def loss_bound(loss, Y, T, E_Y, eps):
 def svd_facts(J, eps, noise=0.0):
     """Singular values of refnet's J and what the cutoff makes of them.
 
-    noise: a bound on the error of J's entries (|E_J|_F >= |E_J|_2, which bounds how far
+    noise: a bound on the error of J's entries (``|E_J|_F >= |E_J|_2``, which bounds how far
     rounding moves any singular value, Weyl). A singular value within noise of the cutoff
     may be kept by one correct implementation and dropped by another (e.g. saturated
     units: 1 - tanh^2 rounds to 0 where 1 / cosh^2 gives 1e-20); when
@@ -186,7 +188,7 @@ def svd_facts(J, eps, noise=0.0):
 
 
 def projection_tol(facts, E_J, g_norm):
-    """SAFETY (cutoff + |E_J|_F) / s_r |g|_2: the bound on any entry of g_perp's error."""
+    """``SAFETY (cutoff + |E_J|_F) / s_r |g|_2``: the bound on any entry of g_perp's error."""
     if facts["rank"] == 0:
         return SAFETY * np.finfo(np.float64).tiny
     return SAFETY * (facts["cutoff"] + float(np.linalg.norm(E_J))) / facts["s_r"] * g_norm
