@@ -112,17 +112,17 @@ PAGE_REPORT = """() => {
   text.querySelectorAll('pre, code, script, style, mjx-container, .highlight').forEach(e => e.remove());
   const raw = text.textContent;
   const shown = (el) => el.getClientRects().length > 0;
-  const scrolls = (el) => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
   const offscreen = (el) => { const r = el.getBoundingClientRect();
                               return r.left < -1 || r.right > window.innerWidth + 1; };
-  // A display formula is fine when every box from it up to its div.math either fits its content
-  // or scrolls it sideways inside its own box, and none of those boxes runs off the screen.
+  // A display formula is fine when the first box from it up to its div.math that scrolls
+  // sideways holds it (and fits on the screen), or when no box there cuts it off or spills it.
   const mathBad = (el) => {
     for (let box = el; box; box = box.parentElement) {
+      const over = box.scrollWidth - box.clientWidth, x = getComputedStyle(box).overflowX;
       if (offscreen(box)) return 'off screen';
-      if (scrolls(box)) return null;
-      if (box.scrollWidth > box.clientWidth + 1) return `clipped ${box.scrollWidth}>${box.clientWidth}px`;
-      if (box.matches('div.math, article')) return null;
+      if (x === 'auto' || x === 'scroll') return null;
+      if (over > 1 && x !== 'visible') return `clipped ${box.scrollWidth}>${box.clientWidth}px`;
+      if (box.matches('div.math, article')) return over > 1 ? `spills ${box.scrollWidth}>${box.clientWidth}px` : null;
     }
     return null;
   };
