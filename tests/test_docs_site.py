@@ -280,8 +280,8 @@ def test_copy_buttons_and_a_notation_link_on_every_page(site, seen):
 def test_tutorials_download_as_py_and_ipynb(site, seen):
     """Each tutorial page links its source (.py, identical to the checkout's) and a notebook
     (.ipynb) made from it; both links resolve (HTTP 200)."""
-    import json
     import urllib.request
+    import nbformat
     for path in _tutorials(site):
         stem, links = path[:-5], seen[path, DESKTOP][0]["downloads"]
         assert sorted(link.rsplit("/", 1)[-1] for link in links) == [f"{stem}.ipynb", f"{stem}.py"], (path, links)
@@ -292,9 +292,10 @@ def test_tutorials_download_as_py_and_ipynb(site, seen):
             if link.endswith(".py"):
                 assert body == (ROOT / "tutorials" / f"{stem}.py").read_text(encoding="utf-8"), link
             else:
-                nb = json.loads(body)
-                assert nb["nbformat"] == 4 and nb["metadata"]["kernelspec"]["name"] == "python3", link
-                assert [c for c in nb["cells"] if c["cell_type"] == "code"], link
+                nb = nbformat.reads(body, as_version=4)
+                nbformat.validate(nb)                     # raises on a notebook Jupyter would not open
+                assert nb.metadata.kernelspec.name == "python3", link
+                assert [c for c in nb.cells if c.cell_type == "code"], link
 
 
 def _public_names():

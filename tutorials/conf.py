@@ -142,8 +142,9 @@ def _page_tools(app, pagename, templatename, context, doctree):
     """After the page's h1: the notation card; on tutorials also the API and the downloads."""
     if doctree is None or "body" not in context:
         return                                            # genindex, search: no article body
-    link = lambda target, text, resource=False: (           # noqa: E731
-        f'<a class="reference internal" href="{html.escape(context["pathto"](target, resource))}">{text}</a>')
+    def link(target, text, resource=False):              # pathto: relative to this page
+        return f'<a class="reference internal" href="{html.escape(context["pathto"](target, resource))}">{text}</a>'
+
     tools = [link("notation", "Notation card")] if pagename != "notation" else []
     if re.fullmatch(r"\d\d_\w+", pagename):
         stem = _write_downloads(app, pagename)
