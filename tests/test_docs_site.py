@@ -148,7 +148,8 @@ PAGE_REPORT = """() => {
     math_bad: displayMath.map(el => [mathBad(el), el.textContent.slice(0, 60)]).filter(([why]) => why)
                 .map(([why, tex]) => `${why}: ${tex}`),
     figures: [...document.querySelectorAll('article div.cell_output img')]
-               .map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0})),
+               .map(img => ({src: img.currentSrc || img.src, ok: img.complete && img.naturalWidth > 0,
+                             opens: img.closest('a') ? img.closest('a').href : null})),
     no_copy_button: [...document.querySelectorAll('div.highlight pre')]
                       .filter(pre => !pre.parentElement.querySelector('button.copybtn'))
                       .map(pre => pre.textContent.trim().slice(0, 60)),
@@ -251,13 +252,16 @@ def test_nothing_is_clipped(site, seen):
 
 
 def test_every_tutorial_shows_an_svg_figure(site, seen):
-    """Each tutorial draws at least one figure at build time, shown inline as SVG (sharp at any zoom)."""
+    """Each tutorial draws at least one figure at build time, shown inline as SVG (sharp at any zoom)
+    and linked to itself (a tap on a phone opens it full size)."""
     problems = []
     for path in _tutorials(site):
         figures = seen[path, DESKTOP][0]["figures"]
         if not [f for f in figures if f["ok"]]:
             problems.append(f"{path}: no figure")
         problems += [f"{path}: not SVG: {f['src'][-60:]}" for f in figures if not f["src"].endswith(".svg")]
+        problems += [f"{path}: figure does not open full size when tapped: {f['src'][-60:]}"
+                     for f in figures if f["opens"] != f["src"]]
     assert not problems, "\n".join(problems)
 
 

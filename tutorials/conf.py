@@ -10,7 +10,7 @@ Besides the usual settings this file
   executing kernels read; the tutorials themselves stay plain matplotlib);
 - puts a line under each page's title linking the notation card, and on a tutorial the API
   reference and the tutorial's source as ``.py`` and ``.ipynb`` (written into the built site
-  with jupytext at build time);
+  with jupytext at build time); each SVG figure links to itself, to open full size on a phone;
 - gives index.md its per-tutorial reading times and its links to pages that may not exist
   yet (``myst_substitutions``), so a page still missing does not break the strict build.
 """
@@ -154,6 +154,10 @@ def _page_tools(app, pagename, templatename, context, doctree):
     if tools:
         line = f'<p class="refnet-pagetools">{" · ".join(tools)}</p>'
         context["body"] = re.sub(r"</h1>", lambda m: m.group(0) + "\n" + line, context["body"], count=1)
+    # each inline SVG figure opens on its own when tapped: full size, zoomable on a phone
+    context["body"] = re.sub(r'<img [^>]*src="([^"]+\.svg)"[^>]*>',
+                             lambda m: f'<a class="refnet-figure" href="{m.group(1)}">{m.group(0)}</a>',
+                             context["body"])
 
 
 def setup(app):
