@@ -186,7 +186,7 @@ def _open(browser, server, page_path, screenshot=None, width=DESKTOP):
     page.route("**/*", route)
     page.on("requestfailed", lambda req: failed.append(f"{req.url} ({req.failure})"))
     page.on("response", lambda resp: resp.status >= 400 and failed.append(f"{resp.url} (HTTP {resp.status})"))
-    page.goto(server + page_path, wait_until="load")
+    page.goto(server + page_path, wait_until="load", timeout=90_000)
     started = True
     try:            # a page with math defines window.MathJax (its config) before the script has loaded
         page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)",
@@ -194,7 +194,8 @@ def _open(browser, server, page_path, screenshot=None, width=DESKTOP):
         page.evaluate("() => window.MathJax ? MathJax.startup.promise.then(() => true) : true")
     except PlaywrightTimeout:
         started = False
-    page.wait_for_load_state("networkidle")        # fonts and extensions MathJax fetched after typesetting
+    # fonts and extensions MathJax fetched after typesetting (generous: a loaded machine is slow)
+    page.wait_for_load_state("networkidle", timeout=90_000)
     report = page.evaluate(PAGE_REPORT)
     report["mathjax"] = report["mathjax"] and started
     if screenshot is not None:
