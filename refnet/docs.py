@@ -151,11 +151,14 @@ def writable_folder(path, arg: str) -> pathlib.Path:
     return folder.resolve()
 
 
-def _fingerprint() -> str:
+def _fingerprint(source=SOURCE) -> str:
     """What executed tutorials depend on besides their own code cells (which jupyter-cache hashes):
-    this refnet's files (code and data), ``REFNET_FAST`` and the Python version."""
+    this refnet's files (code and data), the site's ``conf.py`` (it sets the kernels' figure
+    format), ``REFNET_FAST`` and the Python version."""
     package = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256(f"{os.environ.get('REFNET_FAST', '')}\0{sys.version}".encode())
+    conf = pathlib.Path(source) / "conf.py"
+    h.update(b"\0conf.py\0" + (conf.read_bytes() if conf.is_file() else b""))
     for f in sorted(package.rglob("*")):
         if f.is_file() and "__pycache__" not in f.parts:
             h.update(f"\0{f.relative_to(package).as_posix()}\0".encode() + f.read_bytes())
@@ -232,7 +235,7 @@ def checked_paths(out, source=None, cache=None, prefix: str = ""):
         raise ValueError(f"{prefix}out {str(target)!r} is inside the site sources {str(source)!r}; "
                          f"choose a folder outside them")
     cache = writable_folder(_cache_dir() / "jupyter-cache" if cache is None else cache, f"{prefix}cache")
-    return source, writable_folder(out, f"{prefix}out"), cache / _fingerprint()
+    return source, writable_folder(out, f"{prefix}out"), cache / _fingerprint(source)
 
 
 def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = False,

@@ -215,3 +215,6 @@ def test_cache_key_follows_refnet_and_refnet_fast(tmp_path, monkeypatch):
     key = refnet.docs._fingerprint()
     monkeypatch.setenv("REFNET_FAST", "1")
     assert refnet.docs._fingerprint() != key
+    key = refnet.docs._fingerprint(tmp_path)                   # a site's conf.py (the kernels' figure format)
+    (tmp_path / "conf.py").write_text("x = 1\n")
+    assert refnet.docs._fingerprint(tmp_path) != key
