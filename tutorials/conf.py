@@ -64,6 +64,8 @@ mathjax3_config = {"tex": {"tags": "ams", "packages": {"[-]": ["noundefined"]}}}
 highlight_language = "none"             # docstrings' :: blocks hold formulas, not Python (>>> still highlights)
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"   # no second, empty Parameters block beside numpy-style ones
+napoleon_use_rtype = False                            # Returns stays one section (no separate "Return type")
 napoleon_numpy_docstring = True
 napoleon_google_docstring = True
 
