@@ -52,13 +52,16 @@ tests/test_backends.py checks the import rules statically):
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 
 import array_api_compat
 import array_api_compat.numpy
 import numpy as np
 
-__all__ = ["namespace", "device", "host_namespace", "total", "asarray_like", "to_numpy", "is_array", "is_float_dtype"]
+__all__ = ["namespace", "device", "host_namespace", "total", "asarray_like", "to_numpy", "is_array", "is_float_dtype",
+           "values_only", "quiet"]
 
 
 _NUMPY = array_api_compat.numpy
@@ -93,6 +96,44 @@ def fast_namespace(arrays):
         if any(device(x) != dev for x in arrays):
             return None
     return xp
+
+
+def values_only(fn):
+    """Decorator for refnet's public array functions: they compute values, never autograd graphs.
+
+    PyTorch records a graph (``grad_fn``) for every operation on a tensor with
+    ``requires_grad=True``: refnet's results, gradients and optimizer buffers
+    would carry one chain per step (memory growing with the steps), and
+    converting a 0-d check value to a Python float would warn. So ``fn`` runs
+    with torch's gradient recording off (``torch.set_grad_enabled(False)``,
+    restored on return) when torch is imported and recording is on: tensors
+    that require grad go in, tensors without history come out, and the
+    caller's tensors are not touched. Other libraries record nothing eagerly
+    (JAX tracers are refused by :func:`namespace`). Without torch imported the
+    cost is one dictionary lookup.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        if torch is None or not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        torch.set_grad_enabled(False)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_grad_enabled(True)
+    return wrapper
+
+
+def quiet():
+    """A context in which NumPy does not warn about overflow or invalid values.
+
+    For computations whose inputs are checked afterwards, in the same host
+    transfer as their results: a non-finite input or result then raises a
+    clear error instead. NumPy's error state is per thread and restored on
+    exit; it also covers libraries that compute with NumPy (``array_api_strict``).
+    """
+    return np.errstate(all="ignore")
 
 
 def total(xp, x):
