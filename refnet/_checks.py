@@ -7,7 +7,6 @@ what was expected. Nothing here modifies its inputs.
 """
 from __future__ import annotations
 
-import functools
 import math
 import operator
 
@@ -23,7 +22,7 @@ def all_finite(xp, *arrays) -> bool:
     The exact ``isfinite`` pass (one transfer per array) runs only when the
     fused value is not finite.
     """
-    if math.isfinite(float(functools.reduce(operator.add, [total(xp, x) for x in arrays]))):
+    if math.isfinite(float(total(xp, *arrays))):
         return True
     return all(bool(xp.all(xp.isfinite(x))) for x in arrays)
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import sys
 
 import array_api_compat
@@ -136,16 +137,18 @@ def quiet():
     return np.errstate(all="ignore")
 
 
-def total(xp, x):
-    """A 0-d reduction of x that is finite iff every entry is, barring overflow (the
-    finiteness checks' fast path; they check exactly when it is not finite). NumPy:
-    ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and, unlike it, raises no
-    overflow warning for finite entries whose sum overflows; other libraries: the sum.
-    Raises ``TypeError`` inside a JAX transformation, where the sum would be a tracer
-    that cannot be inspected."""
+def total(xp, *arrays):
+    """A 0-d value that is finite iff every entry of every array is, barring overflow
+    (the fused fast path of the finiteness checks, which check exactly when it is not
+    finite). NumPy: the sum of ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and
+    raises no overflow warning for finite entries whose sum overflows; other libraries:
+    the sum of the sums, computed on the device (``quiet``: NumPy-based libraries such as
+    ``array_api_strict`` would warn about inf - inf). Raises ``TypeError`` inside a JAX
+    transformation, where the sum would be a tracer that cannot be inspected."""
     if xp is _NUMPY:
-        return np.vdot(x, x)                   # sum of squares; inf or NaN iff an entry is (or it overflows)
-    s = xp.sum(x)
+        return sum(np.vdot(x, x) for x in arrays)  # sum of squares; inf or NaN iff an entry is (or it overflows)
+    with quiet():
+        s = functools.reduce(operator.add, [xp.sum(x) for x in arrays])
     if _is_jax_tracer(s):      # inside jax.jit even concrete (closed-over) arrays give traced results
         raise TypeError(_tracing("refnet was called inside a JAX transformation"))
     return s
