@@ -133,6 +133,8 @@ def _tree_namespace(tree, name, ref=None):
 def like_params(tree, ref, name: str, xp, dtype):
     """Check ``tree`` (grads, updates, a state buffer) has the structure, shapes,
     library, device and dtype of ``ref`` (validated params)."""
+    if _like_fast(tree, ref, xp, dtype):
+        return tree
     if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
         got = type(tree).__name__ + (f" of length {len(tree)}" if isinstance(tree, (list, tuple)) else "")
         raise ValueError(f"{name} must be a list of {len(ref)} (W, b) pairs like params, got {got}")
@@ -145,6 +147,20 @@ def like_params(tree, ref, name: str, xp, dtype):
                 raise ValueError(f"{name}[{l}][{j}] must have shape {tuple(r.shape)} like params[{l}][{j}], got {got}")
     _tree_namespace(tree, name, ref=ref[0][0])
     return tree
+
+
+def _like_fast(tree, ref, xp, dtype) -> bool:
+    """True when :func:`like_params` passes: the same checks in one pass, without names."""
+    if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
+        return False
+    arrays = []
+    for layer in tree:
+        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
+            return False
+        arrays += layer
+    if fast_namespace(arrays + [ref[0][0]]) is not xp:
+        return False
+    return all(x.dtype == dtype and x.shape == r.shape for x, r in zip(arrays, leaves(ref)))
 
 
 def tree_all_finite(xp, tree) -> bool:
