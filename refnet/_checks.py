@@ -88,17 +88,23 @@ def params(params, sizes=None, name: str = "params"):
     return xp, dtype
 
 
-def _params_fast(params, sizes):
-    """``(xp, dtype)`` of params that pass every check of :func:`params`, else None (then the
-    checks run one by one to name what is wrong). The same checks in one pass, without names."""
-    if not isinstance(params, (list, tuple)) or not params:
+def _pair_leaves(tree):
+    """The items of a list (or tuple) of 2-item lists (or tuples), in order; None for anything else."""
+    if not isinstance(tree, (list, tuple)):
         return None
     arrays = []
-    for layer in params:
+    for layer in tree:
         if not isinstance(layer, (list, tuple)) or len(layer) != 2:
             return None
         arrays += layer
-    xp = fast_namespace(arrays)
+    return arrays
+
+
+def _params_fast(params, sizes):
+    """``(xp, dtype)`` of params that pass every check of :func:`params`, else None (then the
+    checks run one by one to name what is wrong). The same checks in one pass, without names."""
+    arrays = _pair_leaves(params)
+    xp = fast_namespace(arrays) if arrays else None
     if xp is None:
         return None
     dtype = arrays[0].dtype
@@ -151,14 +157,8 @@ def like_params(tree, ref, name: str, xp, dtype):
 
 def _like_fast(tree, ref, xp, dtype) -> bool:
     """True when :func:`like_params` passes: the same checks in one pass, without names."""
-    if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
-        return False
-    arrays = []
-    for layer in tree:
-        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
-            return False
-        arrays += layer
-    if fast_namespace(arrays + [ref[0][0]]) is not xp:
+    arrays = _pair_leaves(tree)
+    if arrays is None or len(arrays) != 2 * len(ref) or fast_namespace(arrays + [ref[0][0]]) is not xp:
         return False
     return all(x.dtype == dtype and x.shape == r.shape for x, r in zip(arrays, leaves(ref)))
 
