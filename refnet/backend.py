@@ -131,11 +131,24 @@ def values_only(fn):
     caller's tensors are not touched. Other libraries record nothing eagerly
     (JAX tracers are refused by :func:`namespace`). Without torch imported the
     cost is one dictionary lookup.
+
+    Inside ``torch.func.grad``, ``vmap`` and the other ``torch.func``
+    transformations refnet raises ``TypeError``: with recording off a gradient
+    transformation would see no dependence and return zeros, and a batching one
+    cannot give the host the concrete values refnet's checks decide on.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         torch = sys.modules.get("torch")
-        if torch is None or not torch.is_grad_enabled():
+        if torch is None:
+            return fn(*args, **kwargs)
+        if getattr(torch._C, "_are_functorch_transforms_active", bool)():   # private, so guarded
+            raise TypeError("refnet was called inside torch.func.grad, torch.func.vmap or another torch.func "
+                            "transformation: refnet computes values with PyTorch's autograd off (its results "
+                            "carry no history) and decides on the host from concrete values, so the "
+                            "transformation would see zero gradients or no values; call refnet outside it "
+                            "(MLP.vjp and MLP.loss_and_grads give the gradients)")
+        if not torch.is_grad_enabled():
             return fn(*args, **kwargs)
         torch.set_grad_enabled(False)
         try:

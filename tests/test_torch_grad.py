@@ -146,3 +146,22 @@ def test_frozen_outputs_on_tensors_that_require_grad_record_no_graph():
     results = [refnet.project_out(net, params, grads, X[:4], outputs=[0]),
                refnet.frozen_step(net, params, X, T, freeze=[0], lr=0.01)[0], state, opt.step(params, grads, state)]
     _assert_plain(results, "frozen results")
+
+
+def test_torch_func_transformations_are_refused():
+    """With recording off, torch.func.grad through refnet would silently return zeros: refused,
+    with a TypeError that says why and what to use."""
+    net = refnet.MLP(SIZES, activation="tanh")
+    X, T = _data()
+    X = X.detach()
+    params = net.init(seed=0, like=X)
+    replace_W1 = lambda W: [(W, params[0][1])] + params[1:]
+    calls = {"grad": lambda: torch.func.grad(lambda W: net.forward(replace_W1(W), X).sum())(params[0][0]),
+             "vmap": lambda: torch.func.vmap(lambda x: net.forward(params, x[None]))(X),
+             "jacrev": lambda: torch.func.jacrev(lambda W: net.loss_and_grads(replace_W1(W), X, T.detach())[0])(
+                 params[0][0])}
+    for what, call in calls.items():
+        with pytest.raises(TypeError, match="refnet was called inside torch.func.grad") as err:
+            call()
+        assert "MLP.vjp" in str(err.value), what
+    net.forward(params, X)                                   # outside a transformation: fine again
