@@ -13,16 +13,23 @@ import operator
 from .backend import fast_namespace, is_float_dtype, namespace, total
 
 
-def all_finite(xp, x) -> bool:
-    """True when every entry of ``x`` is finite.
+def all_finite(xp, *arrays) -> bool:
+    """True when every entry of every array is finite (0-d arrays and scalars included).
 
-    Fast path: one reduction (``backend.total`` is finite iff no NaN/Inf, unless
-    finite values overflow it); the exact ``isfinite`` pass runs only when the
-    fast path fails. Brings one scalar to the host.
+    One fused reduction and one host transfer: ``backend.total`` of each array
+    is finite iff no entry is NaN/Inf (unless finite values overflow it), and
+    the totals are added on the device before the one value comes to the host.
+    The exact ``isfinite`` pass (one transfer per array) runs only when the
+    fused value is not finite.
     """
-    if math.isfinite(float(total(xp, x))):
+    if math.isfinite(float(total(xp, *arrays))):
         return True
-    return bool(xp.all(xp.isfinite(x)))
+    return all(bool(xp.all(xp.isfinite(x))) for x in arrays)
+
+
+def leaves(tree) -> list:
+    """The arrays of a list of (W, b) pairs, in order [W_1, b_1, W_2, ...]."""
+    return [x for layer in tree for x in layer]
 
 
 def finite(xp, x, name: str):
@@ -55,6 +62,9 @@ def params(params, sizes=None, name: str = "params"):
     float dtype, one library, one device. ``sizes`` (when given) must match.
     Returns ``(xp, dtype)``. Values are not inspected (see ``tree_finite``).
     """
+    fast = _params_fast(params, sizes)
+    if fast is not None:
+        return fast
     if not isinstance(params, (list, tuple)) or len(params) == 0:
         raise TypeError(f"{name} must be a non-empty list of (W, b) pairs, got {type(params).__name__}")
     for l, layer in enumerate(params):
@@ -78,6 +88,40 @@ def params(params, sizes=None, name: str = "params"):
     return xp, dtype
 
 
+def _pair_leaves(tree):
+    """The items of a list (or tuple) of 2-item lists (or tuples), in order; None for anything else."""
+    if not isinstance(tree, (list, tuple)):
+        return None
+    arrays = []
+    for layer in tree:
+        if not isinstance(layer, (list, tuple)) or len(layer) != 2:
+            return None
+        arrays += layer
+    return arrays
+
+
+def _params_fast(params, sizes):
+    """``(xp, dtype)`` of params that pass every check of :func:`params`, else None (then the
+    checks run one by one to name what is wrong). The same checks in one pass, without names."""
+    arrays = _pair_leaves(params)
+    xp = fast_namespace(arrays) if arrays else None
+    if xp is None:
+        return None
+    dtype = arrays[0].dtype
+    if not is_float_dtype(xp, dtype):
+        return None
+    n_prev = params[0][0].shape[0] if params[0][0].ndim == 2 else None
+    got = [n_prev]
+    for W, b in params:
+        if W.dtype != dtype or b.dtype != dtype or W.ndim != 2 or W.shape[0] != n_prev or b.shape != (W.shape[1],):
+            return None
+        n_prev = W.shape[1]
+        got.append(n_prev)
+    if sizes is not None and got != list(sizes):
+        return None
+    return xp, dtype
+
+
 def _tree_namespace(tree, name, ref=None):
     """(xp, dtype) of a list of (W, b) pairs (plus ``ref``, an array they must match):
     one library, one device, one real floating dtype. Names are built only on error."""
@@ -95,6 +139,8 @@ def _tree_namespace(tree, name, ref=None):
 def like_params(tree, ref, name: str, xp, dtype):
     """Check ``tree`` (grads, updates, a state buffer) has the structure, shapes,
     library, device and dtype of ``ref`` (validated params)."""
+    if _like_fast(tree, ref, xp, dtype):
+        return tree
     if not isinstance(tree, (list, tuple)) or len(tree) != len(ref):
         got = type(tree).__name__ + (f" of length {len(tree)}" if isinstance(tree, (list, tuple)) else "")
         raise ValueError(f"{name} must be a list of {len(ref)} (W, b) pairs like params, got {got}")
@@ -109,18 +155,23 @@ def like_params(tree, ref, name: str, xp, dtype):
     return tree
 
 
+def _like_fast(tree, ref, xp, dtype) -> bool:
+    """True when :func:`like_params` passes: the same checks in one pass, without names."""
+    arrays = _pair_leaves(tree)
+    if arrays is None or len(arrays) != 2 * len(ref) or fast_namespace(arrays + [ref[0][0]]) is not xp:
+        return False
+    return all(x.dtype == dtype and x.shape == r.shape for x, r in zip(arrays, leaves(ref)))
+
+
 def tree_all_finite(xp, tree) -> bool:
-    """True when every array of a list of (W, b) pairs is finite: one reduction per
-    array and a single host sync (exact ``isfinite`` only if the sum is not finite)."""
-    if math.isfinite(float(total(xp, xp.stack([total(xp, x) for layer in tree for x in layer])))):
-        return True
-    return all(all_finite(xp, x) for layer in tree for x in layer)
+    """True when every array of a list of (W, b) pairs is finite (:func:`all_finite`: one host transfer)."""
+    return all_finite(xp, *leaves(tree))
 
 
 def tree_finite(xp, tree, name: str):
     """Raise ``ValueError`` naming the first array of a list of (W, b) pairs that holds NaN or Inf.
 
-    One reduction per array and a single host sync; the per-array search runs only on failure.
+    One fused reduction and one host transfer; the per-array search runs only on failure.
     """
     if not tree_all_finite(xp, tree):
         for l, (W, b) in enumerate(tree):
@@ -128,22 +179,28 @@ def tree_finite(xp, tree, name: str):
             finite(xp, b, f"{name}[{l}][1]")
 
 
-def data(x, name: str, params, n_cols: int, n_rows=None, what="samples"):
+def data(x, name: str, params, n_cols: int, n_rows=None, what="samples", check_finite=True):
     """``batch`` that must also match (validated) ``params``: their library, device and dtype."""
-    return batch(x, name, n_cols, what, n_rows=n_rows, like=params[0][0])
+    return batch(x, name, n_cols, what, n_rows=n_rows, like=params[0][0], check_finite=check_finite)
 
 
-def batch(x, name: str, n_cols: int, what="samples", n_rows=None, like=None):
-    """A 2-D batch (n, n_cols) of a real floating dtype, finite, n >= 1 (n == n_rows when
-    given); with ``like`` (an array) also of its library, device and dtype."""
-    xp = namespace({name: x} if like is None else {"params[0][0]": like, name: x})
+def batch(x, name: str, n_cols: int, what="samples", n_rows=None, like=None, check_finite=True):
+    """A 2-D batch (n, n_cols) of a real floating dtype, n >= 1 (n == n_rows when given),
+    finite (one host transfer; ``check_finite=False`` leaves that to the caller, who fuses it with
+    its other finiteness checks); with ``like`` (an array) also of its library, device and dtype."""
+    if like is None:
+        xp = fast_namespace((x,)) or namespace({name: x})
+    else:
+        xp = fast_namespace((like, x)) or namespace({"params[0][0]": like, name: x})
     if len(x.shape) != 2:
         raise ValueError(f"{name} must be 2-D ({what}, {n_cols}), got shape {tuple(x.shape)}")
-    shape(x, name, (n_rows, n_cols))
+    if x.shape[1] != n_cols or (n_rows is not None and x.shape[0] != n_rows):
+        shape(x, name, (n_rows, n_cols))
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty; expected at least one row ({what})")
-    float_dtype(xp, x, name, None if like is None else like.dtype)
-    return finite(xp, x, name)
+    if x.dtype != (like.dtype if like is not None else x.dtype) or not is_float_dtype(xp, x.dtype):
+        float_dtype(xp, x, name, None if like is None else like.dtype)
+    return finite(xp, x, name) if check_finite else x
 
 
 def network(net, name: str = "net"):

@@ -52,16 +52,37 @@ tests/test_backends.py checks the import rules statically):
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import operator
 import sys
+import types
 
 import array_api_compat
 import array_api_compat.numpy
 import numpy as np
 
-__all__ = ["namespace", "device", "host_namespace", "total", "asarray_like", "to_numpy", "is_array", "is_float_dtype"]
+__all__ = ["namespace", "device", "host_namespace", "total", "asarray_like", "to_numpy", "is_array", "is_float_dtype",
+           "values_only", "quiet"]
 
 
-_NUMPY = array_api_compat.numpy
+def _numpy_namespace():
+    """``array_api_compat.numpy`` with ``sum`` as the ufunc reduction ``np.add.reduce``.
+
+    For NumPy 2 the compat ``sum`` is ``np.sum``, whose Python layer costs about
+    1 us a call (more than the reduction itself on a tiny layer); ``np.add.reduce``
+    computes the same sum (same pairwise summation, dtype and ``keepdims``) on the
+    floating arrays refnet reduces. Everything else is the compat module's.
+    """
+    ns = types.ModuleType(array_api_compat.numpy.__name__, array_api_compat.numpy.__doc__)
+    ns.__dict__.update({k: v for k, v in vars(array_api_compat.numpy).items() if not k.startswith("__")})
+    def sum(x, /, *, axis=None, dtype=None, keepdims=False):
+        return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)   # np.sum without its Python layer
+    ns.sum = sum
+    return ns
+
+
+_NUMPY = _numpy_namespace()
 _SCALARS = (int, float, complex, bool)
 
 
@@ -84,6 +105,8 @@ def fast_namespace(arrays):
         xp = array_api_compat.array_namespace(*arrays)
     except TypeError:
         return None
+    if xp is array_api_compat.numpy:           # NumPy arrays mixed with NumPy scalars
+        xp = _NUMPY
     if any(x is None or isinstance(x, _SCALARS) for x in arrays):   # array_namespace lets these through
         return None
     if xp is not _NUMPY:                      # NumPy arrays all live on the host: nothing to compare
@@ -95,16 +118,69 @@ def fast_namespace(arrays):
     return xp
 
 
-def total(xp, x):
-    """A 0-d reduction of x that is finite iff every entry is, barring overflow (the
-    finiteness checks' fast path; they check exactly when it is not finite). NumPy:
-    ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and, unlike it, raises no
-    overflow warning for finite entries whose sum overflows; other libraries: the sum.
-    Raises ``TypeError`` inside a JAX transformation, where the sum would be a tracer
-    that cannot be inspected."""
+def values_only(fn):
+    """Decorator for refnet's public array functions: they compute values, never autograd graphs.
+
+    PyTorch records a graph (``grad_fn``) for every operation on a tensor with
+    ``requires_grad=True``: refnet's results, gradients and optimizer buffers
+    would carry one chain per step (memory growing with the steps), and
+    converting a 0-d check value to a Python float would warn. So ``fn`` runs
+    with torch's gradient recording off (``torch.set_grad_enabled(False)``,
+    restored on return) when torch is imported and recording is on: tensors
+    that require grad go in, tensors without history come out, and the
+    caller's tensors are not touched. Other libraries record nothing eagerly
+    (JAX tracers are refused by :func:`namespace`). Without torch imported the
+    cost is one dictionary lookup.
+
+    Inside ``torch.func.grad``, ``vmap`` and the other ``torch.func``
+    transformations refnet raises ``TypeError``: with recording off a gradient
+    transformation would see no dependence and return zeros, and a batching one
+    cannot give the host the concrete values refnet's checks decide on.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return fn(*args, **kwargs)
+        if getattr(torch._C, "_are_functorch_transforms_active", bool)():   # private, so guarded
+            raise TypeError("refnet was called inside torch.func.grad, torch.func.vmap or another torch.func "
+                            "transformation: refnet computes values with PyTorch's autograd off (its results "
+                            "carry no history) and decides on the host from concrete values, so the "
+                            "transformation would see zero gradients or no values; call refnet outside it "
+                            "(MLP.vjp and MLP.loss_and_grads give the gradients)")
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        torch.set_grad_enabled(False)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_grad_enabled(True)
+    return wrapper
+
+
+def quiet():
+    """A context in which NumPy does not warn about overflow or invalid values.
+
+    For computations whose inputs are checked afterwards, in the same host
+    transfer as their results: a non-finite input or result then raises a
+    clear error instead. NumPy's error state is per thread and restored on
+    exit; it also covers libraries that compute with NumPy (``array_api_strict``).
+    """
+    return np.errstate(all="ignore")
+
+
+def total(xp, *arrays):
+    """A 0-d value that is finite iff every entry of every array is, barring overflow
+    (the fused fast path of the finiteness checks, which check exactly when it is not
+    finite). NumPy: the sum of ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and
+    raises no overflow warning for finite entries whose sum overflows; other libraries:
+    the sum of the sums, computed on the device (``quiet``: NumPy-based libraries such as
+    ``array_api_strict`` would warn about inf - inf). Raises ``TypeError`` inside a JAX
+    transformation, where the sum would be a tracer that cannot be inspected."""
     if xp is _NUMPY:
-        return np.vdot(x, x)                   # sum of squares; inf or NaN iff an entry is (or it overflows)
-    s = xp.sum(x)
+        return sum(np.vdot(x, x) for x in arrays)  # sum of squares; inf or NaN iff an entry is (or it overflows)
+    with quiet():
+        s = functools.reduce(operator.add, [xp.sum(x) for x in arrays])
     if _is_jax_tracer(s):      # inside jax.jit even concrete (closed-over) arrays give traced results
         raise TypeError(_tracing("refnet was called inside a JAX transformation"))
     return s
@@ -195,7 +271,7 @@ def asarray_like(a: np.ndarray, like):
     The values are copied bit for bit; the dtype is that of ``a``.
     """
     xp = array_api_compat.array_namespace(like)
-    if xp is _NUMPY:
+    if array_api_compat.is_numpy_namespace(xp):
         return np.array(a, copy=True)
     return xp.asarray(a, device=device(like), copy=True)
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _checks as check
-from .backend import asarray_like, device
+from .backend import asarray_like, device, quiet, values_only
 from .nn import ACTIVATIONS, LOSSES
 
 
@@ -196,10 +196,28 @@ class MLP:
         return params
 
     # --------------------------------------------------------------- forward
-    def _validate(self, params, X, name="X"):
+    def _checked(self, params, X, *others):
+        """Structure, library, device and dtype checks (no values) of params, X (n, n_0) and
+        ``others``: ``(name, array, n_cols)`` batches of n rows. Returns (xp, dtype)."""
         xp, dtype = check.params(params, self.sizes)
+        check.data(X, "X", params, self.sizes[0], check_finite=False)
+        for name, x, n_cols in others:
+            check.data(x, name, params, n_cols, n_rows=X.shape[0], check_finite=False)
+        return xp, dtype
+
+    @staticmethod
+    def _diagnose(xp, params, X, *others):
+        """Raise the ValueError naming the first input (in argument order) that holds NaN or Inf."""
         check.tree_finite(xp, params, "params")
-        check.data(X, name, params, self.sizes[0])
+        check.finite(xp, X, "X")
+        for name, x, _ in others:
+            check.finite(xp, x, name)
+
+    def _validate(self, params, X, *others):
+        """:meth:`_checked`, then every value finite: one fused reduction, one host transfer."""
+        xp, dtype = self._checked(params, X, *others)
+        if not check.all_finite(xp, *check.leaves(params), X, *[x for _, x, _ in others]):
+            self._diagnose(xp, params, X, *others)
         return xp, dtype
 
     def _forward(self, xp, params, X) -> Trace:
@@ -211,6 +229,7 @@ class MLP:
             Zs.append(Z)
         return Trace(As, Zs)
 
+    @values_only
     def forward(self, params, X):
         r"""The outputs :math:`Y = A_L` of a batch.
 
@@ -278,6 +297,7 @@ class MLP:
         return [(A.T @ D, xp.sum(D, axis=0))                   # dW_l = A_{l-1}^T Delta_l,  db_l = 1^T Delta_l
                 for A, D in zip(trace.As[:-1], deltas)]
 
+    @values_only
     def vjp(self, params, X, G):
         r"""Backpropagate an output gradient :math:`G = \partial L / \partial Y` to the parameters.
 
@@ -331,11 +351,11 @@ class MLP:
 
     def _vjp(self, params, X, G):
         """``vjp`` that also returns the forward Trace (for callers that reuse it)."""
-        xp, dtype = self._validate(params, X)
-        check.data(G, "G", params, self.sizes[-1], n_rows=X.shape[0])
+        xp, dtype = self._validate(params, X, ("G", G, self.sizes[-1]))
         trace = self._forward(xp, params, X)
         return self._param_grads(xp, trace, self._backward(xp, params, trace, G)), trace
 
+    @values_only
     def loss_and_grads(self, params, X, T, loss: str = "mse"):
         r"""The loss and its gradient with respect to every parameter.
 
@@ -393,13 +413,16 @@ class MLP:
         True
         """
         check.choice(loss, "loss", LOSSES)
-        xp, dtype = self._validate(params, X)
-        check.data(T, "T", params, self.sizes[-1], n_rows=X.shape[0])
-        if loss == "softmax_cross_entropy":
-            _check_probabilities(xp, T)
-        trace = self._forward(xp, params, X)
-        value, G = LOSSES[loss](xp, trace.As[-1], T)
-        if not check.all_finite(xp, value):
+        batches = [("T", T, self.sizes[-1])]
+        xp, dtype = self._checked(params, X, *batches)
+        with quiet():             # values not yet checked: they are below, with the loss, in one transfer
+            trace = self._forward(xp, params, X)
+            value, G = LOSSES[loss](xp, trace.As[-1], T)
+            flags = [value] + ([_probabilities_flag(xp, T)] if loss == "softmax_cross_entropy" else [])
+        if not check.all_finite(xp, *check.leaves(params), X, T, *flags):
+            self._diagnose(xp, params, X, *batches)
+            if loss == "softmax_cross_entropy":
+                _check_probabilities(xp, T)
             raise FloatingPointError(f"the {loss} loss overflowed to {float(value)}; "
                                      f"inputs are finite, so scale X, T or params down")
         return value, self._param_grads(xp, trace, self._backward(xp, params, trace, G))
@@ -411,6 +434,7 @@ class MLP:
         idx = xp.asarray(outputs, dtype=xp.int64, device=device(like))
         return xp.take(I, idx, axis=0)[:, None, :]             # rows of the identity   (K, 1, n_L)
 
+    @values_only
     def jacobian(self, params, X, outputs=None):
         r"""Dense Jacobian :math:`J = \partial c / \partial \theta` of the chosen outputs, stacked output-major.
 
@@ -477,6 +501,14 @@ class MLP:
         return xp.concat(blocks, axis=1)                        # [W_1 | b_1 | W_2 | ...]   (m, p)
 
 
+def _probabilities_flag(xp, T):
+    """0 when the rows of T are probability vectors (as :func:`_check_probabilities` decides), inf
+    when not: a 0-d value that joins the fused finiteness check, so the happy path needs no transfer."""
+    tol = float(xp.finfo(T.dtype).eps) ** 0.5
+    bad = xp.astype(xp.any(T < 0.0) | (xp.max(xp.abs(xp.sum(T, axis=1) - 1.0)) > tol), T.dtype)  # 0 or 1
+    return bad / (1.0 - bad)                                     # 0 -> 0, 1 -> inf
+
+
 def _check_probabilities(xp, T):
     """Rows of T must be probability vectors: T >= 0 and each row summing to 1."""
     if not bool(xp.all(T >= 0.0)):
@@ -487,6 +519,7 @@ def _check_probabilities(xp, T):
         raise ValueError(f"T rows must sum to 1 for softmax_cross_entropy (within {tol:.1e})")
 
 
+@values_only
 def flatten(params):
     r"""Concatenate ``[(W_1, b_1), ...]`` into one vector :math:`\theta` of shape ``(p,)``.
 
@@ -521,6 +554,7 @@ def flatten(params):
     return _flat(xp, params)
 
 
+@values_only
 def unflatten(v, like):
     """Inverse of :func:`flatten`: cut a vector ``v`` of shape ``(p,)`` into the shapes of ``like``.
 

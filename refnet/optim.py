@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import _checks as check
-from .backend import device, host_namespace, namespace
+from .backend import device, host_namespace, namespace, quiet, values_only
 
 
 # ------------------------------------------------------------------ averaging
@@ -34,6 +34,7 @@ def _mean_in(xp, A, axis=0):
     return xp.mean(A, axis=axis, keepdims=True)                 # (1/n_in) 1^T A      (1, n_out)
 
 
+@values_only
 def average_incoming(A, axis=0):
     r"""Replace every entry by the mean over the axes that index incoming connections.
 
@@ -190,6 +191,7 @@ def _hyper(lr, *momentum):
 class _Optimizer:
     """Shared ``step``: validate, ``update``, apply, refuse non-finite results."""
 
+    @values_only
     def init(self, params):
         """The initial optimizer state for ``params``.
 
@@ -238,6 +240,7 @@ class _Optimizer:
         self._check_state(state, params, xp, dtype)
         return xp
 
+    @values_only
     def update(self, grads, state, params):
         """The update ``U`` (``theta_new = theta - U``) and the next state.
 
@@ -282,6 +285,7 @@ class _Optimizer:
         check.tree_finite(xp, grads, "grads")
         return self._update(xp, grads, state)
 
+    @values_only
     def step(self, params, grads, state):
         """One step ``theta <- theta - U``.
 
@@ -328,10 +332,11 @@ class _Optimizer:
                [0., 0.]])
         """
         xp = self._checked(params, grads, state)
-        U, new_state = self._update(xp, grads, state)
-        new = apply_update(xp, params, U)
+        with quiet():                  # values not yet checked: the new params are, in one transfer
+            U, new_state = self._update(xp, grads, state)
+            new = apply_update(xp, params, U)
         if not check.tree_all_finite(xp, new):
-            # Only on failure (the happy path pays one reduction per array): a NaN/Inf
+            # Only on failure (the happy path pays one fused reduction): a NaN/Inf
             # that came in with grads, params or state is a bad value (ValueError
             # naming it), not an overflow.
             check.tree_finite(xp, grads, "grads")

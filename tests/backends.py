@@ -147,3 +147,41 @@ ALL = {
 }
 GPU = ["cupy", "torch-cuda", "jax-cuda"]    # marked ``gpu`` (tests/conftest.py)
 CORE = ["numpy", "strict"]          # every core test runs on both
+
+
+# -------------------------------------------------------------- host transfers
+# Every way an array_api_strict array hands its values to the host: Python scalars
+# (bool/float/int/index/complex: what an ``if`` or ``float()`` on a 0-d result does) and
+# whole arrays (NumPy's ``__array__`` and DLPack, as ``to_numpy`` uses). On a GPU each is a
+# device-to-host copy that waits for the queued work: a sync.
+TRANSFER_METHODS = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "__array__", "__dlpack__")
+
+
+@contextlib.contextmanager
+def count_transfers():
+    """Count device-to-host transfers of ``array_api_strict`` arrays inside the block.
+
+    Yields a list that receives one entry per transfer (the method's name), so
+    ``len(log)`` is the count and ``log`` says which conversions happened. Works
+    without a GPU: ``array_api_strict`` arrays (``Backend`` "strict") stand in for
+    device arrays, and a thin wrapper around each of :data:`TRANSFER_METHODS` of
+    their class records the call and then performs it. The class is restored on
+    exit. A NumPy array has no such boundary (its values are on the host), so
+    count on the "strict" backend.
+    """
+    import array_api_strict as xs
+    cls = type(xs.asarray(0.0))
+    log, saved = [], {name: cls.__dict__[name] for name in TRANSFER_METHODS}
+
+    def counting(name, method):
+        def wrapper(self, *args, **kwargs):
+            log.append(name)
+            return method(self, *args, **kwargs)
+        return wrapper
+    for name, method in saved.items():
+        setattr(cls, name, counting(name, method))
+    try:
+        yield log
+    finally:
+        for name, method in saved.items():
+            setattr(cls, name, method)

@@ -283,7 +283,7 @@ def _jax_calls(jax, inp):
     opt = refnet.Momentum(0.1, 0.9)
     return [
         ("vmap over rows", "X", lambda: jax.vmap(lambda x: NET.forward(p, x[None, :]))(X)),
-        ("jit, traced X", None, lambda: jax.jit(lambda X: NET.vjp(p, X, G))(X)),   # params: traced sums
+        ("jit, traced X", "X", lambda: jax.jit(lambda X: NET.vjp(p, X, G))(X)),  # named before any sum
         ("jit, closed-over arrays", None, lambda: jax.jit(lambda: NET.forward(p, X))()),
         ("grad of the loss", "params[0][0]", lambda: jax.grad(lambda q: NET.loss_and_grads(q, X, T)[0])(p)),
         ("jit of jacobian", None, lambda: jax.jit(lambda: NET.jacobian(p, X))()),

@@ -101,6 +101,21 @@ CASES = [
     Case("init-seed-negative", lambda e: call(e.net.init, seed=-1), V, "seed must be an integer >= 0"),
     Case("init-seed-float", lambda e: call(e.net.init, seed=0.5), T_, "seed must be an integer"),
     Case("init-like-int", lambda e: call(e.net.init, seed=0, like=np.arange(3)), T_, "like must have a real floating dtype"),
+    # ---- unsupported floating dtypes: float16 (and complex) params are refused up front -----
+    Case("init-like-float16", lambda e: call(e.net.init, seed=0, like=np.zeros(3, np.float16)), T_,
+         "like must have a real floating dtype (float32 or float64), got float16"),
+    Case("forward-params-float16", lambda e: call(e.net.forward, [(W.astype(np.float16), b.astype(np.float16))
+                                                                  for W, b in e.P], e.X.astype(np.float16)), T_,
+         "params[0][0] must have a real floating dtype (float32 or float64), got float16"),
+    Case("loss-params-complex", lambda e: call(e.net.loss_and_grads, [(W.astype(np.complex128), b.astype(np.complex128))
+                                                                      for W, b in e.P], e.X, e.T), T_,
+         "params[0][0] must have a real floating dtype (float32 or float64), got complex128"),
+    Case("opt-init-params-float16", lambda e: call(e.mom.init, retype(e.P, 1, 0, np.float16)), T_,
+         "params[1][0] must have a real floating dtype (float32 or float64), got float16"),
+    Case("step-grads-float16", lambda e: call(e.sgd.step, e.P, retype(e.grads, 0, 1, np.float16), e.s_sgd), T_,
+         "grads[0][1] must have a real floating dtype (float32 or float64), got float16"),
+    Case("average-incoming-float16", lambda e: call(refnet.average_incoming, np.ones((3, 2), np.float16)), T_,
+         "A must have a real floating dtype (float32 or float64), got float16"),
     Case("init-like-list", lambda e: call(e.net.init, seed=0, like=[1.0]), T_, "like must be an array"),
     # ---- forward: X ------------------------------------------------------------------------
     Case("forward-X-1d", lambda e: call(e.net.forward, e.P, e.X[0]), V, "X must be 2-D"),

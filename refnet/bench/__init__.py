@@ -1,4 +1,4 @@
-"""Benchmark suite (issue 6): refnet against what a user would otherwise run.
+"""Time refnet against a bare NumPy loop, PyTorch, autograd and torch.func.
 
 Usage::
 
@@ -21,6 +21,9 @@ slow drift (other jobs, frequency changes) hits all of them alike. A sample
 is ``number`` back-to-back calls, with ``number`` calibrated after warm-up so
 a sample lasts at least a few milliseconds; the reported time per call is the
 median over rounds, and ``spread`` is the interquartile range over the median.
+A case whose spread exceeds 30% is measured again (all its contenders, up to
+twice more; the least spread measurement is kept); the row's note says so, and
+says NOISY when it stayed above 30%.
 Ratios are refnet / peer (lower is better). PyTorch runs with
 ``torch.set_num_threads`` equal to the BLAS thread count NumPy uses.
 

@@ -81,7 +81,7 @@ def case_train(cfg, info):
             if big:                                       # the machine's matmul peak, in the same rounds
                 cont["matmul_peak"] = _peak_matmul_fn(dtype)
             t = interleaved(cont, cfg["repeats_big"] if big else cfg["repeats"], cfg["min_sample"],
-                            warmup=1 if big else 2)
+                            warmup=1 if big else 2, clock=cfg["clock"])
             r = t["refnet"]["median"]
             if big:
                 _LARGE_STEP[dtype] = t                    # reused by the flops case
@@ -89,10 +89,10 @@ def case_train(cfg, info):
             rows.append(row(f"{name} vs torch", "train", r, "torch SGD", t.get("torch", {}).get("median"),
                             target=TRAIN_TARGET_TORCH[size], spread=t["refnet"]["spread"],
                             note=f"spread refnet {t['refnet']['spread']:.0%}"
-                                 + (f", torch {t['torch']['spread']:.0%}" if "torch" in t else "")))
+                                 + (f", torch {t['torch']['spread']:.0%}" if "torch" in t else ""), timing=t))
             rows.append(row(f"{name} vs numpy", "train", r, "bare NumPy", t["numpy"]["median"],
                             target=TRAIN_TARGET_NUMPY, spread=t["refnet"]["spread"],
-                            note=f"spread numpy {t['numpy']['spread']:.0%}"))
+                            note=f"spread numpy {t['numpy']['spread']:.0%}", timing=t))
             print(f"  {name}: refnet {fmt_time(r)}, numpy {fmt_time(t['numpy']['median'])}, torch "
                   f"{fmt_time(t['torch']['median']) if 'torch' in t else 'n/a'}", flush=True)
     return rows
@@ -109,10 +109,10 @@ def case_grad(cfg, info):
             ag_grad = autograd_grad(autograd)
             cont["autograd"] = lambda: ag_grad(params, X, T)
         t = interleaved(cont, cfg["repeats_big"] if size == "large" else cfg["repeats"], cfg["min_sample"],
-                        warmup=1 if size == "large" else 2)
+                        warmup=1 if size == "large" else 2, clock=cfg["clock"])
         rows.append(row(f"grad/{size}/float64 vs autograd", "grad", t["refnet"]["median"], "autograd.grad",
                         t.get("autograd", {}).get("median"), target=0.4, spread=t["refnet"]["spread"],
-                        note="refnet loss_and_grads vs autograd.grad"))
+                        note="refnet loss_and_grads vs autograd.grad", timing=t))
         print(f"  grad/{size}: refnet {fmt_time(t['refnet']['median'])}", flush=True)
     return rows
 
@@ -132,11 +132,11 @@ def case_momentum(cfg, info):
                 topt = (torch.optim.SGD(model.parameters(), lr=LR, momentum=mu) if kind == "momentum"
                         else torch_averaged_sgd(torch)(model.parameters(), lr=LR, momentum=mu))
                 cont["torch"] = torch_trainer(torch, model, X, T, topt)
-            t = interleaved(cont, cfg["repeats"], cfg["min_sample"])
+            t = interleaved(cont, cfg["repeats"], cfg["min_sample"], clock=cfg["clock"])
             peer = "torch SGD(momentum)" if kind == "momentum" else "torch averaged-SGD port"
             rows.append(row(f"{kind}/medium/{dtype} vs torch", "momentum", t["refnet"]["median"], peer,
                             t.get("torch", {}).get("median"), target=1.0, spread=t["refnet"]["spread"],
-                            note="whole training step (fwd, bwd, optimizer step)"))
+                            note="whole training step (fwd, bwd, optimizer step)", timing=t))
             print(f"  {kind}/{dtype}: refnet {fmt_time(t['refnet']['median'])}", flush=True)
     return rows
 
@@ -159,16 +159,16 @@ def case_projection(cfg, info):
             proj = torch_func_projection(torch, model, X, 0)
             cont["torch.func"] = lambda: proj(g)
         t = interleaved(cont, min(3, cfg["repeats_big"]) if big else cfg["repeats"], cfg["min_sample"],
-                        warmup=1 if big else 2)
+                        warmup=1 if big else 2, clock=cfg["clock"])
         m = X.shape[0]
         desc = f"p={net.n_params}, m={m}"
         rows.append(row(f"projection/{size}/float64 gram vs dense", "projection", t["gram"]["median"],
-                        "refnet dense", t["dense"]["median"], note=desc))
+                        "refnet dense", t["dense"]["median"], note=desc, timing=t))
         ts = t.get("torch.func", {}).get("median")
         rows.append(row(f"projection/{size}/float64 gram vs torch.func", "projection", t["gram"]["median"],
-                        "torch.func", ts, note=desc, status=None if ts else "n/a"))
+                        "torch.func", ts, note=desc, status=None if ts else "n/a", timing=t))
         rows.append(row(f"projection/{size}/float64 dense vs torch.func", "projection", t["dense"]["median"],
-                        "torch.func", ts, note=desc, status=None if ts else "n/a"))
+                        "torch.func", ts, note=desc, status=None if ts else "n/a", timing=t))
         print(f"  projection/{size}: gram {fmt_time(t['gram']['median'])}, dense {fmt_time(t['dense']['median'])}",
               flush=True)
     return rows
@@ -185,14 +185,14 @@ def case_frozen(cfg, info):
     cont = {"frozen": lambda: refnet.frozen_step(net, params, X, G, freeze=[0], lr=lr),
             "frozen_noretract": lambda: refnet.frozen_step(net, params, X, G, freeze=[0], lr=lr, retract=False),
             "plain": lambda: refnet.frozen_step(net, params, X, G, freeze=[], lr=lr)}
-    t = interleaved(cont, cfg["repeats"], cfg["min_sample"])
+    t = interleaved(cont, cfg["repeats"], cfg["min_sample"], clock=cfg["clock"])
     rows.append(row("frozen/medium/float64 vs unprojected step", "frozen", t["frozen"]["median"],
                     "unprojected step", t["plain"]["median"], target=5.0,
                     note=f"retraction {info_.iterations} iteration(s), residual {info_.residual:.1e}; "
-                         f"unprojected = frozen_step(freeze=[]) (vjp + SGD update)"))
+                         f"unprojected = frozen_step(freeze=[]) (vjp + SGD update)", timing=t))
     rows.append(row("frozen/medium/float64 no retraction vs unprojected step", "frozen",
                     t["frozen_noretract"]["median"], "unprojected step", t["plain"]["median"],
-                    note="retract=False (projection only)"))
+                    note="retract=False (projection only)", timing=t))
     print(f"  frozen: {fmt_time(t['frozen']['median'])} vs plain {fmt_time(t['plain']['median'])}", flush=True)
     return rows
 
@@ -246,7 +246,7 @@ def case_flops(cfg, info):
             if torch is not None:
                 model = torch_model(torch, net, params, dtype)
                 cont["torch"] = torch_trainer(torch, model, X, T, torch.optim.SGD(model.parameters(), lr=LR))
-            t = interleaved(cont, cfg["repeats_big"], cfg["min_sample"], warmup=1)
+            t = interleaved(cont, cfg["repeats_big"], cfg["min_sample"], warmup=1, clock=cfg["clock"])
         peak = 2.0 * PEAK_N ** 3 / t["matmul_peak"]["median"]        # flop/s, measured in the same rounds
         frac = {k: flops / v["median"] / peak for k, v in t.items() if k != "matmul_peak"}
         rows.append(row(f"flops/large/{dtype} fraction of matmul peak", "flops", t["refnet"]["median"],
@@ -255,7 +255,7 @@ def case_flops(cfg, info):
                              f"interleaved with the steps); "
                              f"refnet {flops / t['refnet']['median'] / 1e9:.1f} GFLOP/s; bare numpy {frac['numpy']:.2f}"
                              + (f"; torch {frac['torch']:.2f}" if "torch" in frac else ""),
-                        flops=flops, peak_flops=peak))
+                        flops=flops, peak_flops=peak, timing=t))
         print(f"  flops/{dtype}: fraction {frac['refnet']:.2f} (peak {peak / 1e9:.1f} GF/s)", flush=True)
     return rows
 
@@ -414,12 +414,12 @@ def case_gpu(cfg, info):
                     topt.step()
                     torch.cuda.synchronize()
                 cont["torch_cuda"] = tstep
-            t = interleaved(cont, cfg["repeats"], cfg["min_sample"])
+            t = interleaved(cont, cfg["repeats"], cfg["min_sample"], clock=cfg["clock"])
             name = f"gpu/train/{size}/{dtype}"
             rows.append(row(f"{name} cupy vs refnet numpy", "gpu", t["cupy"]["median"], "refnet NumPy",
-                            t["numpy"]["median"]))
+                            t["numpy"]["median"], timing=t))
             rows.append(row(f"{name} cupy vs torch cuda", "gpu", t["cupy"]["median"], "torch CUDA",
-                            t.get("torch_cuda", {}).get("median"), status=None if has_tc else "n/a"))
+                            t.get("torch_cuda", {}).get("median"), status=None if has_tc else "n/a", timing=t))
     net, params, X, T = make_problem("medium", "float64")
     _, grads = net.loss_and_grads(params, X, T)
     Xg = cupy.asarray(X)
@@ -427,9 +427,9 @@ def case_gpu(cfg, info):
     gg = [(cupy.asarray(a), cupy.asarray(b)) for a, b in grads]
     cont = {"cupy": lambda: (refnet.project_out(net, pg, gg, Xg, outputs=[0]), sync()),
             "numpy": lambda: refnet.project_out(net, params, grads, X, outputs=[0])}
-    t = interleaved(cont, cfg["repeats"], cfg["min_sample"])
+    t = interleaved(cont, cfg["repeats"], cfg["min_sample"], clock=cfg["clock"])
     rows.append(row("gpu/projection/medium/float64 gram cupy vs numpy", "gpu", t["cupy"]["median"],
-                    "refnet NumPy", t["numpy"]["median"]))
+                    "refnet NumPy", t["numpy"]["median"], timing=t))
     return rows
 
 

@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from .harness import MAX_SPREAD, RETRIES
+
 
 def fmt_time(s) -> str:
     """Seconds as "1.23 s", "4.56 ms" or "7.8 us"; "n/a" for None or NaN."""
@@ -18,12 +20,22 @@ def fmt_time(s) -> str:
 
 
 def row(case, group, refnet_s=None, peer=None, peer_s=None, ratio=None, target=None,
-        op="<=", value=None, value_str=None, note="", spread=None, status=None, **extra):
+        op="<=", value=None, value_str=None, note="", spread=None, status=None, timing=None, **extra):
     """One result row. The target compares ``value`` (default: the ratio) with ``op``.
 
     status: "met"/"missed" when a target and a value exist, "info" without a
     target, "n/a" when the peer is missing, or as given (e.g. "skipped").
+    timing: the ``harness.interleaved`` result the row was computed from; the note
+    then says when the case was measured again for its spread, and when it stayed noisy.
     """
+    if timing:
+        attempts = max(v.get("attempts", 1) for v in timing.values())
+        worst = max(v["spread"] for v in timing.values())
+        extra.update(attempts=attempts, noisy=any(v.get("noisy") for v in timing.values()))
+        if extra["noisy"]:
+            note += f"{'; ' if note else ''}NOISY: spread {worst:.0%} > {MAX_SPREAD:.0%} after {attempts} measurements"
+        elif attempts > 1:
+            note += f"{'; ' if note else ''}measured {attempts} times (spread > {MAX_SPREAD:.0%} before)"
     if ratio is None and refnet_s is not None and peer_s:
         ratio = refnet_s / peer_s
     if value is None:
@@ -57,10 +69,13 @@ def markdown(info, rows, cfg) -> str:
             f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB RAM, {info['platform']}; "
             f"load average (1, 5, 15 min) at start {_load(info['load_avg_1_5_15'])}, "
             f"at end {_load(info.get('load_avg_at_end'))}",
-            f"Python {info['python']}, NumPy {info['numpy']} with {info['blas']}, BLAS threads {info['blas_threads']}; "
-            f"torch {info['torch']} (threads {info['torch_threads']}); autograd {info['autograd']}",
+            f"Python {info['python']}, NumPy {info['numpy']} with {info['blas']}, BLAS threads {info['blas_threads']} "
+            f"({info.get('blas_threads_from', '?')}); torch {info['torch']} (threads {info['torch_threads']}); "
+            f"autograd {info['autograd']}",
             f"Repeats {cfg['repeats']} (large: {cfg['repeats_big']}), samples >= {cfg['min_sample'] * 1e3:.0f} ms, "
-            f"interleaved; times are medians per call; ratio = refnet / peer (lower is better)",
+            f"interleaved; times ({cfg.get('clock', 'wall')} clock) are medians per call; ratio = refnet / peer (lower is better); a case with a "
+            f"spread (IQR / median) above {MAX_SPREAD:.0%} is measured again, up to {RETRIES} more times "
+            f"(noted per row; NOISY if it stayed above)",
             "",
             "| case | refnet | peer | peer time | ratio / value | target | status | notes |",
             "|---|---|---|---|---|---|---|---|"]

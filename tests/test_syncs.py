@@ -1,0 +1,112 @@
+"""Device-to-host transfers (syncs) per call.
+
+On a GPU every value that comes back to the host (``float(x)``, ``if x``, a copy
+to NumPy) waits for all queued work, so a call's cost is bound by its transfers.
+They are counted here without a GPU: ``array_api_strict`` arrays stand in for
+device arrays and ``backends.count_transfers`` records each conversion to a
+Python scalar or a host array (see its docstring).
+
+The contract pinned here, with every validation and finiteness check on:
+
+* ``forward``, ``vjp``, ``loss_and_grads`` (both losses), ``jacobian`` and each
+  optimizer's ``update`` and ``step`` make at most one transfer: all values that
+  must be finite (inputs, the loss, the new params, softmax targets' rows) are
+  reduced to one 0-d value on the device, and only that value comes back.
+  The per-array search that names the culprit runs only when it is not finite.
+* ``flatten``, ``unflatten``, ``init`` (params and optimizer state) make none.
+* A training step (``loss_and_grads`` then ``opt.step``) makes two: each call
+  raises its own errors, so each needs one value back; one transfer per step
+  would mean the step skipping its overflow check or reporting it a call later.
+* None of these numbers depends on the size of the network.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import refnet
+from backends import ALL, count_transfers
+
+STRICT = ALL["strict"][0]()
+NETS = [[3, 5, 4, 2], [7, 16, 16, 16, 5]]          # two depths and widths: counts must not change
+
+
+def transfers(fn) -> int:
+    """The number of device-to-host transfers ``fn()`` makes (array_api_strict inputs)."""
+    with count_transfers() as log:
+        fn()
+    return len(log)
+
+
+def _problem(sizes, n=6):
+    net = refnet.MLP(sizes, activation="tanh")
+    rng = np.random.default_rng(0)
+    X = STRICT.asarray(rng.standard_normal((n, sizes[0])))
+    T = STRICT.asarray(rng.standard_normal((n, sizes[-1])))
+    P = STRICT.asarray(rng.dirichlet(np.ones(sizes[-1]), size=n))           # probability rows
+    params = net.init(seed=0, like=X)
+    return net, params, X, T, P
+
+
+OPTIMIZERS = [refnet.SGD(0.1), refnet.Momentum(0.1, 0.9), refnet.Momentum(0.1, 0.9, nesterov=True),
+              refnet.AveragedMomentum(0.1, 0.9), refnet.AveragedMomentum(0.1, 0.9, include_bias=True)]
+
+
+def test_the_counter_counts_every_conversion():
+    """The helper sees scalar conversions and whole-array copies, and nothing else."""
+    import array_api_strict as xs
+    a = xs.asarray([1.0, 2.0])
+    with count_transfers() as log:
+        s = xs.sum(a) * 2.0                       # device work only
+        assert float(s) == 6.0 and bool(s > 0) and int(xs.astype(s, xs.int64)) == 6
+        np.from_dlpack(a)
+    assert log == ["__float__", "__bool__", "__int__", "__dlpack__"]
+    assert float(xs.sum(a)) == 3.0                # restored on exit
+    assert transfers(lambda: xs.sum(a) + 1.0) == 0
+
+
+@pytest.mark.parametrize("sizes", NETS, ids=["3-5-4-2", "7-16-16-16-5"])
+def test_each_call_makes_at_most_one_transfer(sizes):
+    net, params, X, T, P = _problem(sizes)
+    _, grads = net.loss_and_grads(params, X, T)
+    assert transfers(lambda: net.forward(params, X)) == 1
+    assert transfers(lambda: net.vjp(params, X, T)) == 1
+    assert transfers(lambda: net.loss_and_grads(params, X, T)) == 1
+    assert transfers(lambda: net.loss_and_grads(params, X, P, loss="softmax_cross_entropy")) == 1
+    assert transfers(lambda: net.jacobian(params, X, outputs=[0])) == 1
+    assert transfers(lambda: refnet.average_incoming(params[0][0])) == 1
+    assert transfers(lambda: refnet.unflatten(refnet.flatten(params), like=params)) == 0
+    assert transfers(lambda: net.init(seed=1, like=X)) == 0
+    for opt in OPTIMIZERS:
+        state = opt.init(params)
+        assert transfers(lambda: opt.init(params)) == 0, opt
+        assert transfers(lambda: opt.update(grads, state, params)) == 1, opt
+        assert transfers(lambda: opt.step(params, grads, state)) == 1, opt
+
+
+def test_a_training_loop_makes_two_transfers_per_step():
+    """loss_and_grads + step, 5 steps: 10 transfers, and the loop trains (the loss falls)."""
+    net, params, X, T, _ = _problem(NETS[1])
+    opt = refnet.Momentum(0.05, 0.9)
+    state, losses = opt.init(params), []
+    with count_transfers() as log:
+        for _ in range(5):
+            loss, grads = net.loss_and_grads(params, X, T)
+            params, state = opt.step(params, grads, state)
+            losses.append(loss)
+    assert len(log) == 10, log
+    assert float(losses[-1]) < float(losses[0])
+
+
+def test_errors_are_still_found_and_named():
+    """The fused check diagnoses: NaN in T names T, a non-probability row names T's rows,
+    an overflowing step is a FloatingPointError (more transfers are fine on failure)."""
+    net, params, X, T, P = _problem(NETS[0])
+    bad = STRICT.asarray(np.where(np.arange(T.shape[1]) == 1, np.nan, STRICT.numpy(T)))
+    with pytest.raises(ValueError, match="T contains NaN or Inf"):
+        net.loss_and_grads(params, X, bad)
+    with pytest.raises(ValueError, match="T rows must sum to 1"):
+        net.loss_and_grads(params, X, P * 2.0, loss="softmax_cross_entropy")
+    _, grads = net.loss_and_grads(params, X, T)
+    with pytest.raises(FloatingPointError, match="the step overflowed"):
+        refnet.SGD(1e308).step(params, [(g * 1e300, gb * 1e300) for g, gb in grads], refnet.SGD(1.0).init(params))
