@@ -48,6 +48,7 @@ import numpy as np
 
 import refnet
 from refnet.data import digits_split, one_hot
+from refnet.demos.style import MU_STYLES, color
 
 FAST = os.environ.get("REFNET_FAST") == "1"
 OUT = os.environ.get("REFNET_OUT", ".")
@@ -154,6 +155,34 @@ print("incoming (P_in M) =\n", incoming)
 print("outgoing (M P_out, the answer's axis) =\n", outgoing)
 assert np.allclose(outgoing, M @ refnet.averaging_matrix(2))
 assert not np.allclose(incoming, outgoing)
+
+# %% [markdown]
+# As pictures, on a larger buffer ($n_{in} = 6$ inputs, $n_{out} = 4$ neurons):
+# $P_{in} M$ is constant down each **column** (each neuron's incoming connections
+# share one momentum), $M P_{out}$ constant along each **row** (each input unit's
+# outgoing connections share one).
+
+# %% tags=["hide-input"]
+def plot_averaging(M):
+    """Heatmaps of M, P_in M (incoming, axis 0) and M P_out (outgoing, axis 1)."""
+    import matplotlib.pyplot as plt
+    panels = {"$M$": M,
+              "$P_{in} M$ (incoming)": refnet.average_incoming(M, axis=0),
+              "$M P_{out}$ (outgoing)": refnet.average_incoming(M, axis=1)}
+    lim = np.abs(M).max()
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
+    for ax, (title, A) in zip(axes, panels.items()):
+        im = ax.imshow(A, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        for (i, j), v in np.ndenumerate(A):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7)
+        ax.set(title=title, xlabel="neuron j (column)", ylabel="input i (row)",
+               xticks=range(A.shape[1]), yticks=range(A.shape[0]))
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    return fig
+
+
+plot_averaging(np.random.default_rng(5).normal(size=(6, 4)).round(1)) if HAVE_MPL else None
 
 # %% [markdown]
 # The "incoming" axis depends on the layout, so `average_incoming` takes it:
@@ -283,7 +312,6 @@ def plot_toy(toy, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5))
     plt.close(fig)                                                   # the cell shows fig; pyplot keeps no reference
-    colors = {"SGD": "tab:gray", "Momentum": "tab:blue", "AveragedMomentum": "tab:red"}
     g0, g1 = np.meshgrid(np.linspace(-2.0, 3.0, 201), np.linspace(-1.0, 3.5, 181))
     for (ax, ax_loss), rho in zip(axes, (-0.9, 0.9)):
         D0, D1 = g0 - W_STAR[0], g1 - W_STAR[1]
@@ -292,8 +320,8 @@ def plot_toy(toy, path):
         for name, (w_path, losses) in ((k, v) for k, v in toy[rho].items() if k != "steps"):
             wide = name == "SGD"                                     # drawn wide: other paths run on top of it
             ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, lw=4 if wide else 1, alpha=0.5 if wide else 1,
-                    color=colors[name], label=name)
-            ax_loss.semilogy(np.maximum(losses, 1e-20), color=colors[name], lw=4 if wide else 1.2,
+                    color=color(name), label=name)
+            ax_loss.semilogy(np.maximum(losses, 1e-20), color=color(name), lw=4 if wide else 1.2,
                              alpha=0.5 if wide else 1, label=f"{name} ({toy[rho]['steps'][name]} steps)")
         ax.plot(*W_STAR, "k*", ms=10)
         slow = "$u_+ = (1, 1)/\\sqrt{2}$" if rho < 0 else "$u_- = (1, -1)/\\sqrt{2}$"
@@ -454,14 +482,15 @@ assert final["Momentum"] < final["SGD, lr/(1-mu)"] < final["SGD"]             # 
 def plot_curves(curves, path):
     """Train loss (mean over seeds, thin lines per seed) and test accuracy per epoch."""
     import matplotlib.pyplot as plt
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    plt.close(fig)                                             # the cell shows fig; pyplot keeps no reference
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
     epochs = np.arange(EPOCHS + 1)
     for name, c in curves.items():
-        line, = ax1.semilogy(epochs, c[:, :, 0].mean(axis=0), label=name)
-        ax2.plot(epochs, c[:, :, 1].mean(axis=0), color=line.get_color(), label=name)
-        for s in range(len(SEEDS)):                            # thin lines: individual seeds
-            ax1.semilogy(epochs, c[s, :, 0], color=line.get_color(), alpha=0.25, lw=0.8)
+        col = color(name)
+        ax1.semilogy(epochs, c[:, :, 0].mean(axis=0), color=col, label=name)
+        ax2.plot(epochs, c[:, :, 1].mean(axis=0), color=col, label=name)
+        for s in range(len(SEEDS)):            # thin lines: individual seeds
+            ax1.semilogy(epochs, c[s, :, 0], color=col, alpha=0.25, lw=0.8)
     ax1.set(xlabel="epoch", ylabel="train softmax cross-entropy", title=data.name)
     ax2.set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
     ax1.legend(fontsize=8)
@@ -491,71 +520,161 @@ fig
 # and compare the final training loss (mean over seeds). A run that overflows
 # counts as infinite loss.
 
+# %% [markdown]
+# Training the 42 settings one after another costs most of this page's build time.
+# They share everything but $\eta$ and $\mu$: for one seed, the same initial
+# weights and the same minibatches. So we stack the runs along a leading axis $S$
+# and train them all at once: every weight matrix becomes a stack $(S, n_{l-1}, n_l)$,
+# every matrix product a batched one (`@` broadcasts over the leading axis), and
+# $\eta$, $\mu$ become arrays of shape $(S, 1, 1)$. SGD is momentum with $\mu = 0$
+# ($M = dW + 0 \cdot M = dW$ exactly), and averaged momentum differs from standard
+# momentum only in the term $\mu P_{in} M$, chosen per run by a mask. A run that
+# overflowed would end with a NaN loss, reported as infinite, as the one-run loop's
+# `FloatingPointError` reports it.
+
 # %%
+def train_stack(lrs, mus, averaged, seed, epochs):
+    """Final train loss of S runs trained at once (inf where a run diverged)   (S,).
+
+    lrs, mus: (S,) learning rates and momenta; averaged: (S,) bool, True for
+    AveragedMomentum (include_bias=False: biases get standard momentum).
+    Same initial weights and minibatches as ``train(make_opt, seed, epochs)``.
+    """
+    rng = np.random.default_rng(seed)
+    init = net.init(seed=rng)                           # [(W_1 (64, 32), b_1), (W_2, b_2)]
+    S = len(lrs)
+    lr = np.asarray(lrs, dtype=float)[:, None, None]    # (S, 1, 1)
+    mu = np.asarray(mus, dtype=float)[:, None, None]    # (S, 1, 1)
+    avg = np.asarray(averaged)[:, None, None]           # (S, 1, 1)
+    theta = []                                          # [W_1, b_1, W_2, b_2], stacked
+    for W, b in init:                                   # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
+        theta += [np.repeat(W[None], S, axis=0), np.repeat(b[None, None], S, axis=0)]
+    M = [np.zeros_like(t) for t in theta]
+
+    def forward(X):
+        W1, b1, W2, b2 = theta
+        A1 = np.tanh(X @ W1 + b1)                       # A_1 = tanh(X W_1 + 1 b_1)  (S, n, 32)
+        return A1, A1 @ W2 + b2                         # Y = A_1 W_2 + 1 b_2        (S, n, 10)
+
+    def loss_and_G(Y, T):
+        Ys = Y - Y.max(axis=-1, keepdims=True)          # shifted logits: softmax unchanged
+        logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))   # log softmax(Y)
+        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)             # (S,)
+        return loss, (np.exp(logP) - T) / len(T)        # G = (P - T) / n           (S, n, 10)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(epochs):
+            order = rng.permutation(len(T_train))
+            for start in range(0, len(order), BATCH):
+                idx = order[start:start + BATCH]
+                X, T = data.X_train[idx], T_train[idx]
+                A1, Y = forward(X)
+                _, G = loss_and_G(Y, T)
+                D1 = (G @ theta[2].swapaxes(-1, -2)) * (1 - A1 * A1)
+                # Delta_1 = (G W_2^T) * tanh'(Z_1)                              (S, n, 32)
+                grads = [X.T @ D1, D1.sum(axis=-2, keepdims=True),
+                         A1.swapaxes(-1, -2) @ G, G.sum(axis=-2, keepdims=True)]
+                # dW_1 = X^T Delta_1, db_1 = 1^T Delta_1, dW_2 = A_1^T G, db_2 = 1^T G
+                for i, g in enumerate(grads):
+                    carry = M[i]
+                    if i % 2 == 0:                      # weights: P_in M where averaged
+                        carry = np.where(avg, M[i].mean(axis=-2, keepdims=True), M[i])
+                    M[i] = g + mu * carry               # M <- dW + mu (P_in) M
+                    theta[i] = theta[i] - lr * M[i]     # W <- W - lr M
+        loss, _ = loss_and_G(forward(data.X_train)[1], T_train)
+    return np.where(np.isfinite(loss), loss, np.inf)  # overflowed: NaN -> inf
+
+
 if FAST:
     SWEEP_LRS, SWEEP_MUS, SWEEP_EPOCHS, SWEEP_SEEDS = (0.03, 0.1, 0.3, 1.0), (0.5, 0.9), 3, [0]
 else:
-    SWEEP_LRS, SWEEP_MUS, SWEEP_EPOCHS, SWEEP_SEEDS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), (0.5, 0.9, 0.99), 15, [0, 1, 2]
+    SWEEP_LRS, SWEEP_MUS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), (0.5, 0.9, 0.99)
+    SWEEP_EPOCHS, SWEEP_SEEDS = 15, [0, 1, 2]
+settings = [("SGD", lr, 0.0) for lr in SWEEP_LRS] + [
+    (name, lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS
+    for name in ("Momentum", "AveragedMomentum")]
+lrs, mus = [s[1] for s in settings], [s[2] for s in settings]
+is_avg = [s[0] == "AveragedMomentum" for s in settings]
+
+# the stack is the one-run loop: a few settings, run both ways, must agree
+def make_opt(name, lr, mu):
+    return refnet.SGD(lr) if name == "SGD" else getattr(refnet, name)(lr, mu)
 
 
-def final_loss(make_opt):
-    """Final train loss, mean over SWEEP_SEEDS (inf if any seed diverged)."""
-    return float(np.mean([train(make_opt, s, SWEEP_EPOCHS)[-1, 0] for s in SWEEP_SEEDS]))
-
+CHECK = [("SGD", SWEEP_LRS[1], 0.0), ("Momentum", SWEEP_LRS[1], 0.9),
+         ("AveragedMomentum", SWEEP_LRS[2], 0.9),
+         ("Momentum", 3.0, 0.99)]
+t0 = time.perf_counter()
+stacked = train_stack([c[1] for c in CHECK], [c[2] for c in CHECK],
+                      [c[0] == "AveragedMomentum" for c in CHECK], seed=0, epochs=2)
+print("stack vs one-run loop, final train loss after 2 epochs:")
+for (name, lr, mu), a in zip(CHECK, stacked):
+    b = train(lambda: make_opt(name, lr, mu), 0, 2)[-1, 0]
+    print(f"  {name:<17} lr {lr:<5} mu {mu:<5} {a:.12g}  {b:.12g}")
+    assert (np.isinf(a) and np.isinf(b)) or abs(a - b) <= 1e-9 * abs(b)
+print(f"({time.perf_counter() - t0:.1f} s)")
 
 t0 = time.perf_counter()
-sweep = {("SGD", lr, 0.0): final_loss(lambda: refnet.SGD(lr)) for lr in SWEEP_LRS}
-for lr in SWEEP_LRS:
-    for mu in SWEEP_MUS:
-        sweep[("Momentum", lr, mu)] = final_loss(lambda: refnet.Momentum(lr, mu))
-        sweep[("AveragedMomentum", lr, mu)] = final_loss(lambda: refnet.AveragedMomentum(lr, mu))
+final_sweep = np.mean([train_stack(lrs, mus, is_avg, s, SWEEP_EPOCHS) for s in SWEEP_SEEDS],
+                axis=0)                                 # mean over seeds (inf if any diverged)
+sweep = dict(zip(settings, final_sweep))
 print(f"sweep: {len(sweep)} settings x {len(SWEEP_SEEDS)} seeds x {SWEEP_EPOCHS} epochs "
       f"in {time.perf_counter() - t0:.1f} s\n")
 
 print(f"final train loss after {SWEEP_EPOCHS} epochs (mean over seeds {SWEEP_SEEDS})")
-print(f"{'lr':>6}{'SGD':>10}" + "".join(f"{'Mom mu=' + str(mu):>14}{'Avg mu=' + str(mu):>14}" for mu in SWEEP_MUS))
+print(f"{'lr':>5}{'SGD':>9}" + "".join(f"{'Mom ' + str(mu):>10}{'Avg ' + str(mu):>10}"
+                                      for mu in SWEEP_MUS))
 for lr in SWEEP_LRS:
-    print(f"{lr:>6}{sweep[('SGD', lr, 0.0)]:>10.4f}" +
-          "".join(f"{sweep[('Momentum', lr, mu)]:>14.4f}{sweep[('AveragedMomentum', lr, mu)]:>14.4f}"
-                  for mu in SWEEP_MUS))
+    print(f"{lr:>5}{sweep[('SGD', lr, 0.0)]:>9.4f}" + "".join(
+        f"{sweep[('Momentum', lr, mu)]:>10.4f}{sweep[('AveragedMomentum', lr, mu)]:>10.4f}"
+        for mu in SWEEP_MUS))
 
 best = {name: min((v, lr, mu) for (n_, lr, mu), v in sweep.items() if n_ == name)
         for name in ("SGD", "Momentum", "AveragedMomentum")}
-print("\nbest setting of each optimizer: " +
-      "; ".join(f"{name} {v:.4f} (lr {lr}, mu {mu})" for name, (v, lr, mu) in best.items()))
-moderate = [(lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS if lr / (1 - mu) < 5]    # momentum's long-run step
-ratio = {name: np.array([sweep[(name, lr, mu)] / sweep[("SGD", lr, 0.0)] for lr, mu in moderate])
+print("\nbest setting of each optimizer:")
+for name, (v, lr, mu) in best.items():
+    print(f"  {name:<17} {v:.4f} (lr {lr}, mu {mu})")
+moderate = [(lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS
+            if lr / (1 - mu) < 5]                       # momentum's long-run step
+ratio = {name: np.array([sweep[(name, lr, mu)] / sweep[("SGD", lr, 0.0)]
+                         for lr, mu in moderate])
          for name in ("Momentum", "AveragedMomentum")}
-print("final loss / SGD's at the same lr, settings with lr/(1-mu) < 5: " +
-      "; ".join(f"{name} {r.min():.2f} to {r.max():.2f}" for name, r in ratio.items()))
+print("final loss / SGD's at the same lr, settings with lr/(1-mu) < 5:")
+for name, r in ratio.items():
+    print(f"  {name:<17} {r.min():.2f} to {r.max():.2f}")
 wins = [(lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS
         if sweep[("AveragedMomentum", lr, mu)] < sweep[("Momentum", lr, mu)]]
-print("settings where AveragedMomentum ends below Momentum:",
-      ", ".join(f"lr {lr}, mu {mu} (Momentum {sweep[('Momentum', lr, mu)]:.3g}, "
-                f"Averaged {sweep[('AveragedMomentum', lr, mu)]:.3g})" for lr, mu in wins) or "none")
+print("settings where AveragedMomentum ends below Momentum:" + ("" if wins else " none"))
+for lr, mu in wins:
+    print(f"  lr {lr}, mu {mu}: Momentum {sweep[('Momentum', lr, mu)]:.3g}, "
+          f"Averaged {sweep[('AveragedMomentum', lr, mu)]:.3g}")
 
 # the claims of the text below, checked on the numbers just printed
-assert best["Momentum"][0] < 0.5 * best["AveragedMomentum"][0]             # tuned momentum wins clearly
-assert 0.7 * best["SGD"][0] < best["AveragedMomentum"][0]                  # tuned, averaging ~ tuned SGD
-assert all(sweep[("Momentum", lr, mu)] > best["SGD"][0] for lr, mu in wins)   # wins only where momentum broke
-assert np.all(np.abs(np.log(ratio["AveragedMomentum"])) < np.abs(np.log(ratio["Momentum"])))  # nearer SGD
+assert best["Momentum"][0] < 0.5 * best["AveragedMomentum"][0]   # tuned momentum wins
+assert 0.7 * best["SGD"][0] < best["AveragedMomentum"][0]        # averaging ~ tuned SGD
+assert all(sweep[("Momentum", lr, mu)] > best["SGD"][0]
+           for lr, mu in wins)                                   # wins where momentum broke
+assert np.all(np.abs(np.log(ratio["AveragedMomentum"]))
+              < np.abs(np.log(ratio["Momentum"])))              # nearer SGD
 
 # %% tags=["hide-input"]
 def plot_sweep(sweep, path, ceil=10.0):
-    """Final train loss against lr: SGD, and Momentum (solid) / AveragedMomentum (dashed) per mu.
+    """Final train loss against lr: colour = optimizer, line style = mu.
     Diverged or blown-up runs are drawn at ``ceil``."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plt.close(fig)                                             # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
     clip = lambda v: min(v, ceil)
-    ax.loglog(SWEEP_LRS, [clip(sweep[("SGD", lr, 0.0)]) for lr in SWEEP_LRS], "k.-", label="SGD")
-    for mu, color in zip(SWEEP_MUS, ("tab:green", "tab:blue", "tab:purple")):
-        ax.loglog(SWEEP_LRS, [clip(sweep[("Momentum", lr, mu)]) for lr in SWEEP_LRS], "o-", color=color,
-                  label=f"Momentum, mu {mu}")
-        ax.loglog(SWEEP_LRS, [clip(sweep[("AveragedMomentum", lr, mu)]) for lr in SWEEP_LRS], "s--",
-                  color=color, mfc="none", label=f"AveragedMomentum, mu {mu}")
+    ax.loglog(SWEEP_LRS, [clip(sweep[("SGD", lr, 0.0)]) for lr in SWEEP_LRS], ".-",
+              color=color("SGD"), label="SGD")
+    for mu in SWEEP_MUS:
+        for name, marker in (("Momentum", "o"), ("AveragedMomentum", "s")):
+            ax.loglog(SWEEP_LRS, [clip(sweep[(name, lr, mu)]) for lr in SWEEP_LRS],
+                      marker=marker, ls=MU_STYLES[mu], color=color(name), mfc="none",
+                      label=f"{name}, mu {mu}")
     ax.axhline(ceil, color="0.6", lw=0.6, ls=":")
-    ax.set(xlabel="learning rate", ylabel=f"train loss after {SWEEP_EPOCHS} epochs (capped at {ceil:g})",
+    ax.set(xlabel="learning rate",
+           ylabel=f"train loss after {SWEEP_EPOCHS} epochs (capped at {ceil:g})",
            title=f"{data.name}, 64-32-10 tanh")
     ax.legend(fontsize=7)
     fig.tight_layout()
