@@ -56,7 +56,7 @@ np.set_printoptions(precision=4, suppress=True, linewidth=88)
 
 X, T = seed_regression(n=8, seed=0)                # x in [0, 1]^3: X (8, 3), T (8, 2)
 net = refnet.MLP([3, 4, 2], activation="sigmoid", output_activation="identity")
-params = net.init(seed=0)                          # [(W_1 (3, 4), b_1), (W_2 (4, 2), b_2)]
+params = net.init(seed=0)                          # [(W_1, b_1), (W_2, b_2)]
 n, p = X.shape[0], net.n_params
 G = np.tile([0.0, -1.0], (n, 1)) / n               # dL/dY of L = -mean(y_1)     (8, 2)
 Y0 = net.forward(params, X)                        # Y at the start              (8, 2)
@@ -242,7 +242,7 @@ def plot_geometry():
     import matplotlib.pyplot as plt
     c = lambda t: t[1] + 0.4 * t[0] ** 2                 # constraint c(theta)
     jac = lambda t: np.array([0.8 * t[0], 1.0])          # J = dc/dtheta    (1 x 2)
-    theta0, g2, lr = np.array([0.5, 0.0]), np.array([-1.0, -1.2]), 0.9
+    theta0, g2, lr = np.array([0.5, 0.0]), np.array([-1.2, -0.5]), 1.0
     c0, J0 = c(theta0), jac(theta0)
     g_perp = g2 - J0 * (J0 @ g2) / (J0 @ J0)             # g - J^T (J J^T)^-1 J g
     path = [theta0 - lr * g_perp]                        # the projected step
@@ -261,7 +261,7 @@ def plot_geometry():
     ax.arrow(*theta0, *(-lr * g2), color="0.5", **arrow)
     ax.arrow(*theta0, *(-lr * g_perp), color=color("projected"), **arrow)
     ax.plot(*np.array(path).T, ".-", color=color("projected + retraction"), ms=6)
-    ax.annotate("$-\\eta g$", theta0 - lr * g2, color="0.4", xytext=(4, 0),
+    ax.annotate("$-\\eta g$", theta0 - lr * g2, color="0.4", xytext=(-34, 4),
                 textcoords="offset points")
     ax.annotate("$-\\eta g_\\perp$", path[0], color=color("projected"),
                 xytext=(4, 4), textcoords="offset points")
@@ -318,7 +318,8 @@ _, info = refnet.frozen_step(net, params, X, G, freeze=[0], lr=LR)
 drift = {method: d.max() for method, (d, _) in results.items()}
 gain = {method: gn[-1] for method, (_, gn) in results.items()}
 assert drift["masked, head only"] == 0.0 and drift["projected + retraction"] <= info.tol
-assert drift["masked, all layers"] > drift["projected"] > drift["projected + retraction"]
+assert (drift["masked, all layers"] > drift["projected"]
+        > drift["projected + retraction"])
 assert gain["masked, all layers"] == max(gain.values())
 assert gain["masked, head only"] == min(gain.values())
 
@@ -366,7 +367,7 @@ plot_methods(results) if HAVE_MPL else None
 SWEEP_STEPS, LR_FIT = (300 if FAST else 2000), 0.2
 MS = [0, 1, 2, 4, 8, 16, 20, 21, 32]               # anchors (0: output 0 not frozen)
 X_fit, T_fit = seed_regression(n=64, seed=1)       # training set     (64, 3), (64, 2)
-X_ho, T_ho = seed_regression(n=1000, seed=2)       # held-out set     (1000, 3), (1000, 2)
+X_ho, T_ho = seed_regression(n=1000, seed=2)       # held-out set     (1000, 3), ...
 POOL, _ = seed_regression(n=32, seed=3)            # anchors POOL[:m] (32, 3)
 Y0_ho = net.forward(params, X_ho)                  # held-out outputs at the start
 
@@ -467,7 +468,8 @@ def plot_anchors(sweep):
     a.semilogy(ms, [max(sweep[m]["drift"], 1e-17) for m in ms], "o-", **kw)
     b.plot(ms, [sweep[m]["mse"] for m in ms], "o-", **kw)
     for ax, key in ((a, "drift"), (b, "mse")):
-        ax.axhline(sweep[0][key], ls="--", color=color("not frozen"), label="not frozen")
+        ax.axhline(sweep[0][key], ls="--", color=color("not frozen"),
+                   label="not frozen")
         ax.axvline(21, ls=":", c="k")
         ax.legend(fontsize=8)
     a.set(xlabel="anchors m", ylabel="held-out max |y0 - y0(0)|",
@@ -542,7 +544,7 @@ assert info_h.nullity == nullity_np == h + 1
 # $\langle g, u \rangle = \lVert N^T g \rVert = \lVert g_\perp \rVert$. $\square$
 
 # %% tags=["hide-cell"]
-_, s_full, Vt_full = np.linalg.svd(J)              # full SVD: rows r.. of V^T span null(J)
+_, s_full, Vt_full = np.linalg.svd(J)              # rows r.. of V^T span null(J)
 r = np.sum(s_full > refnet.frozen.default_rtol(net, n, J.dtype) * s_full[0])
 N = Vt_full[r:].T                                  # null-space basis      (p, p - r)
 best = gv @ gp / np.linalg.norm(gp)                # <g, u> at u = g_perp / |g_perp|

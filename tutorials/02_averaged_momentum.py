@@ -52,7 +52,8 @@ from refnet.demos.style import MU_STYLES, color
 
 FAST = os.environ.get("REFNET_FAST") == "1"
 OUT = os.environ.get("REFNET_OUT", ".")
-HAVE_MPL = find_spec("matplotlib") is not None           # figures need matplotlib (the `plots` extra)
+# figures need matplotlib (the `plots` extra)
+HAVE_MPL = find_spec("matplotlib") is not None
 np.set_printoptions(precision=4, suppress=True)
 if not HAVE_MPL:
     print("matplotlib is not installed: figures are skipped (the tables are printed)")
@@ -99,14 +100,18 @@ if not HAVE_MPL:
 # %%
 M = np.array([[1.0, 10.0],
               [2.0, 20.0],
-              [6.0, 60.0]])                           # (n_in, n_out) = (3, 2): column j enters neuron j
-P_in = refnet.averaging_matrix(3)                     # 1 1^T / 3                       (3, 3)
+              [6.0, 60.0]])        # (n_in, n_out) = (3, 2): column j enters neuron j
+P_in = refnet.averaging_matrix(3)  # 1 1^T / 3  (3, 3)
 print("P_in =\n", P_in)
-print("P_in @ M =\n", P_in @ M)                       # every column replaced by its mean
-assert np.allclose(P_in @ M, refnet.average_incoming(M, axis=0))       # explicit form == fast form
-assert np.array_equal(P_in, P_in.T) and np.allclose(P_in @ P_in, P_in)   # symmetric, idempotent
-assert np.allclose((P_in @ M).sum(axis=0), M.sum(axis=0))              # 1^T P_in M = 1^T M
-assert np.allclose(P_in @ np.array([1.0, -1.0, 0.0]), 0.0)             # zero-sum vectors are removed
+print("P_in @ M =\n", P_in @ M)  # every column replaced by its mean
+# explicit form == fast form
+assert np.allclose(P_in @ M, refnet.average_incoming(M, axis=0))
+# symmetric, idempotent
+assert np.array_equal(P_in, P_in.T) and np.allclose(P_in @ P_in, P_in)
+# 1^T P_in M = 1^T M
+assert np.allclose((P_in @ M).sum(axis=0), M.sum(axis=0))
+# zero-sum vectors are removed
+assert np.allclose(P_in @ np.array([1.0, -1.0, 0.0]), 0.0)
 
 # %% [markdown]
 # ## What the recursion really does
@@ -125,16 +130,17 @@ assert np.allclose(P_in @ np.array([1.0, -1.0, 0.0]), 0.0)             # zero-su
 
 # %%
 rng = np.random.default_rng(0)
-params = [(rng.standard_normal((5, 3)), np.zeros(3))]            # one non-square layer W (5, 3)
+params = [(rng.standard_normal((5, 3)), np.zeros(3))]  # one non-square layer W (5, 3)
 opt = refnet.AveragedMomentum(lr=0.1, momentum=0.9)
 state, P5, mean_part = opt.init(params), refnet.averaging_matrix(5), np.zeros((5, 3))
 for t in range(5):
     dW = rng.standard_normal((5, 3))
     params, state = opt.step(params, [(dW, np.zeros(3))], state)
-    M_W = state.accumulation[0][0]                               # the buffer M of W      (5, 3)
-    mean_part = P5 @ dW + 0.9 * mean_part                        # standard momentum on P_in dW
-    assert np.allclose(P5 @ M_W, mean_part)                      # P_in M: momentum
-    assert np.allclose(M_W - P5 @ M_W, dW - P5 @ dW)             # (I - P_in) M = (I - P_in) dW: none
+    M_W = state.accumulation[0][0]           # the buffer M of W  (5, 3)
+    mean_part = P5 @ dW + 0.9 * mean_part    # standard momentum on P_in dW
+    assert np.allclose(P5 @ M_W, mean_part)  # P_in M: momentum
+    # (I - P_in) M = (I - P_in) dW: none
+    assert np.allclose(M_W - P5 @ M_W, dW - P5 @ dW)
 print("P_in M follows standard momentum; (I - P_in) M is just the latest gradient")
 
 # %% [markdown]
@@ -149,8 +155,9 @@ print("P_in M follows standard momentum; (I - P_in) M is just the latest gradien
 # hide; on the non-square example above it cannot:
 
 # %%
-incoming = refnet.average_incoming(M, axis=0)                   # P_in M   : mean over rows of each column
-outgoing = refnet.average_incoming(M, axis=1)                   # M P_out  : the answer's reduce_mean(axis=1)
+incoming = refnet.average_incoming(M, axis=0)  # P_in M  : mean over rows of each column
+# M P_out  : the answer's reduce_mean(axis=1)
+outgoing = refnet.average_incoming(M, axis=1)
 print("incoming (P_in M) =\n", incoming)
 print("outgoing (M P_out, the answer's axis) =\n", outgoing)
 assert np.allclose(outgoing, M @ refnet.averaging_matrix(2))
@@ -170,14 +177,15 @@ def plot_averaging(M):
               "$P_{in} M$ (incoming)": refnet.average_incoming(M, axis=0),
               "$M P_{out}$ (outgoing)": refnet.average_incoming(M, axis=1)}
     lim = np.abs(M).max()
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
-    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
+    fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.4), layout="constrained")
+    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
     for ax, (title, A) in zip(axes, panels.items()):
         im = ax.imshow(A, cmap="RdBu_r", vmin=-lim, vmax=lim)
         for (i, j), v in np.ndenumerate(A):
             ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7)
-        ax.set(title=title, xlabel="neuron j (column)", ylabel="input i (row)",
+        ax.set(title=title, xlabel="neuron j (column)",
                xticks=range(A.shape[1]), yticks=range(A.shape[0]))
+    axes[0].set_ylabel("input i (row)")
     fig.colorbar(im, ax=axes, shrink=0.8)
     return fig
 
@@ -192,10 +200,12 @@ plot_averaging(np.random.default_rng(5).normal(size=(6, 4)).round(1)) if HAVE_MP
 # `axis=(0, 1, 2)` (the answer's conv TODO):
 
 # %%
-assert np.allclose(refnet.average_incoming(M.T, axis=1), incoming.T)     # torch layout: same numbers
-K = rng.standard_normal((3, 3, 2, 4))                                     # HWIO conv kernel
+# torch layout: same numbers
+assert np.allclose(refnet.average_incoming(M.T, axis=1), incoming.T)
+K = rng.standard_normal((3, 3, 2, 4))  # HWIO conv kernel
 K_avg = refnet.average_incoming(K, axis=(0, 1, 2))
-assert np.allclose(K_avg, (refnet.averaging_matrix(18) @ K.reshape(18, 4)).reshape(K.shape))  # P_in, fan-in 18
+# P_in, fan-in 18
+assert np.allclose(K_avg, (refnet.averaging_matrix(18) @ K.reshape(18, 4)).reshape(K.shape))
 print("conv kernel: every entry of output channel 0 is", K_avg[0, 0, 0, 0].round(4),
       "= mean of its 18 incoming weights", K[..., 0].mean().round(4))
 
@@ -213,11 +223,12 @@ print("conv kernel: every entry of output channel 0 is", K_avg[0, 0, 0, 0].round
 # %%
 W, b = rng.standard_normal((3, 2)), rng.standard_normal(2)
 dW, db = rng.standard_normal((3, 2)), rng.standard_normal(2)
-M_W, M_b = rng.standard_normal((3, 2)), rng.standard_normal(2)    # some earlier momentum
+M_W, M_b = rng.standard_normal((3, 2)), rng.standard_normal(2)  # some earlier momentum
 opt = refnet.AveragedMomentum(lr=0.1, momentum=0.9, include_bias=True)
 (new_params,), new_state = opt.step([(W, b)], [(dW, db)], refnet.MomentumState([(M_W, M_b)]))
-M_aug = np.vstack([M_W, M_b])                                      # [M_W; M_b]             (4, 2)
-M_aug = np.vstack([dW, db]) + 0.9 * refnet.averaging_matrix(4) @ M_aug   # M <- dW + mu P_in M  (4 = n_in + 1)
+M_aug = np.vstack([M_W, M_b])  # [M_W; M_b]  (4, 2)
+# M <- dW + mu P_in M  (4 = n_in + 1)
+M_aug = np.vstack([dW, db]) + 0.9 * refnet.averaging_matrix(4) @ M_aug
 assert np.allclose(new_params[0], W - 0.1 * M_aug[:3]) and np.allclose(new_params[1], b - 0.1 * M_aug[3])
 print("include_bias=True equals averaging the augmented [W; b]")
 
@@ -259,15 +270,17 @@ W_STAR, W0, TOL = np.array([1.0, 1.0]), np.array([-1.5, 2.5]), 1e-8
 def toy_problem(rho, n=64, seed=0):
     """Inputs X (n, 2): centred, covariance exactly [[1, rho], [rho, 1]]; targets T = X w* (n, 1)."""
     Z = np.random.default_rng(seed).standard_normal((n, 2))
-    Z = Z - Z.mean(axis=0)                                           # centred
-    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T        # covariance exactly I
-    X = Z @ np.linalg.cholesky(np.array([[1.0, rho], [rho, 1.0]])).T    # covariance exactly C
+    Z = Z - Z.mean(axis=0)                                    # centred
+    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T  # covariance exactly I
+    # covariance exactly C
+    X = Z @ np.linalg.cholesky(np.array([[1.0, rho], [rho, 1.0]])).T
     return X, (X @ W_STAR)[:, None]
 
 
 def toy_run(opt, X, T, steps):
     """Full-batch training from W0; returns the path of w (steps + 1, 2) and the losses (steps + 1,)."""
-    params = [(W0.reshape(2, 1), np.zeros(1))]                       # W (2, 1): the neuron's incoming weights
+    # W (2, 1): the neuron's incoming weights
+    params = [(W0.reshape(2, 1), np.zeros(1))]
     state, path, losses = opt.init(params), [], []
     for _ in range(steps + 1):
         loss, grads = toy_net.loss_and_grads(params, X, T, loss="mse")
@@ -275,7 +288,8 @@ def toy_run(opt, X, T, steps):
         losses.append(float(loss))
         params, state = opt.step(params, grads, state)
     path = np.array(path)
-    assert abs(float(params[0][1][0])) <= 1e-12 * max(1.0, np.max(np.abs(path)))   # centred data: b stays 0
+    # centred data: b stays 0
+    assert abs(float(params[0][1][0])) <= 1e-12 * max(1.0, np.max(np.abs(path)))
     return path, np.array(losses)
 
 
@@ -294,8 +308,9 @@ TOY_LR, TOY_MU, TOY_STEPS = 0.3, 0.8, 400
 toy = {}
 for rho in (-0.9, 0.9):
     X2, T2 = toy_problem(rho)
-    H = 2 * X2.T @ X2 / len(X2)                                      # Hessian of L(w) = 2 C   (2, 2)
-    curv = {"u+": (H @ [1, 1]) @ [1, 1] / 2, "u-": (H @ [1, -1]) @ [1, -1] / 2}   # u^T H u
+    H = 2 * X2.T @ X2 / len(X2)  # Hessian of L(w) = 2 C  (2, 2)
+    # u^T H u
+    curv = {"u+": (H @ [1, 1]) @ [1, 1] / 2, "u-": (H @ [1, -1]) @ [1, -1] / 2}
     assert np.isclose(curv["u+"], 2 * (1 + rho)) and np.isclose(curv["u-"], 2 * (1 - rho))
     toy[rho] = {name: toy_run(o, X2, T2, TOY_STEPS) for name, o in toy_optimizers(TOY_LR, TOY_MU).items()}
     steps = {name: settle(l) for name, (_, l) in toy[rho].items()}
@@ -303,22 +318,24 @@ for rho in (-0.9, 0.9):
           f"steps to L < 1e-8 (lr {TOY_LR}, mu {TOY_MU}): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
     toy[rho]["steps"] = steps
 s_neg, s_pos = toy[-0.9]["steps"], toy[0.9]["steps"]
-assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]              # rho < 0: averaging helps
-assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1 < s_pos["SGD"] - s_pos["Momentum"]   # rho > 0: = SGD
+# rho < 0: averaging helps
+assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]
+# rho > 0: = SGD
+assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1 < s_pos["SGD"] - s_pos["Momentum"]
 
 # %% tags=["hide-input"]
 def plot_toy(toy, path):
     """Left: the first 60 steps of each path on the loss contours; right: loss per step. One row per rho."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5))
-    plt.close(fig)                                                   # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
     g0, g1 = np.meshgrid(np.linspace(-2.0, 3.0, 201), np.linspace(-1.0, 3.5, 181))
     for (ax, ax_loss), rho in zip(axes, (-0.9, 0.9)):
         D0, D1 = g0 - W_STAR[0], g1 - W_STAR[1]
-        L_grid = D0 * D0 + 2 * rho * D0 * D1 + D1 * D1               # (w - w*)^T C (w - w*)
+        L_grid = D0 * D0 + 2 * rho * D0 * D1 + D1 * D1  # (w - w*)^T C (w - w*)
         ax.contour(g0, g1, L_grid, levels=np.geomspace(1e-3, 20, 14), colors="0.75", linewidths=0.7)
         for name, (w_path, losses) in ((k, v) for k, v in toy[rho].items() if k != "steps"):
-            wide = name == "SGD"                                     # drawn wide: other paths run on top of it
+            wide = name == "SGD"  # drawn wide: other paths run on top of it
             ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, lw=4 if wide else 1, alpha=0.5 if wide else 1,
                     color=color(name), label=name)
             ax_loss.semilogy(np.maximum(losses, 1e-20), color=color(name), lw=4 if wide else 1.2,
@@ -407,9 +424,11 @@ class OutgoingAveragedMomentum:
 
     def step(self, params, grads, state):
         mu = self.momentum
-        M = [(dW + mu * refnet.average_incoming(mW, axis=1), db + mu * mb)    # axis=1: M P_out (the bug)
+        # axis=1: M P_out (the bug)
+        M = [(dW + mu * refnet.average_incoming(mW, axis=1), db + mu * mb)
              for (dW, db), (mW, mb) in zip(grads, state.accumulation)]
-        new = [(W - self.lr * mW, b - self.lr * mb) for (W, b), (mW, mb) in zip(params, M)]  # theta -= lr M
+        # theta -= lr M
+        new = [(W - self.lr * mW, b - self.lr * mb) for (W, b), (mW, mb) in zip(params, M)]
         return new, refnet.MomentumState(M)
 
 
@@ -434,7 +453,7 @@ def train(make_opt, seed, epochs):
 
     A run that overflows (FloatingPointError) is marked by an infinite loss from then on.
     """
-    rng = np.random.default_rng(seed)                            # weights and batch order from one seed
+    rng = np.random.default_rng(seed)  # weights and batch order from one seed
     params, opt = net.init(seed=rng), make_opt()
     state = opt.init(params)
 
@@ -451,14 +470,15 @@ def train(make_opt, seed, epochs):
                 idx = order[start:start + BATCH]
                 _, grads = net.loss_and_grads(params, data.X_train[idx], T_train[idx], loss="softmax_cross_entropy")
                 params, state = opt.step(params, grads, state)
-        except FloatingPointError:                               # diverged: loss inf, accuracy chance
+        except FloatingPointError:  # diverged: loss inf, accuracy chance
             return np.array(curve + [(np.inf, 0.1)] * (epochs + 1 - len(curve)))
         curve.append(evaluate())
     return np.array(curve)                                       # (epochs + 1, 2)
 
 
 t0 = time.perf_counter()
-curves = {name: np.stack([train(make, s, EPOCHS) for s in SEEDS]) for name, make in OPTIMIZERS.items()}   # (seeds, epochs+1, 2)
+# (seeds, epochs+1, 2)
+curves = {name: np.stack([train(make, s, EPOCHS) for s in SEEDS]) for name, make in OPTIMIZERS.items()}
 print(f"trained {len(OPTIMIZERS)} optimizers x {len(SEEDS)} seeds x {EPOCHS} epochs "
       f"in {time.perf_counter() - t0:.1f} s")
 
@@ -473,17 +493,19 @@ for name, c in curves.items():
 final = {name: c[:, -1, 0].mean() for name, c in curves.items()}
 print("final train loss relative to Momentum: " +
       ", ".join(f"{name} x{v / final['Momentum']:.1f}" for name, v in final.items()))
-assert final["Momentum"] == min(final.values())                                 # momentum ends lowest
-for variant in ("AveragedMomentum (in)", "answer's variant (out)"):            # both just ahead of SGD
+assert final["Momentum"] == min(final.values())  # momentum ends lowest
+# both just ahead of SGD
+for variant in ("AveragedMomentum (in)", "answer's variant (out)"):
     assert 0.8 * final["SGD"] < final[variant] < final["SGD"]
-assert final["Momentum"] < final["SGD, lr/(1-mu)"] < final["SGD"]             # the bigger step explains part
+# the bigger step explains part
+assert final["Momentum"] < final["SGD, lr/(1-mu)"] < final["SGD"]
 
 # %% tags=["hide-input"]
 def plot_curves(curves, path):
     """Train loss (mean over seeds, thin lines per seed) and test accuracy per epoch."""
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
     epochs = np.arange(EPOCHS + 1)
     for name, c in curves.items():
         col = color(name)
@@ -541,26 +563,30 @@ def train_stack(lrs, mus, averaged, seed, epochs):
     Same initial weights and minibatches as ``train(make_opt, seed, epochs)``.
     """
     rng = np.random.default_rng(seed)
-    init = net.init(seed=rng)                           # [(W_1 (64, 32), b_1), (W_2, b_2)]
+    init = net.init(seed=rng)  # [(W_1 (64, 32), b_1), (W_2, b_2)]
     S = len(lrs)
-    lr = np.asarray(lrs, dtype=float)[:, None, None]    # (S, 1, 1)
-    mu = np.asarray(mus, dtype=float)[:, None, None]    # (S, 1, 1)
-    avg = np.asarray(averaged)[:, None, None]           # (S, 1, 1)
-    theta = []                                          # [W_1, b_1, W_2, b_2], stacked
-    for W, b in init:                                   # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
+    # (S, 1, 1)
+    lr = np.asarray(lrs, dtype=float)[:, None, None]
+    # (S, 1, 1)
+    mu = np.asarray(mus, dtype=float)[:, None, None]
+    avg = np.asarray(averaged)[:, None, None]  # (S, 1, 1)
+    theta = []                                 # [W_1, b_1, W_2, b_2], stacked
+    for W, b in init:                          # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
         theta += [np.repeat(W[None], S, axis=0), np.repeat(b[None, None], S, axis=0)]
     M = [np.zeros_like(t) for t in theta]
 
     def forward(X):
         W1, b1, W2, b2 = theta
-        A1 = np.tanh(X @ W1 + b1)                       # A_1 = tanh(X W_1 + 1 b_1)  (S, n, 32)
-        return A1, A1 @ W2 + b2                         # Y = A_1 W_2 + 1 b_2        (S, n, 10)
+        A1 = np.tanh(X @ W1 + b1)  # A_1 = tanh(X W_1 + 1 b_1)  (S, n, 32)
+        return A1, A1 @ W2 + b2    # Y = A_1 W_2 + 1 b_2  (S, n, 10)
 
     def loss_and_G(Y, T):
-        Ys = Y - Y.max(axis=-1, keepdims=True)          # shifted logits: softmax unchanged
-        logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))   # log softmax(Y)
-        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)             # (S,)
-        return loss, (np.exp(logP) - T) / len(T)        # G = (P - T) / n           (S, n, 10)
+        Ys = Y - Y.max(axis=-1, keepdims=True)    # shifted logits: softmax unchanged
+        # log softmax(Y)
+        logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))
+        # (S,)
+        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)
+        return loss, (np.exp(logP) - T) / len(T)  # G = (P - T) / n  (S, n, 10)
 
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(epochs):
@@ -616,7 +642,7 @@ print(f"({time.perf_counter() - t0:.1f} s)")
 
 t0 = time.perf_counter()
 final_sweep = np.mean([train_stack(lrs, mus, is_avg, s, SWEEP_EPOCHS) for s in SWEEP_SEEDS],
-                axis=0)                                 # mean over seeds (inf if any diverged)
+                axis=0)  # mean over seeds (inf if any diverged)
 sweep = dict(zip(settings, final_sweep))
 print(f"sweep: {len(sweep)} settings x {len(SWEEP_SEEDS)} seeds x {SWEEP_EPOCHS} epochs "
       f"in {time.perf_counter() - t0:.1f} s\n")
@@ -653,7 +679,7 @@ for lr, mu in wins:
 assert best["Momentum"][0] < 0.5 * best["AveragedMomentum"][0]   # tuned momentum wins
 assert 0.7 * best["SGD"][0] < best["AveragedMomentum"][0]        # averaging ~ tuned SGD
 assert all(sweep[("Momentum", lr, mu)] > best["SGD"][0]
-           for lr, mu in wins)                                   # wins where momentum broke
+           for lr, mu in wins)  # wins where momentum broke
 assert np.all(np.abs(np.log(ratio["AveragedMomentum"]))
               < np.abs(np.log(ratio["Momentum"])))              # nearer SGD
 
@@ -663,7 +689,7 @@ def plot_sweep(sweep, path, ceil=10.0):
     Diverged or blown-up runs are drawn at ``ceil``."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plt.close(fig)                             # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
     clip = lambda v: min(v, ceil)
     ax.loglog(SWEEP_LRS, [clip(sweep[("SGD", lr, 0.0)]) for lr in SWEEP_LRS], ".-",
               color=color("SGD"), label="SGD")
@@ -714,10 +740,11 @@ fig
 # gradient.
 
 # %%
-S = data.X_train.T @ data.X_train / len(data.X_train)            # second moment of the inputs  (64, 64)
-eig, vecs = np.linalg.eigh(S)                                    # ascending eigenvalues
-u = np.ones(64) / 8.0                                            # unit all-ones direction 1 / sqrt(64)
-rayleigh = u @ S @ u                                             # curvature along the column mean
+# second moment of the inputs  (64, 64)
+S = data.X_train.T @ data.X_train / len(data.X_train)
+eig, vecs = np.linalg.eigh(S)  # ascending eigenvalues
+u = np.ones(64) / 8.0          # unit all-ones direction 1 / sqrt(64)
+rayleigh = u @ S @ u           # curvature along the column mean
 print(f"S = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}; "
       f"along the all-ones direction {rayleigh:.2f} (cos with the top eigenvector {abs(vecs[:, -1] @ u):.2f})")
 assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig) and abs(vecs[:, -1] @ u) > 0.5
@@ -728,8 +755,10 @@ params_, shares = net.init(seed=0), []
 for start in range(0, len(T_train), BATCH):
     idx = rng.permutation(len(T_train))[:BATCH]
     _, grads = net.loss_and_grads(params_, data.X_train[idx], T_train[idx], loss="softmax_cross_entropy")
-    shares.append([np.sum(refnet.average_incoming(dW) ** 2) / np.sum(dW ** 2) for dW, _ in grads])  # |P_in dW|^2 / |dW|^2
-    params_ = [(W - 0.1 * dW, b - 0.1 * db) for (W, b), (dW, db) in zip(params_, grads)]           # SGD step
+    # |P_in dW|^2 / |dW|^2
+    shares.append([np.sum(refnet.average_incoming(dW) ** 2) / np.sum(dW ** 2) for dW, _ in grads])
+    # SGD step
+    params_ = [(W - 0.1 * dW, b - 0.1 * db) for (W, b), (dW, db) in zip(params_, grads)]
 share = np.mean(shares, axis=0)
 print(f"share of |dW|^2 in the column means (gets momentum): layer 1 {share[0]:.2f}, layer 2 {share[1]:.3f} "
       f"(1/n_in would be {1 / 64:.3f} and {1 / 32:.3f})")
@@ -773,11 +802,13 @@ assert share[0] > 5 / 64 and share[1] < 3 / 32
 # %% tags=["hide-cell"]
 n_in = 7
 P7 = refnet.averaging_matrix(n_in)
-lam, V = np.linalg.eigh(P7)                                       # independent: LAPACK eigendecomposition
+lam, V = np.linalg.eigh(P7)  # independent: LAPACK eigendecomposition
 assert np.allclose(lam, [0.0] * (n_in - 1) + [1.0], atol=1e-15)
-assert np.allclose(np.abs(V[:, -1]), 1 / np.sqrt(n_in))           # the eigenvector of 1 is 1 / sqrt(n)
+# the eigenvector of 1 is 1 / sqrt(n)
+assert np.allclose(np.abs(V[:, -1]), 1 / np.sqrt(n_in))
 A7 = np.random.default_rng(3).standard_normal((n_in, 4))
-inner = np.sum((P7 @ A7) * (A7 - P7 @ A7))                        # <P A, (I - P) A>_F = tr(A^T P (I - P) A) = 0
+# <P A, (I - P) A>_F = tr(A^T P (I - P) A) = 0
+inner = np.sum((P7 @ A7) * (A7 - P7 @ A7))
 print(f"eigenvalues {lam.round(12)}, <P A, (I - P) A> = {inner:.1e}")
 assert abs(inner) < 1e-12
 
@@ -796,9 +827,10 @@ g_ = np.random.default_rng(4).standard_normal((5, 3))
 params_c = [(np.zeros((5, 3)), np.zeros(3))]
 opt_c = refnet.AveragedMomentum(lr=1e-3, momentum=mu_)
 state_c = opt_c.init(params_c)
-for _ in range(400):                                              # mu^400 ~ 5e-19: converged
+for _ in range(400):  # mu^400 ~ 5e-19: converged
     params_c, state_c = opt_c.step(params_c, [(g_, np.zeros(3))], state_c)
-M_star = g_ + mu_ / (1 - mu_) * (np.ones((5, 5)) / 5) @ g_        # closed form, P written out by hand
+# closed form, P written out by hand
+M_star = g_ + mu_ / (1 - mu_) * (np.ones((5, 5)) / 5) @ g_
 err_c = np.max(np.abs(state_c.accumulation[0][0] - M_star))
 print(f"max |M_400 - (g + mu/(1-mu) P g)| = {err_c:.1e}")
 assert err_c < 1e-12
@@ -821,7 +853,7 @@ def heavy_ball_rate(lr, mu, h):
 
 rates = {}
 for rho in (-0.9, 0.9):
-    h_plus, h_minus = 2 * (1 + rho), 2 * (1 - rho)                   # curvatures along u+ and u-
+    h_plus, h_minus = 2 * (1 + rho), 2 * (1 - rho)  # curvatures along u+ and u-
     rate = rates[rho] = {
         "SGD": max(abs(1 - TOY_LR * h) for h in (h_plus, h_minus)),
         "Momentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h) for h in (h_plus, h_minus)),

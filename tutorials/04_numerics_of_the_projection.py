@@ -43,7 +43,7 @@ EPS = np.finfo(np.float64).eps
 
 X, _ = seed_regression(n=8, seed=0)                # the 3-4-2 problem of tutorial 01
 net = refnet.MLP([3, 4, 2], activation="sigmoid", output_activation="identity")
-params = net.init(seed=0)                          # [(W_1 (3, 4), b_1), (W_2 (4, 2), b_2)]
+params = net.init(seed=0)                          # [(W_1, b_1), (W_2, b_2)]
 n, p = X.shape[0], net.n_params
 G = np.tile([0.0, -1.0], (n, 1)) / n               # raise output 1          (8, 2)
 Y0 = net.forward(params, X)                        #                         (8, 2)
@@ -89,7 +89,7 @@ Y0 = net.forward(params, X)                        #                         (8,
 # %%
 (W1, b1), (W2, b2) = params
 A0 = X                                             # A_0                    (8, 3)
-A1 = 1.0 / (1.0 + np.exp(-(A0 @ W1 + b1)))         # A_1 = sigma(A_0 W_1 + 1 b_1)   (8, 4)
+A1 = 1.0 / (1.0 + np.exp(-(A0 @ W1 + b1)))         # A_1 = sigma(A_0 W_1 + 1 b_1)
 
 
 def constraint_deltas(K):
