@@ -178,7 +178,7 @@ def plot_averaging(M):
               "$M P_{out}$ (outgoing)": refnet.average_incoming(M, axis=1)}
     lim = np.abs(M).max()
     fig, axes = plt.subplots(1, 3, figsize=(9.5, 3.4), layout="constrained")
-    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig
     for ax, (title, A) in zip(axes, panels.items()):
         im = ax.imshow(A, cmap="RdBu_r", vmin=-lim, vmax=lim)
         for (i, j), v in np.ndenumerate(A):
@@ -190,7 +190,8 @@ def plot_averaging(M):
     return fig
 
 
-plot_averaging(np.random.default_rng(5).normal(size=(6, 4)).round(1)) if HAVE_MPL else None
+M6 = np.random.default_rng(5).normal(size=(6, 4)).round(1)   # a buffer (6, 4)
+plot_averaging(M6) if HAVE_MPL else None
 
 # %% [markdown]
 # The "incoming" axis depends on the layout, so `average_incoming` takes it:
@@ -205,9 +206,10 @@ assert np.allclose(refnet.average_incoming(M.T, axis=1), incoming.T)
 K = rng.standard_normal((3, 3, 2, 4))  # HWIO conv kernel
 K_avg = refnet.average_incoming(K, axis=(0, 1, 2))
 # P_in, fan-in 18
-assert np.allclose(K_avg, (refnet.averaging_matrix(18) @ K.reshape(18, 4)).reshape(K.shape))
-print("conv kernel: every entry of output channel 0 is", K_avg[0, 0, 0, 0].round(4),
-      "= mean of its 18 incoming weights", K[..., 0].mean().round(4))
+P18 = refnet.averaging_matrix(18)                              # fan-in 3 * 3 * 2 = 18
+assert np.allclose(K_avg, (P18 @ K.reshape(18, 4)).reshape(K.shape))
+print(f"conv kernel: every entry of output channel 0 is {K_avg[0, 0, 0, 0]:.4f},\n"
+      f"the mean of its 18 incoming weights {K[..., 0].mean():.4f}")
 
 # %% [markdown]
 # ## Biases
@@ -225,11 +227,13 @@ W, b = rng.standard_normal((3, 2)), rng.standard_normal(2)
 dW, db = rng.standard_normal((3, 2)), rng.standard_normal(2)
 M_W, M_b = rng.standard_normal((3, 2)), rng.standard_normal(2)  # some earlier momentum
 opt = refnet.AveragedMomentum(lr=0.1, momentum=0.9, include_bias=True)
-(new_params,), new_state = opt.step([(W, b)], [(dW, db)], refnet.MomentumState([(M_W, M_b)]))
+state = refnet.MomentumState([(M_W, M_b)])
+(new_params,), new_state = opt.step([(W, b)], [(dW, db)], state)
 M_aug = np.vstack([M_W, M_b])  # [M_W; M_b]  (4, 2)
 # M <- dW + mu P_in M  (4 = n_in + 1)
 M_aug = np.vstack([dW, db]) + 0.9 * refnet.averaging_matrix(4) @ M_aug
-assert np.allclose(new_params[0], W - 0.1 * M_aug[:3]) and np.allclose(new_params[1], b - 0.1 * M_aug[3])
+assert np.allclose(new_params[0], W - 0.1 * M_aug[:3])
+assert np.allclose(new_params[1], b - 0.1 * M_aug[3])
 print("include_bias=True equals averaging the augmented [W; b]")
 
 # %% [markdown]
@@ -268,19 +272,20 @@ W_STAR, W0, TOL = np.array([1.0, 1.0]), np.array([-1.5, 2.5]), 1e-8
 
 
 def toy_problem(rho, n=64, seed=0):
-    """Inputs X (n, 2): centred, covariance exactly [[1, rho], [rho, 1]]; targets T = X w* (n, 1)."""
+    """Inputs X (n, 2): centred, covariance exactly [[1, rho], [rho, 1]];
+    targets T = X w* (n, 1)."""
     Z = np.random.default_rng(seed).standard_normal((n, 2))
     Z = Z - Z.mean(axis=0)                                    # centred
     Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T  # covariance exactly I
-    # covariance exactly C
-    X = Z @ np.linalg.cholesky(np.array([[1.0, rho], [rho, 1.0]])).T
+    C = np.array([[1.0, rho], [rho, 1.0]])
+    X = Z @ np.linalg.cholesky(C).T                           # covariance exactly C
     return X, (X @ W_STAR)[:, None]
 
 
 def toy_run(opt, X, T, steps):
-    """Full-batch training from W0; returns the path of w (steps + 1, 2) and the losses (steps + 1,)."""
-    # W (2, 1): the neuron's incoming weights
-    params = [(W0.reshape(2, 1), np.zeros(1))]
+    """Full-batch training from W0; returns the path of w (steps + 1, 2) and the
+    losses (steps + 1,)."""
+    params = [(W0.reshape(2, 1), np.zeros(1))]     # W (2, 1): the incoming weights
     state, path, losses = opt.init(params), [], []
     for _ in range(steps + 1):
         loss, grads = toy_net.loss_and_grads(params, X, T, loss="mse")
@@ -288,13 +293,13 @@ def toy_run(opt, X, T, steps):
         losses.append(float(loss))
         params, state = opt.step(params, grads, state)
     path = np.array(path)
-    # centred data: b stays 0
-    assert abs(float(params[0][1][0])) <= 1e-12 * max(1.0, np.max(np.abs(path)))
+    b = float(params[0][1][0])
+    assert abs(b) <= 1e-12 * max(1.0, np.max(np.abs(path)))   # centred data: b stays 0
     return path, np.array(losses)
 
 
 def settle(losses):
-    """First step after which the loss stays below TOL (len(losses) if it never does)."""
+    """First step after which the loss stays below TOL (len(losses) if never)."""
     above = np.nonzero(losses >= TOL)[0]
     return 0 if above.size == 0 else int(above[-1]) + 1
 
@@ -306,45 +311,54 @@ def toy_optimizers(lr, mu):
 
 TOY_LR, TOY_MU, TOY_STEPS = 0.3, 0.8, 400
 toy = {}
+print(f"steps to L < 1e-8 at lr {TOY_LR}, mu {TOY_MU}:")
 for rho in (-0.9, 0.9):
     X2, T2 = toy_problem(rho)
-    H = 2 * X2.T @ X2 / len(X2)  # Hessian of L(w) = 2 C  (2, 2)
-    # u^T H u
-    curv = {"u+": (H @ [1, 1]) @ [1, 1] / 2, "u-": (H @ [1, -1]) @ [1, -1] / 2}
-    assert np.isclose(curv["u+"], 2 * (1 + rho)) and np.isclose(curv["u-"], 2 * (1 - rho))
-    toy[rho] = {name: toy_run(o, X2, T2, TOY_STEPS) for name, o in toy_optimizers(TOY_LR, TOY_MU).items()}
+    H = 2 * X2.T @ X2 / len(X2)                    # Hessian of L(w) = 2 C   (2, 2)
+    curv = {"u+": (H @ [1, 1]) @ [1, 1] / 2,       # u^T H u
+            "u-": (H @ [1, -1]) @ [1, -1] / 2}
+    assert np.isclose(curv["u+"], 2 * (1 + rho))
+    assert np.isclose(curv["u-"], 2 * (1 - rho))
+    toy[rho] = {name: toy_run(o, X2, T2, TOY_STEPS)
+                for name, o in toy_optimizers(TOY_LR, TOY_MU).items()}
     steps = {name: settle(l) for name, (_, l) in toy[rho].items()}
-    print(f"rho = {rho:+.1f}: curvature along u+ {curv['u+']:.2f}, along u- {curv['u-']:.2f};  "
-          f"steps to L < 1e-8 (lr {TOY_LR}, mu {TOY_MU}): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
+    print(f"rho = {rho:+.1f} (curvature u+ {curv['u+']:.2f}, u- {curv['u-']:.2f}): "
+          + ", ".join(f"{k} {v}" for k, v in steps.items()))
     toy[rho]["steps"] = steps
 s_neg, s_pos = toy[-0.9]["steps"], toy[0.9]["steps"]
-# rho < 0: averaging helps
-assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]
-# rho > 0: = SGD
-assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1 < s_pos["SGD"] - s_pos["Momentum"]
+assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]     # rho < 0: helps
+assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1               # rho > 0: = SGD
+assert s_pos["SGD"] - s_pos["Momentum"] > 1
+
 
 # %% tags=["hide-input"]
 def plot_toy(toy, path):
-    """Left: the first 60 steps of each path on the loss contours; right: loss per step. One row per rho."""
+    """Left: the first 60 steps of each path on the loss contours; right: loss per
+    step. One row per rho."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5))
-    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)                             # the cell shows fig
     g0, g1 = np.meshgrid(np.linspace(-2.0, 3.0, 201), np.linspace(-1.0, 3.5, 181))
     for (ax, ax_loss), rho in zip(axes, (-0.9, 0.9)):
         D0, D1 = g0 - W_STAR[0], g1 - W_STAR[1]
-        L_grid = D0 * D0 + 2 * rho * D0 * D1 + D1 * D1  # (w - w*)^T C (w - w*)
-        ax.contour(g0, g1, L_grid, levels=np.geomspace(1e-3, 20, 14), colors="0.75", linewidths=0.7)
-        for name, (w_path, losses) in ((k, v) for k, v in toy[rho].items() if k != "steps"):
-            wide = name == "SGD"  # drawn wide: other paths run on top of it
-            ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, lw=4 if wide else 1, alpha=0.5 if wide else 1,
-                    color=color(name), label=name)
-            ax_loss.semilogy(np.maximum(losses, 1e-20), color=color(name), lw=4 if wide else 1.2,
-                             alpha=0.5 if wide else 1, label=f"{name} ({toy[rho]['steps'][name]} steps)")
+        L_grid = D0 * D0 + 2 * rho * D0 * D1 + D1 * D1        # (w - w*)^T C (w - w*)
+        ax.contour(g0, g1, L_grid, levels=np.geomspace(1e-3, 20, 14), colors="0.75",
+                   linewidths=0.7)
+        for name in ("SGD", "Momentum", "AveragedMomentum"):
+            w_path, losses = toy[rho][name]
+            wide = name == "SGD"                   # drawn wide: others run on top of it
+            style = dict(color=color(name), lw=4 if wide else 1.2,
+                         alpha=0.5 if wide else 1)
+            ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, label=name, **style)
+            ax_loss.semilogy(np.maximum(losses, 1e-20), **style,
+                             label=f"{name} ({toy[rho]['steps'][name]} steps)")
         ax.plot(*W_STAR, "k*", ms=10)
         slow = "$u_+ = (1, 1)/\\sqrt{2}$" if rho < 0 else "$u_- = (1, -1)/\\sqrt{2}$"
-        ax.set(xlabel="$w_0$", ylabel="$w_1$", aspect="equal", title=f"$\\rho = {rho:+.1f}$: slow direction {slow}")
+        ax.set(xlabel="$w_0$", ylabel="$w_1$", aspect="equal",
+               title=f"$\\rho = {rho:+.1f}$: slow direction {slow}")
         ax_loss.axhline(TOL, color="k", lw=0.5, ls=":")
-        ax_loss.set(xlabel="step", ylabel="loss", ylim=(1e-16, 1e2), title=f"lr {TOY_LR}, mu {TOY_MU}")
+        ax_loss.set(xlabel="step", ylabel="loss", ylim=(1e-16, 1e2),
+                    title=f"lr {TOY_LR}, mu {TOY_MU}")
         ax.legend(fontsize=8, loc="upper right")
         ax_loss.legend(fontsize=8)
     fig.tight_layout()
@@ -378,15 +392,17 @@ for rho in (-0.9, 0.9):
             for name, o in toy_optimizers(lr, mu).items():
                 try:
                     n_steps = settle(toy_run(o, X2, T2, TOY_STEPS)[1])
-                except FloatingPointError:                            # diverged
+                except FloatingPointError:         # diverged
                     n_steps = TOY_STEPS + 1
                 if n_steps < best.get(name, (TOY_STEPS + 2,))[0]:
                     best[name] = (n_steps, lr, 0.0 if name == "SGD" else mu)
     best_toy[rho] = best
-    print(f"rho = {rho:+.1f}, best over the grid: " +
-          ", ".join(f"{k} {s} steps (lr {lr}, mu {mu})" for k, (s, lr, mu) in best.items()))
+    print(f"rho = {rho:+.1f}, best over the grid:")
+    for k, (n_steps, lr, mu) in best.items():
+        print(f"  {k:<17} {n_steps:>4} steps (lr {lr}, mu {mu})")
 bn, bp = ({k: v[0] for k, v in best_toy[r].items()} for r in (-0.9, 0.9))
-assert bn["AveragedMomentum"] <= 1.5 * bn["Momentum"] and 2 * bn["AveragedMomentum"] < bn["SGD"]
+assert bn["AveragedMomentum"] <= 1.5 * bn["Momentum"]
+assert 2 * bn["AveragedMomentum"] < bn["SGD"]
 assert 2 * bp["Momentum"] < bp["AveragedMomentum"] <= bp["SGD"]
 
 # %% [markdown]
@@ -420,15 +436,16 @@ class OutgoingAveragedMomentum:
         self.lr, self.momentum = lr, momentum
 
     def init(self, params):
-        return refnet.MomentumState([(np.zeros_like(W), np.zeros_like(b)) for W, b in params])
+        zeros = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
+        return refnet.MomentumState(zeros)
 
     def step(self, params, grads, state):
         mu = self.momentum
-        # axis=1: M P_out (the bug)
-        M = [(dW + mu * refnet.average_incoming(mW, axis=1), db + mu * mb)
+        M = [(dW + mu * refnet.average_incoming(mW, axis=1),   # M P_out (the bug)
+              db + mu * mb)
              for (dW, db), (mW, mb) in zip(grads, state.accumulation)]
-        # theta -= lr M
-        new = [(W - self.lr * mW, b - self.lr * mb) for (W, b), (mW, mb) in zip(params, M)]
+        new = [(W - self.lr * mW, b - self.lr * mb)            # theta <- theta - lr M
+               for (W, b), (mW, mb) in zip(params, M)]
         return new, refnet.MomentumState(M)
 
 
@@ -441,26 +458,28 @@ OPTIMIZERS = {
     "AveragedMomentum (in)": lambda: refnet.AveragedMomentum(LR, MU),
     "answer's variant (out)": lambda: OutgoingAveragedMomentum(LR, MU),
 }
+CE = "softmax_cross_entropy"
 
 data = digits_split(seed=0)
-T_train = one_hot(data.y_train, data.n_classes)                 # (n_train, 10)
+T_train = one_hot(data.y_train, data.n_classes)    # (n_train, 10)
 net = refnet.MLP([data.X_train.shape[1], 32, data.n_classes], activation="tanh")
-print(f"{data.name}: train {data.X_train.shape}, test {data.X_test.shape}; network {net.sizes}")
+print(f"{data.name}: train {data.X_train.shape}, test {data.X_test.shape}; "
+      f"network {net.sizes}")
 
 
 def train(make_opt, seed, epochs):
-    """Minibatch training; returns per-epoch (train loss, test accuracy), epoch 0 = initial.
+    """Minibatch training; per-epoch (train loss, test accuracy), epoch 0 = initial.
 
-    A run that overflows (FloatingPointError) is marked by an infinite loss from then on.
+    A run that overflows (FloatingPointError) gets an infinite loss from then on.
     """
-    rng = np.random.default_rng(seed)  # weights and batch order from one seed
+    rng = np.random.default_rng(seed)              # weights and batch order
     params, opt = net.init(seed=rng), make_opt()
     state = opt.init(params)
 
     def evaluate():
-        loss, _ = net.loss_and_grads(params, data.X_train, T_train, loss="softmax_cross_entropy")
-        acc = np.mean(np.argmax(net.forward(params, data.X_test), axis=1) == data.y_test)
-        return float(loss), float(acc)
+        loss, _ = net.loss_and_grads(params, data.X_train, T_train, loss=CE)
+        predicted = np.argmax(net.forward(params, data.X_test), axis=1)
+        return float(loss), float(np.mean(predicted == data.y_test))
 
     curve = [evaluate()]
     for _ in range(epochs):
@@ -468,44 +487,45 @@ def train(make_opt, seed, epochs):
         try:
             for start in range(0, len(order), BATCH):
                 idx = order[start:start + BATCH]
-                _, grads = net.loss_and_grads(params, data.X_train[idx], T_train[idx], loss="softmax_cross_entropy")
+                _, grads = net.loss_and_grads(params, data.X_train[idx], T_train[idx],
+                                              loss=CE)
                 params, state = opt.step(params, grads, state)
-        except FloatingPointError:  # diverged: loss inf, accuracy chance
+        except FloatingPointError:                 # diverged: loss inf, accuracy chance
             return np.array(curve + [(np.inf, 0.1)] * (epochs + 1 - len(curve)))
         curve.append(evaluate())
-    return np.array(curve)                                       # (epochs + 1, 2)
+    return np.array(curve)                         # (epochs + 1, 2)
 
 
 t0 = time.perf_counter()
-# (seeds, epochs+1, 2)
-curves = {name: np.stack([train(make, s, EPOCHS) for s in SEEDS]) for name, make in OPTIMIZERS.items()}
+curves = {name: np.stack([train(make, s, EPOCHS) for s in SEEDS])
+          for name, make in OPTIMIZERS.items()}    # (seeds, epochs + 1, 2) each
 print(f"trained {len(OPTIMIZERS)} optimizers x {len(SEEDS)} seeds x {EPOCHS} epochs "
       f"in {time.perf_counter() - t0:.1f} s")
 
 # %%
 early = min(3, EPOCHS)
 print(f"mean (std) over seeds {SEEDS}; lr={LR}, mu={MU}, batch {BATCH}")
-print(f"{'optimizer':<24}{'loss ep ' + str(early):>16}{'final loss':>18}{'final test acc':>18}")
+print(f"{'optimizer':<23}{'loss ep ' + str(early):>17}{'final loss':>17}"
+      f"{'test acc':>17}")
 for name, c in curves.items():
     le, lf, af = c[:, early, 0], c[:, -1, 0], c[:, -1, 1]
-    print(f"{name:<24}{le.mean():>10.4f} ({le.std():.3f}){lf.mean():>11.4f} ({lf.std():.3f})"
-          f"{af.mean():>11.4f} ({af.std():.3f})")
+    print(f"{name:<23}{le.mean():>9.4f} ({le.std():.3f}){lf.mean():>9.4f} "
+          f"({lf.std():.3f}){af.mean():>9.4f} ({af.std():.3f})")
 final = {name: c[:, -1, 0].mean() for name, c in curves.items()}
-print("final train loss relative to Momentum: " +
-      ", ".join(f"{name} x{v / final['Momentum']:.1f}" for name, v in final.items()))
-assert final["Momentum"] == min(final.values())  # momentum ends lowest
-# both just ahead of SGD
+print("final train loss relative to Momentum:")
+for name, v in final.items():
+    print(f"  {name:<23} x{v / final['Momentum']:.1f}")
+assert final["Momentum"] == min(final.values())                 # momentum ends lowest
 for variant in ("AveragedMomentum (in)", "answer's variant (out)"):
-    assert 0.8 * final["SGD"] < final[variant] < final["SGD"]
-# the bigger step explains part
-assert final["Momentum"] < final["SGD, lr/(1-mu)"] < final["SGD"]
+    assert 0.8 * final["SGD"] < final[variant] < final["SGD"]   # just ahead of SGD
+assert final["Momentum"] < final["SGD, lr/(1-mu)"] < final["SGD"]   # bigger step: part
 
 # %% tags=["hide-input"]
 def plot_curves(curves, path):
     """Train loss (mean over seeds, thin lines per seed) and test accuracy per epoch."""
     import matplotlib.pyplot as plt
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig
     epochs = np.arange(EPOCHS + 1)
     for name, c in curves.items():
         col = color(name)
@@ -521,7 +541,8 @@ def plot_curves(curves, path):
     return fig
 
 
-fig = plot_curves(curves, os.path.join(OUT, "02_averaged_momentum.png")) if HAVE_MPL else None
+path = os.path.join(OUT, "02_averaged_momentum.png")
+fig = plot_curves(curves, path) if HAVE_MPL else None
 fig
 
 # %% [markdown]
@@ -597,7 +618,7 @@ def train_stack(lrs, mus, averaged, seed, epochs):
                 A1, Y = forward(X)
                 _, G = loss_and_G(Y, T)
                 D1 = (G @ theta[2].swapaxes(-1, -2)) * (1 - A1 * A1)
-                # Delta_1 = (G W_2^T) * tanh'(Z_1)                              (S, n, 32)
+                # Delta_1 = (G W_2^T) * tanh'(Z_1)                     (S, n, 32)
                 grads = [X.T @ D1, D1.sum(axis=-2, keepdims=True),
                          A1.swapaxes(-1, -2) @ G, G.sum(axis=-2, keepdims=True)]
                 # dW_1 = X^T Delta_1, db_1 = 1^T Delta_1, dW_2 = A_1^T G, db_2 = 1^T G
@@ -612,7 +633,8 @@ def train_stack(lrs, mus, averaged, seed, epochs):
 
 
 if FAST:
-    SWEEP_LRS, SWEEP_MUS, SWEEP_EPOCHS, SWEEP_SEEDS = (0.03, 0.1, 0.3, 1.0), (0.5, 0.9), 3, [0]
+    SWEEP_LRS, SWEEP_MUS = (0.03, 0.1, 0.3, 1.0), (0.5, 0.9)
+    SWEEP_EPOCHS, SWEEP_SEEDS = 3, [0]
 else:
     SWEEP_LRS, SWEEP_MUS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), (0.5, 0.9, 0.99)
     SWEEP_EPOCHS, SWEEP_SEEDS = 15, [0, 1, 2]
@@ -641,18 +663,19 @@ for (name, lr, mu), a in zip(CHECK, stacked):
 print(f"({time.perf_counter() - t0:.1f} s)")
 
 t0 = time.perf_counter()
-final_sweep = np.mean([train_stack(lrs, mus, is_avg, s, SWEEP_EPOCHS) for s in SWEEP_SEEDS],
-                axis=0)  # mean over seeds (inf if any diverged)
+final_sweep = np.mean([train_stack(lrs, mus, is_avg, seed, SWEEP_EPOCHS)
+                       for seed in SWEEP_SEEDS], axis=0)  # mean over seeds
 sweep = dict(zip(settings, final_sweep))
-print(f"sweep: {len(sweep)} settings x {len(SWEEP_SEEDS)} seeds x {SWEEP_EPOCHS} epochs "
-      f"in {time.perf_counter() - t0:.1f} s\n")
+print(f"sweep: {len(sweep)} settings x {len(SWEEP_SEEDS)} seeds x {SWEEP_EPOCHS} "
+      f"epochs in {time.perf_counter() - t0:.1f} s\n")
 
 print(f"final train loss after {SWEEP_EPOCHS} epochs (mean over seeds {SWEEP_SEEDS})")
 print(f"{'lr':>5}{'SGD':>9}" + "".join(f"{'Mom ' + str(mu):>10}{'Avg ' + str(mu):>10}"
                                       for mu in SWEEP_MUS))
 for lr in SWEEP_LRS:
     print(f"{lr:>5}{sweep[('SGD', lr, 0.0)]:>9.4f}" + "".join(
-        f"{sweep[('Momentum', lr, mu)]:>10.4f}{sweep[('AveragedMomentum', lr, mu)]:>10.4f}"
+        f"{sweep[('Momentum', lr, mu)]:>10.4f}"
+        f"{sweep[('AveragedMomentum', lr, mu)]:>10.4f}"
         for mu in SWEEP_MUS))
 
 best = {name: min((v, lr, mu) for (n_, lr, mu), v in sweep.items() if n_ == name)
@@ -670,7 +693,8 @@ for name, r in ratio.items():
     print(f"  {name:<17} {r.min():.2f} to {r.max():.2f}")
 wins = [(lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS
         if sweep[("AveragedMomentum", lr, mu)] < sweep[("Momentum", lr, mu)]]
-print("settings where AveragedMomentum ends below Momentum:" + ("" if wins else " none"))
+print("settings where AveragedMomentum ends below Momentum:" + ("" if wins else
+                                                                " none"))
 for lr, mu in wins:
     print(f"  lr {lr}, mu {mu}: Momentum {sweep[('Momentum', lr, mu)]:.3g}, "
           f"Averaged {sweep[('AveragedMomentum', lr, mu)]:.3g}")
@@ -689,7 +713,7 @@ def plot_sweep(sweep, path, ceil=10.0):
     Diverged or blown-up runs are drawn at ``ceil``."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    plt.close(fig)  # the cell shows fig; pyplot keeps no reference
+    plt.close(fig)  # the cell shows fig
     clip = lambda v: min(v, ceil)
     ax.loglog(SWEEP_LRS, [clip(sweep[("SGD", lr, 0.0)]) for lr in SWEEP_LRS], ".-",
               color=color("SGD"), label="SGD")
@@ -740,28 +764,29 @@ fig
 # gradient.
 
 # %%
-# second moment of the inputs  (64, 64)
-S = data.X_train.T @ data.X_train / len(data.X_train)
-eig, vecs = np.linalg.eigh(S)  # ascending eigenvalues
-u = np.ones(64) / 8.0          # unit all-ones direction 1 / sqrt(64)
-rayleigh = u @ S @ u           # curvature along the column mean
-print(f"S = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}; "
-      f"along the all-ones direction {rayleigh:.2f} (cos with the top eigenvector {abs(vecs[:, -1] @ u):.2f})")
-assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig) and abs(vecs[:, -1] @ u) > 0.5
+S = data.X_train.T @ data.X_train / len(data.X_train)   # second moment    (64, 64)
+eig, vecs = np.linalg.eigh(S)                          # ascending eigenvalues
+u = np.ones(64) / 8.0                                  # unit all-ones direction
+rayleigh = u @ S @ u                                   # curvature along the column mean
+cos_top = abs(vecs[:, -1] @ u)                         # cosine with the top eigenvector
+print(f"S = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}")
+print(f"along the all-ones direction {rayleigh:.2f}; cosine with the top eigenvector "
+      f"{cos_top:.2f}")
+assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig) and cos_top > 0.5
 
-# the share of each layer's gradient that lies in the range of P_in (gets momentum), over one SGD epoch
+# the share of each layer's gradient in the range of P_in (gets momentum), one SGD epoch
 rng = np.random.default_rng(0)
 params_, shares = net.init(seed=0), []
 for start in range(0, len(T_train), BATCH):
     idx = rng.permutation(len(T_train))[:BATCH]
-    _, grads = net.loss_and_grads(params_, data.X_train[idx], T_train[idx], loss="softmax_cross_entropy")
-    # |P_in dW|^2 / |dW|^2
-    shares.append([np.sum(refnet.average_incoming(dW) ** 2) / np.sum(dW ** 2) for dW, _ in grads])
-    # SGD step
-    params_ = [(W - 0.1 * dW, b - 0.1 * db) for (W, b), (dW, db) in zip(params_, grads)]
+    _, grads = net.loss_and_grads(params_, data.X_train[idx], T_train[idx], loss=CE)
+    shares.append([np.sum(refnet.average_incoming(dW) ** 2) / np.sum(dW ** 2)
+                   for dW, _ in grads])                # |P_in dW|^2 / |dW|^2
+    params_ = [(W - 0.1 * dW, b - 0.1 * db)            # SGD step
+               for (W, b), (dW, db) in zip(params_, grads)]
 share = np.mean(shares, axis=0)
-print(f"share of |dW|^2 in the column means (gets momentum): layer 1 {share[0]:.2f}, layer 2 {share[1]:.3f} "
-      f"(1/n_in would be {1 / 64:.3f} and {1 / 32:.3f})")
+print(f"share of |dW|^2 in the column means (gets momentum): layer 1 {share[0]:.2f}, "
+      f"layer 2 {share[1]:.3f}\n(1/n_in would be {1 / 64:.3f} and {1 / 32:.3f})")
 assert share[0] > 5 / 64 and share[1] < 3 / 32
 
 # %% [markdown]
@@ -791,82 +816,115 @@ assert share[0] > 5 / 64 and share[1] < 3 / 32
 # %% [markdown]
 # ## Exercises
 #
-# Each solution is hidden below its exercise and checks itself with an
-# `assert` against an independent computation.
+# Each exercise has a hint; its solution follows it, the derivation in words and
+# the check in a hidden code cell that asserts it against an independent
+# computation.
 #
-# **1. The spectrum of $P_{in}$.** Show that $P_{in}$ has the eigenvalue 1
-# once (eigenvector $\mathbf 1$) and 0 with multiplicity $n_{in} - 1$, and
-# that $\langle P_{in} A, (I - P_{in}) A \rangle_F = 0$ for any $A$ (the two
-# parts of the buffer are orthogonal). Check with `numpy.linalg.eigh`.
+# ### Exercise 1: the spectrum of $P_{in}$
+#
+# Show that $P_{in}$ has the eigenvalue 1 once (eigenvector $\mathbf 1$) and 0 with
+# multiplicity $n_{in} - 1$, and that $\langle P_{in} A, (I - P_{in}) A \rangle_F = 0$
+# for any $A$ (the two parts of the buffer are orthogonal). Check with
+# `numpy.linalg.eigh`.
+#
+# *Hint:* apply $P_{in}$ to $\mathbf 1$ and to a vector whose entries sum to zero;
+# for the second part use $P_{in}^T = P_{in} = P_{in}^2$.
+
+# %% [markdown]
+# **Solution 1.** $P_{in} \mathbf 1 = \mathbf 1 (\mathbf 1^T \mathbf 1) / n_{in}
+# = \mathbf 1$, and $P_{in} v = \mathbf 1 (\mathbf 1^T v) / n_{in} = 0$ for every $v$
+# in the $(n_{in} - 1)$-dimensional space $\mathbf 1^T v = 0$: together a full
+# eigenbasis, eigenvalues $1$ (once) and $0$ ($n_{in} - 1$ times). And
+#
+# $$\langle P_{in} A, (I - P_{in}) A \rangle_F
+#   = \operatorname{tr}\big(A^T P_{in}^T (I - P_{in}) A\big)
+#   = \operatorname{tr}\big(A^T (P_{in} - P_{in}^2) A\big) = 0 . \qquad \square$$
 
 # %% tags=["hide-cell"]
 n_in = 7
 P7 = refnet.averaging_matrix(n_in)
-lam, V = np.linalg.eigh(P7)  # independent: LAPACK eigendecomposition
+lam, V = np.linalg.eigh(P7)                        # independent: LAPACK
 assert np.allclose(lam, [0.0] * (n_in - 1) + [1.0], atol=1e-15)
-# the eigenvector of 1 is 1 / sqrt(n)
-assert np.allclose(np.abs(V[:, -1]), 1 / np.sqrt(n_in))
+assert np.allclose(np.abs(V[:, -1]), 1 / np.sqrt(n_in))   # eigenvector 1 / sqrt(n)
 A7 = np.random.default_rng(3).standard_normal((n_in, 4))
-# <P A, (I - P) A>_F = tr(A^T P (I - P) A) = 0
-inner = np.sum((P7 @ A7) * (A7 - P7 @ A7))
+inner = np.sum((P7 @ A7) * (A7 - P7 @ A7))         # <P A, (I - P) A>_F
 print(f"eigenvalues {lam.round(12)}, <P A, (I - P) A> = {inner:.1e}")
 assert abs(inner) < 1e-12
 
 # %% [markdown]
-# **2. The steady state under a constant gradient.** With a constant
-# gradient $g$, standard momentum's buffer tends to $g / (1 - \mu)$ (the
-# "effective step" $\eta/(1-\mu)$). Derive the limit for averaged momentum
-# from the two decoupled recursions and check it by running
-# `AveragedMomentum` for many steps.
+# ### Exercise 2: the steady state under a constant gradient
+#
+# With a constant gradient $dW$, standard momentum's buffer tends to
+# $dW / (1 - \mu)$ (the "effective step" $\eta/(1-\mu)$). Derive the limit for
+# averaged momentum and check it by running `AveragedMomentum` for many steps.
+#
+# *Hint:* use the two decoupled recursions for $P_{in} M$ and $(I - P_{in}) M$.
+
+# %% [markdown]
+# **Solution 2.** $P_{in} M \leftarrow P_{in}\, dW + \mu P_{in} M$ has the fixed
+# point $P_{in} M^\star = P_{in}\, dW / (1 - \mu)$, and
+# $(I - P_{in}) M^\star = (I - P_{in})\, dW$. Adding the two,
+#
+# $$M^\star = dW + \frac{\mu}{1 - \mu} P_{in}\, dW :$$
+#
+# only the column means are amplified by $1 / (1 - \mu)$.
 
 # %% tags=["hide-cell"]
-# P M -> P g + mu P M  has the fixed point  P M* = P g / (1 - mu);  (I - P) M* = (I - P) g.
-# So M* = g + mu / (1 - mu) P g: only the column means are amplified by 1 / (1 - mu).
 mu_ = 0.9
-g_ = np.random.default_rng(4).standard_normal((5, 3))
+dW_ = np.random.default_rng(4).standard_normal((5, 3))
 params_c = [(np.zeros((5, 3)), np.zeros(3))]
 opt_c = refnet.AveragedMomentum(lr=1e-3, momentum=mu_)
 state_c = opt_c.init(params_c)
-for _ in range(400):  # mu^400 ~ 5e-19: converged
-    params_c, state_c = opt_c.step(params_c, [(g_, np.zeros(3))], state_c)
-# closed form, P written out by hand
-M_star = g_ + mu_ / (1 - mu_) * (np.ones((5, 5)) / 5) @ g_
+for _ in range(400):                               # mu^400 ~ 5e-19: converged
+    params_c, state_c = opt_c.step(params_c, [(dW_, np.zeros(3))], state_c)
+M_star = dW_ + mu_ / (1 - mu_) * (np.ones((5, 5)) / 5) @ dW_   # P written out by hand
 err_c = np.max(np.abs(state_c.accumulation[0][0] - M_star))
-print(f"max |M_400 - (g + mu/(1-mu) P g)| = {err_c:.1e}")
+print(f"max |M_400 - (dW + mu/(1-mu) P dW)| = {err_c:.1e}")
 assert err_c < 1e-12
 
 # %% [markdown]
-# **3. Predict the 2-D race.** On the toy, each optimizer converges along
-# each eigendirection at a rate set by the curvature $h$ there: plain descent
-# at $|1 - \eta h|$, heavy-ball momentum at the spectral radius of
-# $\begin{bmatrix} 1 + \mu - \eta h & -\mu \\ 1 & 0 \end{bmatrix}$, and averaged
-# momentum at the heavy-ball rate along $u_+$ but the plain rate along $u_-$.
-# Compute the predicted worst-direction rate of each optimizer for both
-# values of $\rho$ at the tutorial's $\eta, \mu$, and check it against the
-# measured step counts: for $\rho < 0$ averaged momentum should share
-# momentum's rate, for $\rho > 0$ SGD's.
+# ### Exercise 3: predict the 2-D race
+#
+# On the toy, each optimizer converges along each eigendirection at a rate set by
+# the curvature $h$ there: plain descent at $|1 - \eta h|$, heavy-ball momentum at
+# the spectral radius of
+# $\begin{bmatrix} 1 + \mu - \eta h & -\mu \\ 1 & 0 \end{bmatrix}$. Compute the
+# predicted worst-direction rate of each optimizer for both values of $\rho$ at the
+# tutorial's $\eta, \mu$, and check it against the measured step counts.
+#
+# *Hint:* averaged momentum runs heavy-ball along $u_+$ and plain descent along
+# $u_-$.
+
+# %% [markdown]
+# **Solution 3.** With $h_\pm = 2(1 \pm \rho)$, the worst rates are
+# $\max_\pm |1 - \eta h_\pm|$ (SGD), $\max_\pm r_{hb}(h_\pm)$ (momentum) and
+# $\max\big(r_{hb}(h_+), |1 - \eta h_-|\big)$ (averaged). For $\rho < 0$ the slow
+# direction is $u_+$, which gets momentum, so averaged momentum shares momentum's
+# worst rate; for $\rho > 0$ the slow direction $u_-$ gets none, so it shares
+# SGD's. (Averaged beats momentum at $\rho < 0$ although the worst rates tie: its
+# steep direction decays at $|1 - \eta h_-|$ instead of $\sqrt\mu$.)
 
 # %% tags=["hide-cell"]
 def heavy_ball_rate(lr, mu, h):
+    """Spectral radius of the heavy-ball iteration matrix at curvature h."""
     return max(abs(np.linalg.eigvals(np.array([[1 + mu - lr * h, -mu], [1.0, 0.0]]))))
 
 
 rates = {}
 for rho in (-0.9, 0.9):
-    h_plus, h_minus = 2 * (1 + rho), 2 * (1 - rho)  # curvatures along u+ and u-
+    h_plus, h_minus = 2 * (1 + rho), 2 * (1 - rho)     # curvatures along u+ and u-
     rate = rates[rho] = {
         "SGD": max(abs(1 - TOY_LR * h) for h in (h_plus, h_minus)),
         "Momentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h) for h in (h_plus, h_minus)),
-        "AveragedMomentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h_plus), abs(1 - TOY_LR * h_minus))}
-    print(f"rho = {rho:+.1f}: predicted worst-direction rates " + ", ".join(f"{k} {v:.3f}" for k, v in rate.items()) +
-          ";  measured steps " + ", ".join(f"{k} {v}" for k, v in toy[rho]["steps"].items()))
-# rho < 0: the slow direction u+ gets momentum -> Averaged's worst rate is Momentum's, below SGD's
-r, s = rates[-0.9], toy[-0.9]["steps"]
+        "AveragedMomentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h_plus),
+                                abs(1 - TOY_LR * h_minus))}
+    print(f"rho = {rho:+.1f}: predicted worst rates "
+          + ", ".join(f"{k} {v:.3f}" for k, v in rate.items()))
+    print("            measured steps "
+          + ", ".join(f"{k} {v}" for k, v in toy[rho]["steps"].items()))
+r, s = rates[-0.9], toy[-0.9]["steps"]             # rho < 0: u+ (slow) gets momentum
 assert np.isclose(r["AveragedMomentum"], r["Momentum"]) and r["Momentum"] < r["SGD"]
 assert max(s["AveragedMomentum"], s["Momentum"]) < s["SGD"]
-# rho > 0: the slow direction u- gets none -> Averaged's worst rate is SGD's, above Momentum's
-r, s = rates[0.9], toy[0.9]["steps"]
+r, s = rates[0.9], toy[0.9]["steps"]               # rho > 0: u- (slow) gets none
 assert np.isclose(r["AveragedMomentum"], r["SGD"]) and r["Momentum"] < r["SGD"]
 assert s["Momentum"] < min(s["AveragedMomentum"], s["SGD"])
-# (Averaged beats Momentum at rho < 0 although the worst rates tie: its steep direction decays at
-# |1 - lr h_minus| instead of sqrt(mu), so less of the error is left to the slow direction.)
