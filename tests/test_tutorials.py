@@ -43,3 +43,35 @@ def test_tutorial_runs(path, tmp_path):
 def test_tutorials_exist():
     names = {p.stem for p in TUTORIALS}
     assert names, "no tutorials found"
+
+
+def _code_lines(path):
+    """(line number, text) of the code-cell lines of a py:percent tutorial."""
+    in_markdown, out = False, []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("# %%"):
+            in_markdown = "[markdown]" in line
+        elif not in_markdown:
+            out.append((number, line))
+    return out
+
+
+# the tutorials this check covers (03 joins when its code cells fit too)
+FITTED = [p for p in TUTORIALS if p.name[:2] in {"00", "01", "02", "04"}]
+
+
+@pytest.mark.parametrize("path", FITTED, ids=[p.stem for p in FITTED])
+def test_code_cells_fit_88_columns(path):
+    """The site shows code cells unwrapped: a longer line is clipped at 1280 px."""
+    long = [f"{path.name}:{n}: {len(line)} chars" for n, line in _code_lines(path)
+            if len(line) > 88]
+    assert not long, "code lines over 88 characters:\n" + "\n".join(long)
+
+
+def test_style_has_one_colour_per_name():
+    from refnet.demos import style
+    assert len(set(style.COLORS[k] for k in style.COLORS if k != "not frozen")) == \
+        len(style.COLORS) - 1                # "not frozen" is plain SGD's gray on purpose
+    assert style.color("AveragedMomentum (in)") == style.color("AveragedMomentum")
+    with pytest.raises(ValueError, match="no colour for 'Adam'"):
+        style.color("Adam")

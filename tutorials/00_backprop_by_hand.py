@@ -96,7 +96,7 @@ assert err_forward <= 1e-15
 #
 # $$\langle A, B \rangle_F = \sum_{i,j} A_{ij} B_{ij} = \operatorname{tr}(A^T B).$$
 #
-# Because $\operatorname{tr}(PQ) = \operatorname{tr}(QP)$ (cyclic
+# Because $\operatorname{tr}(AB) = \operatorname{tr}(BA)$ (cyclic
 # permutation), a factor can be moved from one side of the product to the
 # other by transposing it:
 #
@@ -116,7 +116,7 @@ assert err_forward <= 1e-15
 # %%
 rng = np.random.default_rng(0)
 A_, B_, C_ = (rng.standard_normal(shape) for shape in ((5, 3), (5, 4), (4, 3)))
-frob = lambda P, Q: np.sum(P * Q)                          # <P, Q>_F = sum_ij P_ij Q_ij
+frob = lambda U, V: np.sum(U * V)                          # <U, V>_F = sum_ij U_ij V_ij
 assert np.isclose(frob(A_, B_ @ C_), np.trace(A_.T @ B_ @ C_))  # = tr(A^T B C)
 assert np.isclose(frob(A_, B_ @ C_), frob(B_.T @ A_, C_))       # = <B^T A, C>
 assert np.isclose(frob(A_, B_ @ C_), frob(A_ @ C_.T, B_))       # = <A C^T, B>
@@ -136,7 +136,7 @@ print("<A, BC> = tr(A^T B C) = <B^T A, C> = <A C^T, B>:", round(frob(A_, B_ @ C_
 #
 # **Through an activation.** $A_l = \phi_l(Z_l)$ entrywise, so
 # $\dot A_l = \phi_l'(Z_l) \odot \dot Z_l$ and, since an entrywise factor can move
-# across the inner product ($\langle P, Q \odot R \rangle_F = \langle P \odot Q, R \rangle_F$),
+# across the inner product ($\langle A, B \odot C \rangle_F = \langle A \odot B, C \rangle_F$),
 #
 # $$\Delta_L = G \odot \phi_L'(Z_L) \qquad (\text{identity output: } \Delta_L = G).$$
 #
@@ -330,21 +330,21 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 # probabilities row by row by the softmax, and compared with one-hot (or
 # probability) targets $T$ whose rows sum to 1:
 #
-# $$P_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
-#   L = -\frac1n \sum_i \sum_k T_{ik} \log P_{ik}.$$
+# $$\hat Y_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
+#   L = -\frac1n \sum_i \sum_k T_{ik} \log \hat Y_{ik}.$$
 #
-# Take one sample $i$. Since $\log P_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
+# Take one sample $i$. Since $\log \hat Y_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
 #
-# $$\frac{\partial \log P_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - P_{im},$$
+# $$\frac{\partial \log \hat Y_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - \hat Y_{im},$$
 #
 # and so
 #
-# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - P_{im}\big)
-#   = -\frac1n \Big(T_{im} - P_{im} \sum_k T_{ik}\Big) = \frac{P_{im} - T_{im}}{n},$$
+# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - \hat Y_{im}\big)
+#   = -\frac1n \Big(T_{im} - \hat Y_{im} \sum_k T_{ik}\Big) = \frac{\hat Y_{im} - T_{im}}{n},$$
 #
 # using $\sum_k T_{ik} = 1$ in the last step. In matrix form
 #
-# $$G = \frac{P - T}{n} .$$
+# $$G = \frac{\hat Y - T}{n} .$$
 #
 # Every row of $G$ sums to zero: adding the same constant to all logits of
 # a sample changes no probability (exercise 3 uses this). Here on the same
@@ -355,10 +355,10 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 labels = (X[:, 0] > 0.5).astype(np.int64)         # class 0 or 1 per sample  (8,)
 T_cls = np.eye(2)[labels]                         # one-hot targets  (8, 2)
 Ys = Y - Y.max(axis=1, keepdims=True)             # shift each row: softmax unchanged
-# P = softmax(Y) row-wise  (8, 2)
-P = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)
-L_ce = -np.sum(T_cls * np.log(P)) / n             # L = -(1/n) sum T log P
-G_ce = (P - T_cls) / n                            # G = (P - T) / n  (8, 2)
+# Yhat = softmax(Y) row-wise  (8, 2)
+Yhat = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)
+L_ce = -np.sum(T_cls * np.log(Yhat)) / n          # L = -(1/n) sum T log Yhat
+G_ce = (Yhat - T_cls) / n                         # G = (Yhat - T) / n  (8, 2)
 g_ce = refnet.flatten(backward(X, A1, W2, G_ce))  # (26,)
 
 loss_ce_ref, grads_ce_ref = net.loss_and_grads(params, X, T_cls,
@@ -375,8 +375,8 @@ g_ce_oracle, tol_ce = oracle_gradient(ce_flat, theta)
 err_ce_ref = np.max(np.abs(g_ce - refnet.flatten(grads_ce_ref))) / np.max(np.abs(g_ce))
 err_ce_oracle = np.max(np.abs(g_ce - g_ce_oracle)) / np.max(np.abs(g_ce_oracle))
 print(f"cross-entropy L = {L_ce:.6f} (refnet {float(loss_ce_ref):.6f})")
-print(f"max rel. error, (P - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
-print(f"max rel. error, (P - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
+print(f"max rel. error, (Yhat - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
+print(f"max rel. error, (Yhat - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
 print("row sums of G:", G_ce.sum(axis=1))
 assert abs(L_ce - float(loss_ce_ref)) <= 1e-15
 assert err_ce_ref <= 1e-14 and err_ce_oracle <= tol_ce
@@ -580,11 +580,11 @@ assert abs(rate_fd - rate_ip) <= 1e-8 * max(1.0, abs(rate_ip))
 # leaves the loss unchanged.
 #
 # *Hint:* $db_2 = \mathbf 1^T \Delta_2 = \mathbf 1^T G$; what does each row of
-# $G = (P - T)/n$ sum to?
+# $G = (\hat Y - T)/n$ sum to?
 
 # %% [markdown]
 # **Solution 3.** Row $i$ of $G$ sums to
-# $\frac1n \big(\sum_k P_{ik} - \sum_k T_{ik}\big) = \frac1n (1 - 1) = 0$, so
+# $\frac1n \big(\sum_k \hat Y_{ik} - \sum_k T_{ik}\big) = \frac1n (1 - 1) = 0$, so
 #
 # $$\sum_k (db_2)_k = \mathbf 1^T G\, \mathbf 1 = \sum_i \sum_k G_{ik} = 0 .$$
 #

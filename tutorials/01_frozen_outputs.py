@@ -33,7 +33,7 @@
 # fails, the null-space projection, exact steps, and what "constant" means away
 # from the inputs we froze on. How refnet computes the projection accurately (the
 # routes, the cutoff, the error model, the convergence of the retraction) is
-# tutorial [04, Numerics of the projection](04_numerics_of_the_projection).
+# tutorial [04, Numerics of the projection](04_numerics_of_the_projection.py).
 #
 # Run as a script: `python tutorials/01_frozen_outputs.py` (`REFNET_FAST=1` for a
 # short run).
@@ -72,7 +72,9 @@ print("p =", p, "parameters; Y0[:3] =\n", Y0[:3])
 # page). It builds the same toy problem as refnet's `seed_regression`:
 #
 # ```python
+# # let's make our tiny dataset: (x, y) pairs, where x = (x1, x2, x3), y = (y1, y2),
 # # and y1 = x1+x2+x3, y2 = x1^2+x2^2+x3^2
+# n_sample = 8
 # data_x = np.random.random((n_sample, 3))
 # data_y = np.zeros((n_sample, 2))
 # data_y[:, 0] += np.sum(data_x, axis=1)
@@ -109,9 +111,9 @@ print("p =", p, "parameters; Y0[:3] =\n", Y0[:3])
 # ```
 #
 # > `minimize(loss, var_list=...)` is one SGD step on the listed variables; the
-# > others get a zero update. A comment suggested `trainable=False` on `W1, b1`
-# > (the same as `var_list=[W2, b2]`); the asker replied that the problem is that
-# > *both outputs are affected by the change in the weights*. Each op is a row of
+# > others get a zero update. A comment suggested `trainable=False` (on `W1, b1`
+# > that is the same as `var_list=[W2, b2]`); the asker replied that the problem is
+# > that *both outputs are affected by the change in the weights*. Each op is a row of
 # > the comparison in section 4 (`refnet.masked_grads` is the mask):
 #
 # | the answer's op | trains | table row |

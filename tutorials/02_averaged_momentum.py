@@ -843,12 +843,12 @@ assert share[0] > 5 / 64 and share[1] < 3 / 32
 # %% tags=["hide-cell"]
 n_in = 7
 P7 = refnet.averaging_matrix(n_in)
-lam, V = np.linalg.eigh(P7)                        # independent: LAPACK
-assert np.allclose(lam, [0.0] * (n_in - 1) + [1.0], atol=1e-15)
+evals, V = np.linalg.eigh(P7)                        # independent: LAPACK
+assert np.allclose(evals, [0.0] * (n_in - 1) + [1.0], atol=1e-15)
 assert np.allclose(np.abs(V[:, -1]), 1 / np.sqrt(n_in))   # eigenvector 1 / sqrt(n)
 A7 = np.random.default_rng(3).standard_normal((n_in, 4))
 inner = np.sum((P7 @ A7) * (A7 - P7 @ A7))         # <P A, (I - P) A>_F
-print(f"eigenvalues {lam.round(12)}, <P A, (I - P) A> = {inner:.1e}")
+print(f"eigenvalues {evals.round(12)}, <P A, (I - P) A> = {inner:.1e}")
 assert abs(inner) < 1e-12
 
 # %% [markdown]

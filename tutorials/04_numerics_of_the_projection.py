@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 04 — Numerics of the projection
 #
-# Tutorial [01](01_frozen_outputs) derived the null-space projection
+# Tutorial [01](01_frozen_outputs.py) derived the null-space projection
 # $g_\perp = g - J^T \lambda$, $(J J^T) \lambda = J g$, and the retraction. This page
 # is for readers who implement it themselves or compare their results with refnet's:
 #
