@@ -114,7 +114,7 @@ print("p =", p, "parameters; Y0[:3] =\n", Y0[:3])
 # > others get a zero update. A comment suggested `trainable=False` (on `W1, b1`
 # > that is the same as `var_list=[W2, b2]`); the asker replied that the problem is
 # > that *both outputs are affected by the change in the weights*. Each op is a row of
-# > the comparison in section 4 (`refnet.masked_grads` is the mask):
+# > the comparison in section 5 (`refnet.masked_grads` is the mask):
 #
 # | the answer's op | trains | table row |
 # |---|---|---|

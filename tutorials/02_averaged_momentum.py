@@ -564,7 +564,7 @@ fig
 # counts as infinite loss.
 
 # %% [markdown]
-# Training the 42 settings one after another costs most of this page's build time.
+# Training the settings one after another would cost most of this page's build time.
 # They share everything but $\eta$ and $\mu$: for one seed, the same initial
 # weights and the same minibatches. So we stack the runs along a leading axis $S$
 # and train them all at once: every weight matrix becomes a stack $(S, n_{l-1}, n_l)$,

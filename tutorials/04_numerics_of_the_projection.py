@@ -129,7 +129,7 @@ J = net.jacobian(params, X, outputs=[0])           # (8, p)
 m = J.shape[0]
 s = np.linalg.svd(J, compute_uv=False)
 rtol = refnet.frozen.default_rtol(net, m, J.dtype)
-print(f"m = {m}, p = {p}: rtol = {rtol:.2e}; s / s_1 = {s / s[0]}")
+print(f"m = {m}, p = {p}: rtol = {rtol:.2e}; s / s_1 =\n{s / s[0]}")
 
 # %% [markdown]
 # **The error model.** Rounding makes every route compute the SVD of a nearby
@@ -423,7 +423,7 @@ assert abs(slope - 2.0) < 0.1
 w_sorted, s2 = np.sort(w)[::-1], s_nd ** 2         # Gram eigenvalues, squared SVD
 noise = m_nd * EPS * w_sorted[0]                   # Weyl: |error| <~ m eps w_max
 err_w = np.abs(w_sorted - s2)
-print("relative error of each eigenvalue:", err_w / s2)
+print("relative error of each eigenvalue:\n", err_w / s2)
 assert np.all(err_w <= 10 * noise)                 # every error within the Weyl bound
 assert np.all(err_w[:4] <= 1e-10 * s2[:4])         # large ones: accurate
 assert np.all(err_w[4:] > 1e-2 * s2[4:])           # small ones: noise
