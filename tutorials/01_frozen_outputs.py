@@ -366,7 +366,7 @@ plot_methods(results) if HAVE_MPL else None
 # held-out mean squared error.
 
 # %%
-SWEEP_STEPS, LR_FIT = (300 if FAST else 2000), 0.2
+SWEEP_STEPS, LR_FIT = (300 if FAST else 1000), 0.2
 MS = [0, 1, 2, 4, 8, 16, 20, 21, 32]               # anchors (0: output 0 not frozen)
 X_fit, T_fit = seed_regression(n=64, seed=1)       # training set     (64, 3), (64, 2)
 X_ho, T_ho = seed_regression(n=1000, seed=2)       # held-out set     (1000, 3), ...
