@@ -214,8 +214,7 @@ EPS = np.finfo(np.float64).eps
 g = net.vjp(params, X, G)                          # backprop of G -> [(dW_l, db_l)]
 J = net.jacobian(params, X, outputs=[0])           # J = dc/dtheta, c = y_0 on X  (8, p)
 gv = refnet.flatten(g)                             # g                            (p,)
-gp = refnet.flatten(refnet.project_out(net, params, g, X, outputs=[0]))
-# g_perp                                                                          (p,)
+gp = refnet.flatten(refnet.project_out(net, params, g, X, outputs=[0]))   # g_perp (p,)
 gpp = refnet.flatten(refnet.project_out(net, params, refnet.unflatten(gp, params), X))
 lam = np.linalg.lstsq(J.T, gv, rcond=None)[0]     # (J J^T) lambda = J g          (8,)
 checks = {

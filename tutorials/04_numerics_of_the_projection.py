@@ -33,11 +33,15 @@
 # Run as a script: `python tutorials/04_numerics_of_the_projection.py`.
 
 # %%
+from importlib.util import find_spec
+
 import numpy as np
 
 import refnet
 from refnet.data import seed_regression
+from refnet.demos.style import color
 
+HAVE_MPL = find_spec("matplotlib") is not None     # figures need matplotlib
 np.set_printoptions(precision=3, linewidth=88)
 EPS = np.finfo(np.float64).eps
 
@@ -351,6 +355,28 @@ _, info = refnet.frozen_step(net, params, X, G, freeze=[0], lr=LR_BIG)
 assert info.converged and min(ours) <= info.tol
 print(f"default retraction: {info.iterations} corrections to {info.residual:.1e} "
       f"(tol {info.tol:.1e})")
+
+# %% tags=["hide-input"]
+def plot_retraction(gauss_newton, chord, ours, tol):
+    """max |c - c0| against the correction k, log scale."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    plt.close(fig)                                 # the cell shows fig
+    floor = 1e-17                                  # exact zeros drawn here
+    ax.semilogy(np.maximum(gauss_newton, floor), "o-", color="k", label="Gauss-Newton")
+    ax.semilogy(np.maximum(chord, floor), "s--", color="0.5",
+                label="chord ($J_0$ kept)")
+    ax.semilogy(np.maximum(ours, floor), ".-", color=color("projected + retraction"),
+                label="refnet")
+    ax.axhline(tol, color="k", lw=0.6, ls=":", label="default tol")
+    ax.set(xlabel="correction k", ylabel="max |c - c0|",
+           title=f"retraction after a projected step, lr = {LR_BIG}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+plot_retraction(gauss_newton, chord, ours, info.tol) if HAVE_MPL else None
 
 # %% [markdown]
 # Gauss-Newton and refnet reach the rounding floor in a handful of corrections;
