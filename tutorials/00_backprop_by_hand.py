@@ -29,7 +29,7 @@
 #
 # We write the forward pass, derive the backward pass with one identity (the
 # Frobenius inner product), code it in plain NumPy line by line, and check
-# every number against `refnet.MLP` **and** against HIPS autograd, an
+# every number against {py:class}`refnet.MLP` **and** against HIPS autograd, an
 # independent automatic differentiator. Then the softmax cross-entropy
 # gradient, the Jacobian, and a short gradient-descent run.
 #
@@ -254,7 +254,8 @@ plot_network(X[0], A1[0], Y[0], Delta1[0], G[0])
 # %% [markdown]
 # ### Check 1: refnet
 #
-# `net.vjp(params, X, G)` backpropagates any output gradient $G$;
+# `net.vjp(params, X, G)` ({py:meth}`refnet.MLP.vjp`) backpropagates any output
+# gradient $G$;
 # `net.loss_and_grads` computes $G$ from the loss itself.
 
 # %%

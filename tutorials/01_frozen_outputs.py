@@ -114,7 +114,7 @@ print("p =", p, "parameters; Y0[:3] =\n", Y0[:3])
 # > others get a zero update. A comment suggested `trainable=False` (on `W1, b1`
 # > that is the same as `var_list=[W2, b2]`); the asker replied that the problem is
 # > that *both outputs are affected by the change in the weights*. Each op is a row of
-# > the comparison in section 5 (`refnet.masked_grads` is the mask):
+# > the comparison in section 5 ({py:func}`refnet.masked_grads` is the mask):
 #
 # | the answer's op | trains | table row |
 # |---|---|---|
@@ -203,7 +203,8 @@ assert moved["train_op2"] == 0.0
 #   g_\perp = g - J^T \lambda = (I - J^{+} J)\, g = g - V_r V_r^T g ,$$
 #
 # with $J = U_r S_r V_r^T$ the thin SVD on the $r$ nonzero singular values. If
-# $J J^T$ is singular, $\lambda$ is not unique but $J^T \lambda$ is. Properties,
+# $J J^T$ is singular, $\lambda$ is not unique but $J^T \lambda$ is.
+# {py:func}`refnet.project_out` computes $g_\perp$. Properties,
 # each checked against an explicit $J$: $J g_\perp = 0$; projecting twice changes
 # nothing; $\langle g, g_\perp \rangle = \lVert g_\perp \rVert^2 \ge 0$, so
 # $-g_\perp$ still lowers the loss (or is zero); $g_\perp = g - J^T \lambda$ for the
@@ -287,10 +288,12 @@ plot_geometry() if HAVE_MPL else None
 #   \qquad \text{until } \max_j |r_j| \le \text{tol} .$$
 #
 # Each correction is the smallest step that cancels $r$ to first order, so the
-# residual squares each time (tutorial 04 measures the order). `frozen_step` does
-# the projected step and the retraction, and reports what it did in a `FrozenInfo`
+# residual squares each time (tutorial 04 measures the order).
+# {py:func}`refnet.frozen_step` does the projected step and the retraction, and
+# reports what it did in a {py:class}`refnet.FrozenInfo`
 # (residual, corrections, rank, nullity, the tolerance it used); a retraction that
-# cannot converge raises `RetractionError` instead of claiming success.
+# cannot converge raises {py:class}`refnet.RetractionError` instead of claiming
+# success.
 
 # %%
 print(f"{'lr':>5} {'drift, no retraction':>21} {'with':>9} {'corr.':>6} {'tol':>8}")
@@ -306,7 +309,8 @@ for lr in (0.05, 0.5, 5.0):
 # ## 5. The baselines side by side
 #
 # Every method runs the same SGD steps on $G = [0, -1] / n$, anchors = the batch:
-# the answer's two rules, `refnet.Projected(refnet.SGD(lr), ..., retract=False)`
+# the answer's two rules, {py:class}`refnet.Projected`
+# `(refnet.SGD(lr), ..., retract=False)`
 # ("projected": the $O(\eta^2)$ remainders accumulate) and the default `Projected`
 # ("projected + retraction", output 0 held at its values at `init`). The loop is
 # `refnet.demos.frozen.compare`.

@@ -93,8 +93,9 @@ if not HAVE_MPL:
 # averaging moves momentum between a neuron's inputs but never creates or
 # loses any.
 #
-# refnet has both forms: `averaging_matrix(n)` is the explicit $P_{in}$ (for
-# reading), `average_incoming(M, axis=0)` the fast mean-and-broadcast that the
+# refnet has both forms: {py:func}`refnet.averaging_matrix` `(n)` is the explicit
+# $P_{in}$ (for reading), {py:func}`refnet.average_incoming` `(M, axis=0)` the
+# fast mean-and-broadcast that the
 # optimizer uses. A non-square example:
 
 # %%
@@ -217,7 +218,8 @@ print(f"conv kernel: every entry of output channel 0 is {K_avg[0, 0, 0, 0]:.4f},
 # A bias $b_j$ is the weight of a connection from a constant-1 unit into
 # neuron $j$: $Z = A_{prev} W + \mathbf 1 b = [A_{prev}, \mathbf 1] \begin{bmatrix} W \\ b \end{bmatrix}$.
 # So it can be averaged together with column $j$ over the augmented
-# $n_{in} + 1$ rows: `AveragedMomentum(include_bias=True)`. The default,
+# $n_{in} + 1$ rows: {py:class}`refnet.AveragedMomentum` `(include_bias=True)`.
+# The default,
 # `include_bias=False`, matches the question (which averaged weights only) and
 # gives biases **standard** momentum — said explicitly, not left silent.
 # One step from a non-zero buffer, against the augmented matrix form:

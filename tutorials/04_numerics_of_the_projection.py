@@ -120,7 +120,8 @@ for K in ([0], [0, 1]):
 # %% [markdown]
 # ## 2. One definition, and the error model
 #
-# **The definition.** refnet's projection is the one defined by the thin SVD of
+# **The definition.** refnet's projection ({py:func}`refnet.project_out`) is the
+# one defined by the thin SVD of
 # $J$ with the singular values at or below $\tau = \mathrm{rtol}\; s_1$ treated as
 # zero: $g_\perp = (I - V_r V_r^T)\, g$, with $V_r$ the right singular vectors of
 # the $r$ kept values, and `FrozenInfo.rank`, `nullity` are that definition's.
