@@ -418,7 +418,7 @@ for m in MS:
 # move beyond rounding, on any input, and output 1 can no longer learn features.
 # The assertions check these statements on the printed numbers.
 
-# %%
+# %% tags=["hide-input"]
 d = {m: sweep[m]["drift"] for m in MS}
 mse = {m: sweep[m]["mse"] for m in MS}
 assert all(sweep[m]["info"].converged for m in MS[1:])   # held on the anchors
@@ -442,7 +442,7 @@ assert abs(mse[21] - mse[32]) < 1e-9                     # the same 5 free param
 # failure: the answer's head-only training, reached by counting constraints. We
 # check the ranks against NumPy's SVD of the explicit $J$ with refnet's cutoff.
 
-# %%
+# %% tags=["hide-input"]
 for m in MS[1:]:
     J_m = net.jacobian(params, POOL[:m], outputs=[0])
     s = np.linalg.svd(J_m, compute_uv=False)
