@@ -453,13 +453,22 @@ class OutgoingAveragedMomentum:
 
 LR, MU, BATCH = 0.05, 0.9, 32
 EPOCHS, SEEDS = (3, [0]) if FAST else (15, [0, 1, 2])
-OPTIMIZERS = {
-    "SGD": lambda: refnet.SGD(LR),
-    "SGD, lr/(1-mu)": lambda: refnet.SGD(LR / (1 - MU)),
-    "Momentum": lambda: refnet.Momentum(LR, MU),
-    "AveragedMomentum (in)": lambda: refnet.AveragedMomentum(LR, MU),
-    "answer's variant (out)": lambda: OutgoingAveragedMomentum(LR, MU),
+OPTIMIZERS = {                                     # name: (lr, mu, averaging)
+    "SGD": (LR, 0.0, "none"),
+    "SGD, lr/(1-mu)": (LR / (1 - MU), 0.0, "none"),
+    "Momentum": (LR, MU, "none"),
+    "AveragedMomentum (in)": (LR, MU, "in"),
+    "answer's variant (out)": (LR, MU, "out"),
 }
+
+
+def make_opt(lr, mu, mode):
+    """The optimizer object of one setting (mu = 0: SGD)."""
+    if mu == 0.0:
+        return refnet.SGD(lr)
+    kind = {"none": refnet.Momentum, "in": refnet.AveragedMomentum,
+            "out": OutgoingAveragedMomentum}[mode]
+    return kind(lr, mu)
 CE = "softmax_cross_entropy"
 
 data = digits_split(seed=0)
@@ -469,13 +478,13 @@ print(f"{data.name}: train {data.X_train.shape}, test {data.X_test.shape}; "
       f"network {net.sizes}")
 
 
-def train(make_opt, seed, epochs):
+def train(setting, seed, epochs):
     """Minibatch training; per-epoch (train loss, test accuracy), epoch 0 = initial.
 
     A run that overflows (FloatingPointError) gets an infinite loss from then on.
     """
     rng = np.random.default_rng(seed)              # weights and batch order
-    params, opt = net.init(seed=rng), make_opt()
+    params, opt = net.init(seed=rng), make_opt(*setting)
     state = opt.init(params)
 
     def evaluate():
@@ -498,9 +507,106 @@ def train(make_opt, seed, epochs):
     return np.array(curve)                         # (epochs + 1, 2)
 
 
+# %% [markdown]
+# `train` runs one optimizer at a time. The comparison below and the sweep after it
+# train dozens of runs that share everything but the optimizer: for one seed, the
+# same initial weights and the same minibatches. So we stack the runs along a
+# leading axis $S$ and train them all at once: every weight matrix becomes a stack
+# $(S, n_{l-1}, n_l)$, every matrix product a batched one (`@` broadcasts over the
+# leading axis), and $\eta$, $\mu$ become arrays of shape $(S, 1, 1)$. SGD is
+# momentum with $\mu = 0$ ($M = dW + 0 \cdot M = dW$ exactly); the averaged variants
+# differ from standard momentum only in the term $\mu M$, which becomes
+# $\mu P_{in} M$ (incoming) or $\mu M P_{out}$ (outgoing), chosen per run by a mask.
+# A run that overflows ends with a NaN loss, reported as infinite loss and chance
+# accuracy, as `train` reports a `FloatingPointError`. The stack must be the loop:
+# a few settings, trained both ways, are asserted equal.
+
+# %%
+def train_stack(lrs, mus, modes, seed, epochs, every_epoch=True):
+    """S runs trained at once; per-epoch (train loss, test accuracy), epoch 0 =
+    initial (S, epochs + 1, 2); with every_epoch=False the last epoch's only (S, 1, 2).
+
+    lrs, mus: (S,) learning rates and momenta (mu = 0: SGD); modes: (S,) "none"
+    (standard momentum), "in" (AveragedMomentum, include_bias=False: biases get
+    standard momentum) or "out" (the answer's variant). Same initial weights and
+    minibatches as ``train(setting, seed, epochs)``.
+    """
+    rng = np.random.default_rng(seed)
+    init = net.init(seed=rng)                      # [(W_1 (64, 32), b_1), (W_2, b_2)]
+    S = len(lrs)
+    lr = np.asarray(lrs, dtype=float)[:, None, None]   # (S, 1, 1)
+    mu = np.asarray(mus, dtype=float)[:, None, None]   # (S, 1, 1)
+    inc = (np.asarray(modes) == "in")[:, None, None]   # (S, 1, 1) masks
+    out = (np.asarray(modes) == "out")[:, None, None]
+    theta = []                                     # [W_1, b_1, W_2, b_2], stacked
+    for W, b in init:                      # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
+        theta += [np.repeat(W[None], S, axis=0), np.repeat(b[None, None], S, axis=0)]
+    M = [np.zeros_like(t) for t in theta]
+
+    def forward(X, s=slice(None)):
+        """A_1 and Y of the runs s: all of them (stacked) or one (s an int)."""
+        W1, b1, W2, b2 = (t[s] for t in theta)
+        A1 = np.tanh(X @ W1 + b1)          # A_1 = tanh(X W_1 + 1 b_1)    (S, n, 32)
+        return A1, A1 @ W2 + b2            # Y = A_1 W_2 + 1 b_2          (S, n, 10)
+
+    def loss_and_G(Y, T):
+        Ys = Y - Y.max(axis=-1, keepdims=True)     # shifted logits: softmax unchanged
+        logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))   # log softmax(Y)
+        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)             # (S,)
+        return loss, (np.exp(logP) - T) / len(T)   # G = (Yhat - T) / n       (S, n, 10)
+
+    def evaluate():
+        """(train loss, test accuracy) of each run, one run at a time: on the full
+        sets a 2-D product is much faster than a stacked one          (S, 2)."""
+        rows = []
+        for s in range(S):
+            loss, _ = loss_and_G(forward(data.X_train, s)[1], T_train)
+            acc = np.mean(forward(data.X_test, s)[1].argmax(axis=-1) == data.y_test)
+            rows.append((loss, acc) if np.isfinite(loss) else (np.inf, 0.1))
+        return np.array(rows)                      # overflowed: inf loss, chance acc.
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        curve = [evaluate()] if every_epoch else []
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(len(T_train))
+            for start in range(0, len(order), BATCH):
+                idx = order[start:start + BATCH]
+                X, T = data.X_train[idx], T_train[idx]
+                A1, Y = forward(X)
+                _, G = loss_and_G(Y, T)
+                D1 = (G @ theta[2].swapaxes(-1, -2)) * (1 - A1 * A1)
+                # Delta_1 = (G W_2^T) * tanh'(Z_1)                     (S, n, 32)
+                grads = [X.T @ D1, D1.sum(axis=-2, keepdims=True),
+                         A1.swapaxes(-1, -2) @ G, G.sum(axis=-2, keepdims=True)]
+                # dW_1 = X^T Delta_1, db_1 = 1^T Delta_1, dW_2 = A_1^T G, db_2 = 1^T G
+                for i, g in enumerate(grads):
+                    carry = M[i]
+                    if i % 2 == 0:                 # weights: P_in M or M P_out by mask
+                        P_in_M = M[i].mean(axis=-2, keepdims=True)    # P_in M
+                        M_P_out = M[i].mean(axis=-1, keepdims=True)   # M P_out
+                        carry = np.where(inc, P_in_M, np.where(out, M_P_out, M[i]))
+                    M[i] = g + mu * carry          # M <- dW + mu (P_in M | M P_out | M)
+                    theta[i] = theta[i] - lr * M[i]   # W <- W - lr M
+            if every_epoch or epoch == epochs:
+                curve.append(evaluate())
+    return np.stack(curve, axis=1)                 # (S, epochs + 1, 2)
+
+
+CHECK = ["SGD", "Momentum", "AveragedMomentum (in)", "answer's variant (out)"]
 t0 = time.perf_counter()
-curves = {name: np.stack([train(make, s, EPOCHS) for s in SEEDS])
-          for name, make in OPTIMIZERS.items()}    # (seeds, epochs + 1, 2) each
+stacked = train_stack(*zip(*(OPTIMIZERS[name] for name in CHECK)), seed=0, epochs=2)
+print("stack vs one-run loop: train loss and test accuracy per epoch, 2 epochs")
+for name, c_stack in zip(CHECK, stacked):
+    c_loop = train(OPTIMIZERS[name], 0, 2)
+    err = np.max(np.abs(c_stack - c_loop) / np.abs(c_loop))
+    print(f"  {name:<23} max relative difference {err:.1e}")
+    assert err <= 1e-9
+print(f"({time.perf_counter() - t0:.1f} s)")
+
+t0 = time.perf_counter()
+runs = [train_stack(*zip(*OPTIMIZERS.values()), seed=s, epochs=EPOCHS) for s in SEEDS]
+curves = {name: np.stack([run[i] for run in runs])            # (seeds, epochs + 1, 2)
+          for i, name in enumerate(OPTIMIZERS)}
 print(f"trained {len(OPTIMIZERS)} optimizers x {len(SEEDS)} seeds x {EPOCHS} epochs "
       f"in {time.perf_counter() - t0:.1f} s")
 
@@ -565,75 +671,7 @@ fig
 # and compare the final training loss (mean over seeds). A run that overflows
 # counts as infinite loss.
 
-# %% [markdown]
-# Training the settings one after another would cost most of this page's build time.
-# They share everything but $\eta$ and $\mu$: for one seed, the same initial
-# weights and the same minibatches. So we stack the runs along a leading axis $S$
-# and train them all at once: every weight matrix becomes a stack $(S, n_{l-1}, n_l)$,
-# every matrix product a batched one (`@` broadcasts over the leading axis), and
-# $\eta$, $\mu$ become arrays of shape $(S, 1, 1)$. SGD is momentum with $\mu = 0$
-# ($M = dW + 0 \cdot M = dW$ exactly), and averaged momentum differs from standard
-# momentum only in the term $\mu P_{in} M$, chosen per run by a mask. A run that
-# overflowed would end with a NaN loss, reported as infinite, as the one-run loop's
-# `FloatingPointError` reports it.
-
 # %%
-def train_stack(lrs, mus, averaged, seed, epochs):
-    """Final train loss of S runs trained at once (inf where a run diverged)   (S,).
-
-    lrs, mus: (S,) learning rates and momenta; averaged: (S,) bool, True for
-    AveragedMomentum (include_bias=False: biases get standard momentum).
-    Same initial weights and minibatches as ``train(make_opt, seed, epochs)``.
-    """
-    rng = np.random.default_rng(seed)
-    init = net.init(seed=rng)  # [(W_1 (64, 32), b_1), (W_2, b_2)]
-    S = len(lrs)
-    # (S, 1, 1)
-    lr = np.asarray(lrs, dtype=float)[:, None, None]
-    # (S, 1, 1)
-    mu = np.asarray(mus, dtype=float)[:, None, None]
-    avg = np.asarray(averaged)[:, None, None]  # (S, 1, 1)
-    theta = []                                 # [W_1, b_1, W_2, b_2], stacked
-    for W, b in init:                          # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
-        theta += [np.repeat(W[None], S, axis=0), np.repeat(b[None, None], S, axis=0)]
-    M = [np.zeros_like(t) for t in theta]
-
-    def forward(X):
-        W1, b1, W2, b2 = theta
-        A1 = np.tanh(X @ W1 + b1)  # A_1 = tanh(X W_1 + 1 b_1)  (S, n, 32)
-        return A1, A1 @ W2 + b2    # Y = A_1 W_2 + 1 b_2  (S, n, 10)
-
-    def loss_and_G(Y, T):
-        Ys = Y - Y.max(axis=-1, keepdims=True)    # shifted logits: softmax unchanged
-        # log softmax(Y)
-        logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))
-        # (S,)
-        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)
-        return loss, (np.exp(logP) - T) / len(T)  # G = (P - T) / n  (S, n, 10)
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        for _ in range(epochs):
-            order = rng.permutation(len(T_train))
-            for start in range(0, len(order), BATCH):
-                idx = order[start:start + BATCH]
-                X, T = data.X_train[idx], T_train[idx]
-                A1, Y = forward(X)
-                _, G = loss_and_G(Y, T)
-                D1 = (G @ theta[2].swapaxes(-1, -2)) * (1 - A1 * A1)
-                # Delta_1 = (G W_2^T) * tanh'(Z_1)                     (S, n, 32)
-                grads = [X.T @ D1, D1.sum(axis=-2, keepdims=True),
-                         A1.swapaxes(-1, -2) @ G, G.sum(axis=-2, keepdims=True)]
-                # dW_1 = X^T Delta_1, db_1 = 1^T Delta_1, dW_2 = A_1^T G, db_2 = 1^T G
-                for i, g in enumerate(grads):
-                    carry = M[i]
-                    if i % 2 == 0:                      # weights: P_in M where averaged
-                        carry = np.where(avg, M[i].mean(axis=-2, keepdims=True), M[i])
-                    M[i] = g + mu * carry               # M <- dW + mu (P_in) M
-                    theta[i] = theta[i] - lr * M[i]     # W <- W - lr M
-        loss, _ = loss_and_G(forward(data.X_train)[1], T_train)
-    return np.where(np.isfinite(loss), loss, np.inf)  # overflowed: NaN -> inf
-
-
 if FAST:
     SWEEP_LRS, SWEEP_MUS = (0.03, 0.1, 0.3, 1.0), (0.5, 0.9)
     SWEEP_EPOCHS, SWEEP_SEEDS = 3, [0]
@@ -644,28 +682,11 @@ settings = [("SGD", lr, 0.0) for lr in SWEEP_LRS] + [
     (name, lr, mu) for lr in SWEEP_LRS for mu in SWEEP_MUS
     for name in ("Momentum", "AveragedMomentum")]
 lrs, mus = [s[1] for s in settings], [s[2] for s in settings]
-is_avg = [s[0] == "AveragedMomentum" for s in settings]
-
-# the stack is the one-run loop: a few settings, run both ways, must agree
-def make_opt(name, lr, mu):
-    return refnet.SGD(lr) if name == "SGD" else getattr(refnet, name)(lr, mu)
-
-
-CHECK = [("SGD", SWEEP_LRS[1], 0.0), ("Momentum", SWEEP_LRS[1], 0.9),
-         ("AveragedMomentum", SWEEP_LRS[2], 0.9),
-         ("Momentum", 3.0, 0.99)]
-t0 = time.perf_counter()
-stacked = train_stack([c[1] for c in CHECK], [c[2] for c in CHECK],
-                      [c[0] == "AveragedMomentum" for c in CHECK], seed=0, epochs=2)
-print("stack vs one-run loop, final train loss after 2 epochs:")
-for (name, lr, mu), a in zip(CHECK, stacked):
-    b = train(lambda: make_opt(name, lr, mu), 0, 2)[-1, 0]
-    print(f"  {name:<17} lr {lr:<5} mu {mu:<5} {a:.12g}  {b:.12g}")
-    assert (np.isinf(a) and np.isinf(b)) or abs(a - b) <= 1e-9 * abs(b)
-print(f"({time.perf_counter() - t0:.1f} s)")
+modes = ["in" if s[0] == "AveragedMomentum" else "none" for s in settings]
 
 t0 = time.perf_counter()
-final_sweep = np.mean([train_stack(lrs, mus, is_avg, seed, SWEEP_EPOCHS)
+final_sweep = np.mean([train_stack(lrs, mus, modes, seed, SWEEP_EPOCHS,
+                                   every_epoch=False)[:, -1, 0]
                        for seed in SWEEP_SEEDS], axis=0)  # mean over seeds
 sweep = dict(zip(settings, final_sweep))
 print(f"sweep: {len(sweep)} settings x {len(SWEEP_SEEDS)} seeds x {SWEEP_EPOCHS} "
