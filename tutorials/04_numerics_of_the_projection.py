@@ -139,7 +139,8 @@ print(f"m = {m}, p = {p}: rtol = {rtol:.2e}; s / s_1 =\n{s / s[0]}")
 # %% [markdown]
 # **The error model.** Rounding makes every route compute the SVD of a nearby
 # matrix $J + E$ with $\lVert E \rVert \approx \varepsilon\, s_1$ (times a modest
-# factor). By Wedin's theorem the kept subspace then turns by at most
+# factor). By Wedin's theorem the kept subspace then turns by at most (to first
+# order in $\lVert E \rVert$)
 #
 # $$\sin \Theta \le \frac{\lVert E \rVert}{\delta}, \qquad
 #   \delta = s_r - s_{r+1} \quad \text{(the gap at the cutoff)},$$
