@@ -331,21 +331,21 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 # probabilities row by row by the softmax, and compared with one-hot (or
 # probability) targets $T$ whose rows sum to 1:
 #
-# $$\hat Y_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
-#   L = -\frac1n \sum_i \sum_k T_{ik} \log \hat Y_{ik}.$$
+# $$S_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
+#   L = -\frac1n \sum_i \sum_k T_{ik} \log S_{ik}.$$
 #
-# Take one sample $i$. Since $\log \hat Y_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
+# Take one sample $i$. Since $\log S_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
 #
-# $$\frac{\partial \log \hat Y_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - \hat Y_{im},$$
+# $$\frac{\partial \log S_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - S_{im},$$
 #
 # and so
 #
-# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - \hat Y_{im}\big)
-#   = -\frac1n \Big(T_{im} - \hat Y_{im} \sum_k T_{ik}\Big) = \frac{\hat Y_{im} - T_{im}}{n},$$
+# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - S_{im}\big)
+#   = -\frac1n \Big(T_{im} - S_{im} \sum_k T_{ik}\Big) = \frac{S_{im} - T_{im}}{n},$$
 #
 # using $\sum_k T_{ik} = 1$ in the last step. In matrix form
 #
-# $$G = \frac{\hat Y - T}{n} .$$
+# $$G = \frac{S - T}{n} .$$
 #
 # Every row of $G$ sums to zero: adding the same constant to all logits of
 # a sample changes no probability (exercise 3 uses this). Here on the same
@@ -356,10 +356,10 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 labels = (X[:, 0] > 0.5).astype(np.int64)         # class 0 or 1 per sample  (8,)
 T_cls = np.eye(2)[labels]                         # one-hot targets  (8, 2)
 Ys = Y - Y.max(axis=1, keepdims=True)             # shift each row: softmax unchanged
-# Yhat = softmax(Y) row-wise  (8, 2)
-Yhat = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)
-L_ce = -np.sum(T_cls * np.log(Yhat)) / n          # L = -(1/n) sum T log Yhat
-G_ce = (Yhat - T_cls) / n                         # G = (Yhat - T) / n  (8, 2)
+# S = softmax(Y) row-wise  (8, 2)
+S = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)
+L_ce = -np.sum(T_cls * np.log(S)) / n          # L = -(1/n) sum T log S
+G_ce = (S - T_cls) / n                         # G = (S - T) / n  (8, 2)
 g_ce = refnet.flatten(backward(X, A1, W2, G_ce))  # (26,)
 
 loss_ce_ref, grads_ce_ref = net.loss_and_grads(params, X, T_cls,
@@ -376,8 +376,8 @@ g_ce_oracle, tol_ce = oracle_gradient(ce_flat, theta)
 err_ce_ref = np.max(np.abs(g_ce - refnet.flatten(grads_ce_ref))) / np.max(np.abs(g_ce))
 err_ce_oracle = np.max(np.abs(g_ce - g_ce_oracle)) / np.max(np.abs(g_ce_oracle))
 print(f"cross-entropy L = {L_ce:.6f} (refnet {float(loss_ce_ref):.6f})")
-print(f"max rel. error, (Yhat - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
-print(f"max rel. error, (Yhat - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
+print(f"max rel. error, (S - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
+print(f"max rel. error, (S - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
 print("row sums of G:", G_ce.sum(axis=1))
 assert abs(L_ce - float(loss_ce_ref)) <= 1e-15
 assert err_ce_ref <= 1e-14 and err_ce_oracle <= tol_ce
@@ -581,11 +581,11 @@ assert abs(rate_fd - rate_ip) <= 1e-8 * max(1.0, abs(rate_ip))
 # leaves the loss unchanged.
 #
 # *Hint:* $db_2 = \mathbf 1^T \Delta_2 = \mathbf 1^T G$; what does each row of
-# $G = (\hat Y - T)/n$ sum to?
+# $G = (S - T)/n$ sum to?
 
 # %% [markdown]
 # **Solution 3.** Row $i$ of $G$ sums to
-# $\frac1n \big(\sum_k \hat Y_{ik} - \sum_k T_{ik}\big) = \frac1n (1 - 1) = 0$, so
+# $\frac1n \big(\sum_k S_{ik} - \sum_k T_{ik}\big) = \frac1n (1 - 1) = 0$, so
 #
 # $$\sum_k (db_2)_k = \mathbf 1^T G\, \mathbf 1 = \sum_i \sum_k G_{ik} = 0 .$$
 #

@@ -284,10 +284,10 @@ plot_geometry() if HAVE_MPL else None
 # After $\theta - \eta g_\perp$ the frozen outputs have moved by $O(\eta^2)$.
 # Minimum-norm Gauss-Newton corrections remove that remainder:
 #
-# $$r = c(\theta) - c_0, \qquad \theta \leftarrow \theta - J^{+} r
-#   \qquad \text{until } \max_j |r_j| \le \text{tol} .$$
+# $$\rho = c(\theta) - c_0, \qquad \theta \leftarrow \theta - J^{+} \rho
+#   \qquad \text{until } \max_j |\rho_j| \le \text{tol} .$$
 #
-# Each correction is the smallest step that cancels $r$ to first order, so the
+# Each correction is the smallest step that cancels $\rho$ to first order, so the
 # residual squares each time (tutorial 04 measures the order).
 # {py:func}`refnet.frozen_step` does the projected step and the retraction, and
 # reports what it did in a {py:class}`refnet.FrozenInfo`

@@ -67,34 +67,34 @@ if not HAVE_MPL:
 #
 # $$M \leftarrow dW + \mu M, \qquad W \leftarrow W - \eta M .$$
 #
-# The question replaces $\mu M$ by $\mu\,\mathrm{mean_{in}}(M)$. Because $W$ is
-# $(n_{in}, n_{out})$ and $Z = A_{prev} W + \mathbf 1 b$, column $j$ of $W$ holds
-# the incoming connections of neuron $j$, so $\mathrm{mean_{in}}$ replaces every
+# The question replaces $\mu M$ by $\mu\,\mathrm{mean_{\mathrm{in}}}(M)$. Because $W$ is
+# $(n_{\mathrm{in}}, n_{\mathrm{out}})$ and $Z = A_{prev} W + \mathbf 1 b$, column $j$ of $W$ holds
+# the incoming connections of neuron $j$, so $\mathrm{mean_{\mathrm{in}}}$ replaces every
 # entry of column $j$ by the column mean:
 #
-# $$\mathrm{mean_{in}}(M)_{ij} = \frac{1}{n_{in}} \sum_{k} M_{kj}
+# $$\mathrm{mean_{\mathrm{in}}}(M)_{ij} = \frac{1}{n_{\mathrm{in}}} \sum_{k} M_{kj}
 #   \quad\Longrightarrow\quad
-#   \mathrm{mean_{in}}(M) = \frac{1}{n_{in}} \mathbf 1 \mathbf 1^T M = P_{in} M,
-#   \qquad P_{in} = \frac{\mathbf 1 \mathbf 1^T}{n_{in}} \quad (n_{in} \times n_{in}),$$
+#   \mathrm{mean_{\mathrm{in}}}(M) = \frac{1}{n_{\mathrm{in}}} \mathbf 1 \mathbf 1^T M = P_{\mathrm{in}} M,
+#   \qquad P_{\mathrm{in}} = \frac{\mathbf 1 \mathbf 1^T}{n_{\mathrm{in}}} \quad (n_{\mathrm{in}} \times n_{\mathrm{in}}),$$
 #
-# with $\mathbf 1$ the all-ones column of length $n_{in}$. The update is
+# with $\mathbf 1$ the all-ones column of length $n_{\mathrm{in}}$. The update is
 #
-# $$M \leftarrow dW + \mu\, P_{in} M, \qquad W \leftarrow W - \eta M .$$
+# $$M \leftarrow dW + \mu\, P_{\mathrm{in}} M, \qquad W \leftarrow W - \eta M .$$
 #
-# **$P_{in}$ is an orthogonal projection.** It is symmetric, and idempotent
-# because $\mathbf 1^T \mathbf 1 = n_{in}$:
-# $P_{in}^2 = \mathbf 1 (\mathbf 1^T \mathbf 1) \mathbf 1^T / n_{in}^2 = P_{in}$.
-# Its range is the line spanned by $\mathbf 1$ ($P_{in} \mathbf 1 = \mathbf 1$),
+# **$P_{\mathrm{in}}$ is an orthogonal projection.** It is symmetric, and idempotent
+# because $\mathbf 1^T \mathbf 1 = n_{\mathrm{in}}$:
+# $P_{\mathrm{in}}^2 = \mathbf 1 (\mathbf 1^T \mathbf 1) \mathbf 1^T / n_{\mathrm{in}}^2 = P_{\mathrm{in}}$.
+# Its range is the line spanned by $\mathbf 1$ ($P_{\mathrm{in}} \mathbf 1 = \mathbf 1$),
 # its null space the vectors whose entries sum to zero
-# ($\mathbf 1^T v = 0 \Rightarrow P_{in} v = 0$), so its eigenvalues are 1 (once)
-# and 0 ($n_{in} - 1$ times) and $\operatorname{tr} P_{in} = 1$. Applied to a
+# ($\mathbf 1^T v = 0 \Rightarrow P_{\mathrm{in}} v = 0$), so its eigenvalues are 1 (once)
+# and 0 ($n_{\mathrm{in}} - 1$ times) and $\operatorname{tr} P_{\mathrm{in}} = 1$. Applied to a
 # matrix it acts on each column separately: it keeps a column's mean and removes
-# the rest. And $\mathbf 1^T P_{in} = \mathbf 1^T$, so $\mathbf 1^T P_{in} M = \mathbf 1^T M$:
+# the rest. And $\mathbf 1^T P_{\mathrm{in}} = \mathbf 1^T$, so $\mathbf 1^T P_{\mathrm{in}} M = \mathbf 1^T M$:
 # averaging moves momentum between a neuron's inputs but never creates or
 # loses any.
 #
 # refnet has both forms: {py:func}`refnet.averaging_matrix` `(n)` is the explicit
-# $P_{in}$ (for reading), {py:func}`refnet.average_incoming` `(M, axis=0)` the
+# $P_{\mathrm{in}}$ (for reading), {py:func}`refnet.average_incoming` `(M, axis=0)` the
 # fast mean-and-broadcast that the
 # optimizer uses. A non-square example:
 
@@ -117,15 +117,15 @@ assert np.allclose(P_in @ np.array([1.0, -1.0, 0.0]), 0.0)
 # %% [markdown]
 # ## What the recursion really does
 #
-# Split the buffer with the projector: $M = P_{in} M + (I - P_{in}) M$.
-# Applying $P_{in}$ and $I - P_{in}$ to $M \leftarrow dW + \mu P_{in} M$ (and
-# using $P_{in}^2 = P_{in}$, $(I - P_{in}) P_{in} = 0$) gives two separate
+# Split the buffer with the projector: $M = P_{\mathrm{in}} M + (I - P_{\mathrm{in}}) M$.
+# Applying $P_{\mathrm{in}}$ and $I - P_{\mathrm{in}}$ to $M \leftarrow dW + \mu P_{\mathrm{in}} M$ (and
+# using $P_{\mathrm{in}}^2 = P_{\mathrm{in}}$, $(I - P_{\mathrm{in}}) P_{\mathrm{in}} = 0$) gives two separate
 # recursions:
 #
-# $$P_{in} M \leftarrow P_{in}\, dW + \mu\, P_{in} M, \qquad (I - P_{in}) M \leftarrow (I - P_{in})\, dW .$$
+# $$P_{\mathrm{in}} M \leftarrow P_{\mathrm{in}}\, dW + \mu\, P_{\mathrm{in}} M, \qquad (I - P_{\mathrm{in}}) M \leftarrow (I - P_{\mathrm{in}})\, dW .$$
 #
 # The column-mean part of the gradient gets ordinary momentum; everything
-# orthogonal to it ($n_{in} - 1$ of the $n_{in}$ directions of each column)
+# orthogonal to it ($n_{\mathrm{in}} - 1$ of the $n_{\mathrm{in}}$ directions of each column)
 # gets **no momentum at all**, as in plain SGD. This one fact explains every
 # experiment below. Checked on random gradients:
 
@@ -148,9 +148,9 @@ print("P_in M follows standard momentum; (I - P_in) M is just the latest gradien
 # ## The accepted answer's axis bug
 #
 # The answer used `tf.reduce_mean(accumulation, axis=1, keep_dims=True)` on a
-# TF dense kernel, which is $(n_{in}, n_{out})$ like refnet's $W$. Axis 1 runs
+# TF dense kernel, which is $(n_{\mathrm{in}}, n_{\mathrm{out}})$ like refnet's $W$. Axis 1 runs
 # along a **row**: the outgoing connections of one input unit. In matrix form
-# that is $M P_{out}$ with $P_{out} = \mathbf 1 \mathbf 1^T / n_{out}$ — a
+# that is $M P_{\mathrm{out}}$ with $P_{\mathrm{out}} = \mathbf 1 \mathbf 1^T / n_{\mathrm{out}}$ — a
 # different algorithm, which averages what one unit *sends* instead of what one
 # neuron *receives*. On a square layer with symmetric numbers the mistake can
 # hide; on the non-square example above it cannot:
@@ -165,9 +165,9 @@ assert np.allclose(outgoing, M @ refnet.averaging_matrix(2))
 assert not np.allclose(incoming, outgoing)
 
 # %% [markdown]
-# As pictures, on a larger buffer ($n_{in} = 6$ inputs, $n_{out} = 4$ neurons):
-# $P_{in} M$ is constant down each **column** (each neuron's incoming connections
-# share one momentum), $M P_{out}$ constant along each **row** (each input unit's
+# As pictures, on a larger buffer ($n_{\mathrm{in}} = 6$ inputs, $n_{\mathrm{out}} = 4$ neurons):
+# $P_{\mathrm{in}} M$ is constant down each **column** (each neuron's incoming connections
+# share one momentum), $M P_{\mathrm{out}}$ constant along each **row** (each input unit's
 # outgoing connections share one).
 
 # %% tags=["hide-input"]
@@ -196,9 +196,9 @@ plot_averaging(M6) if HAVE_MPL else None
 
 # %% [markdown]
 # The "incoming" axis depends on the layout, so `average_incoming` takes it:
-# refnet/Keras dense kernels $(n_{in}, n_{out})$ use `axis=0`; a PyTorch
-# `nn.Linear.weight` is $(n_{out}, n_{in})$ and uses `axis=1`; a TF conv
-# kernel $(H, W, C_{in}, C_{out})$ has fan-in $H W C_{in}$ and uses
+# refnet/Keras dense kernels $(n_{\mathrm{in}}, n_{\mathrm{out}})$ use `axis=0`; a PyTorch
+# `nn.Linear.weight` is $(n_{\mathrm{out}}, n_{\mathrm{in}})$ and uses `axis=1`; a TF conv
+# kernel $(H, W, C_{\mathrm{in}}, C_{\mathrm{out}})$ has fan-in $H W C_{\mathrm{in}}$ and uses
 # `axis=(0, 1, 2)` (the answer's conv TODO):
 
 # %%
@@ -218,7 +218,7 @@ print(f"conv kernel: every entry of output channel 0 is {K_avg[0, 0, 0, 0]:.4f},
 # A bias $b_j$ is the weight of a connection from a constant-1 unit into
 # neuron $j$: $Z = A_{prev} W + \mathbf 1 b = [A_{prev}, \mathbf 1] \begin{bmatrix} W \\ b \end{bmatrix}$.
 # So it can be averaged together with column $j$ over the augmented
-# $n_{in} + 1$ rows: {py:class}`refnet.AveragedMomentum` `(include_bias=True)`.
+# $n_{\mathrm{in}} + 1$ rows: {py:class}`refnet.AveragedMomentum` `(include_bias=True)`.
 # The default,
 # `include_bias=False`, matches the question (which averaged weights only) and
 # gives biases **standard** momentum — said explicitly, not left silent.
@@ -242,26 +242,27 @@ print("include_bias=True equals averaging the augmented [W; b]")
 # ## A 2-D picture: one neuron, two incoming weights
 #
 # Averaging needs a neuron with at least two incoming connections (with one,
-# $P_{in} = 1$ and the method *is* standard momentum). The smallest case is a
+# $P_{\mathrm{in}} = 1$ and the method *is* standard momentum). The smallest case is a
 # single linear neuron $y = x_0 w_0 + x_1 w_1 + b$ — `refnet.MLP([2, 1])`,
 # whose $W$ is the column $(w_0, w_1)^T$ — fitted by least squares to targets
 # $t = x\, w^\star$ with $w^\star = (1, 1)$. The inputs are centred with unit
-# variance and correlation $\rho$ (exactly, so the bias stays at 0 and the
-# problem is exactly two-dimensional):
+# variance and correlation $\omega$ (exactly, so the bias stays at 0 and the
+# problem is exactly two-dimensional; $\omega$, because $\rho$ is the residual of
+# tutorial 01's retraction on every page):
 #
 # $$L(w) = \frac1n \sum_i \big(x_i (w - w^\star)\big)^2 = (w - w^\star)^T C (w - w^\star),
-#   \qquad C = \begin{bmatrix} 1 & \rho \\ \rho & 1 \end{bmatrix}.$$
+#   \qquad C = \begin{bmatrix} 1 & \omega \\ \omega & 1 \end{bmatrix}.$$
 #
 # The Hessian $2C$ has eigenvectors $u_+ = (1, 1)/\sqrt2$ with curvature
-# $2(1 + \rho)$ and $u_- = (1, -1)/\sqrt2$ with curvature $2(1 - \rho)$. And
-# $P_{in} = u_+ u_+^T$: the column mean is exactly the $u_+$ component. So
+# $2(1 + \omega)$ and $u_- = (1, -1)/\sqrt2$ with curvature $2(1 - \omega)$. And
+# $P_{\mathrm{in}} = u_+ u_+^T$: the column mean is exactly the $u_+$ component. So
 # averaged momentum runs **heavy-ball momentum along $u_+$ and plain gradient
 # descent along $u_-$** — on this problem the two directions never mix.
 #
-# * $\rho = -0.9$: $u_+$ is the flat, slow direction (curvature 0.2) and
+# * $\omega = -0.9$: $u_+$ is the flat, slow direction (curvature 0.2) and
 #   $u_-$ the steep one (3.8). Momentum goes exactly where it is needed, and
 #   the steep direction is spared momentum's oscillation.
-# * $\rho = +0.9$: now $u_+$ is the steep direction and $u_-$ the slow one.
+# * $\omega = +0.9$: now $u_+$ is the steep direction and $u_-$ the slow one.
 #   The slow direction gets no momentum: averaged momentum is plain SGD where
 #   it matters.
 #
@@ -273,13 +274,13 @@ toy_net = refnet.MLP([2, 1], output_activation="identity")
 W_STAR, W0, TOL = np.array([1.0, 1.0]), np.array([-1.5, 2.5]), 1e-8
 
 
-def toy_problem(rho, n=64, seed=0):
-    """Inputs X (n, 2): centred, covariance exactly [[1, rho], [rho, 1]];
+def toy_problem(omega, n=64, seed=0):
+    """Inputs X (n, 2): centred, covariance exactly [[1, omega], [omega, 1]];
     targets T = X w* (n, 1)."""
     Z = np.random.default_rng(seed).standard_normal((n, 2))
     Z = Z - Z.mean(axis=0)                                    # centred
     Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / n)).T  # covariance exactly I
-    C = np.array([[1.0, rho], [rho, 1.0]])
+    C = np.array([[1.0, omega], [omega, 1.0]])
     X = Z @ np.linalg.cholesky(C).T                           # covariance exactly C
     return X, (X @ W_STAR)[:, None]
 
@@ -314,50 +315,50 @@ def toy_optimizers(lr, mu):
 TOY_LR, TOY_MU, TOY_STEPS = 0.3, 0.8, 400
 toy = {}
 print(f"steps to L < 1e-8 at lr {TOY_LR}, mu {TOY_MU}:")
-for rho in (-0.9, 0.9):
-    X2, T2 = toy_problem(rho)
+for omega in (-0.9, 0.9):
+    X2, T2 = toy_problem(omega)
     H = 2 * X2.T @ X2 / len(X2)                    # Hessian of L(w) = 2 C   (2, 2)
     curv = {"u+": (H @ [1, 1]) @ [1, 1] / 2,       # u^T H u
             "u-": (H @ [1, -1]) @ [1, -1] / 2}
-    assert np.isclose(curv["u+"], 2 * (1 + rho))
-    assert np.isclose(curv["u-"], 2 * (1 - rho))
-    toy[rho] = {name: toy_run(o, X2, T2, TOY_STEPS)
+    assert np.isclose(curv["u+"], 2 * (1 + omega))
+    assert np.isclose(curv["u-"], 2 * (1 - omega))
+    toy[omega] = {name: toy_run(o, X2, T2, TOY_STEPS)
                 for name, o in toy_optimizers(TOY_LR, TOY_MU).items()}
-    steps = {name: settle(l) for name, (_, l) in toy[rho].items()}
-    print(f"rho = {rho:+.1f} (curvature u+ {curv['u+']:.2f}, u- {curv['u-']:.2f}): "
+    steps = {name: settle(l) for name, (_, l) in toy[omega].items()}
+    print(f"omega = {omega:+.1f} (curvature u+ {curv['u+']:.2f}, u- {curv['u-']:.2f}): "
           + ", ".join(f"{k} {v}" for k, v in steps.items()))
-    toy[rho]["steps"] = steps
+    toy[omega]["steps"] = steps
 s_neg, s_pos = toy[-0.9]["steps"], toy[0.9]["steps"]
-assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]     # rho < 0: helps
-assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1               # rho > 0: = SGD
+assert s_neg["AveragedMomentum"] < s_neg["Momentum"] < s_neg["SGD"]    # omega < 0
+assert abs(s_pos["AveragedMomentum"] - s_pos["SGD"]) <= 1              # omega > 0
 assert s_pos["SGD"] - s_pos["Momentum"] > 1
 
 
 # %% tags=["hide-input"]
 def plot_toy(toy, path):
     """Left: the first 60 steps of each path on the loss contours; right: loss per
-    step. One row per rho."""
+    step. One row per omega."""
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5))
     plt.close(fig)                             # the cell shows fig
     g0, g1 = np.meshgrid(np.linspace(-2.0, 3.0, 201), np.linspace(-1.0, 3.5, 181))
-    for (ax, ax_loss), rho in zip(axes, (-0.9, 0.9)):
+    for (ax, ax_loss), omega in zip(axes, (-0.9, 0.9)):
         D0, D1 = g0 - W_STAR[0], g1 - W_STAR[1]
-        L_grid = D0 * D0 + 2 * rho * D0 * D1 + D1 * D1        # (w - w*)^T C (w - w*)
+        L_grid = D0 * D0 + 2 * omega * D0 * D1 + D1 * D1        # (w - w*)^T C (w - w*)
         ax.contour(g0, g1, L_grid, levels=np.geomspace(1e-3, 20, 14), colors="0.75",
                    linewidths=0.7)
         for name in ("SGD", "Momentum", "AveragedMomentum"):
-            w_path, losses = toy[rho][name]
+            w_path, losses = toy[omega][name]
             wide = name == "SGD"                   # drawn wide: others run on top of it
             style = dict(color=color(name), lw=4 if wide else 1.2,
                          alpha=0.5 if wide else 1)
             ax.plot(w_path[:60, 0], w_path[:60, 1], ".-", ms=3, label=name, **style)
             ax_loss.semilogy(np.maximum(losses, 1e-20), **style,
-                             label=f"{name} ({toy[rho]['steps'][name]} steps)")
+                             label=f"{name} ({toy[omega]['steps'][name]} steps)")
         ax.plot(*W_STAR, "k*", ms=10)
-        slow = "$u_+ = (1, 1)/\\sqrt{2}$" if rho < 0 else "$u_- = (1, -1)/\\sqrt{2}$"
+        slow = "$u_+ = (1, 1)/\\sqrt{2}$" if omega < 0 else "$u_- = (1, -1)/\\sqrt{2}$"
         ax.set(xlabel="$w_0$", ylabel="$w_1$", aspect="equal",
-               title=f"$\\rho = {rho:+.1f}$: slow direction {slow}")
+               title=f"$\\omega = {omega:+.1f}$: slow direction {slow}")
         ax_loss.axhline(TOL, color="k", lw=0.5, ls=":")
         ax_loss.set(xlabel="step", ylabel="loss", ylim=(1e-16, 1e2),
                     title=f"lr {TOY_LR}, mu {TOY_MU}")
@@ -372,11 +373,11 @@ fig = plot_toy(toy, os.path.join(OUT, "02_toy_trajectories.png")) if HAVE_MPL el
 fig
 
 # %% [markdown]
-# The paths show the split. With $\rho = -0.9$ the averaged path (red) first
+# The paths show the split. With $\omega = -0.9$ the averaged path (red) first
 # drops across the valley along the steep $u_-$ direction exactly like SGD
 # (wide gray), then runs along the flat $u_+$ valley with momentum's speed,
 # while standard momentum (blue) swings back and forth across the valley.
-# With $\rho = +0.9$ averaged momentum spends its momentum on the steep $u_+$
+# With $\omega = +0.9$ averaged momentum spends its momentum on the steep $u_+$
 # direction (the red zigzag across the valley) and moves along the slow
 # $u_-$ valley exactly like SGD: the red and gray loss curves coincide.
 #
@@ -386,8 +387,8 @@ fig
 # %%
 TOY_LRS, TOY_MUS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6), (0.3, 0.5, 0.7, 0.8, 0.9)
 best_toy = {}
-for rho in (-0.9, 0.9):
-    X2, T2 = toy_problem(rho)
+for omega in (-0.9, 0.9):
+    X2, T2 = toy_problem(omega)
     best = {}
     for lr in TOY_LRS:
         for mu in TOY_MUS:
@@ -398,8 +399,8 @@ for rho in (-0.9, 0.9):
                     n_steps = TOY_STEPS + 1
                 if n_steps < best.get(name, (TOY_STEPS + 2,))[0]:
                     best[name] = (n_steps, lr, 0.0 if name == "SGD" else mu)
-    best_toy[rho] = best
-    print(f"rho = {rho:+.1f}, best over the grid:")
+    best_toy[omega] = best
+    print(f"omega = {omega:+.1f}, best over the grid:")
     for k, (n_steps, lr, mu) in best.items():
         print(f"  {k:<17} {n_steps:>4} steps (lr {lr}, mu {mu})")
 bn, bp = ({k: v[0] for k, v in best_toy[r].items()} for r in (-0.9, 0.9))
@@ -409,10 +410,10 @@ assert 2 * bp["Momentum"] < bp["AveragedMomentum"] <= bp["SGD"]
 
 # %% [markdown]
 # Tuned, averaged momentum is about as fast as standard momentum when the
-# slow direction is the column mean ($\rho < 0$, far ahead of SGD), and only
+# slow direction is the column mean ($\omega < 0$, far ahead of SGD), and only
 # somewhat better than SGD when the slow direction is a contrast between the
-# inputs ($\rho > 0$, where tuned momentum is more than twice as fast). What matters is
-# whether the *slow* directions of the loss lie in the range of $P_{in}$.
+# inputs ($\omega > 0$, where tuned momentum is more than twice as fast). What matters is
+# whether the *slow* directions of the loss lie in the range of $P_{\mathrm{in}}$.
 
 # %% [markdown]
 # ## On real data: the digits
@@ -510,56 +511,56 @@ def train(setting, seed, epochs):
 # %% [markdown]
 # `train` runs one optimizer at a time. The comparison below and the sweep after it
 # train dozens of runs that share everything but the optimizer: for one seed, the
-# same initial weights and the same minibatches. So we stack the runs along a
-# leading axis $S$ and train them all at once: every weight matrix becomes a stack
-# $(S, n_{l-1}, n_l)$, every matrix product a batched one (`@` broadcasts over the
-# leading axis), and $\eta$, $\mu$ become arrays of shape $(S, 1, 1)$. SGD is
+# same initial weights and the same minibatches. So we stack the $R$ runs along a
+# leading axis and train them all at once: every weight matrix becomes a stack
+# $(R, n_{l-1}, n_l)$, every matrix product a batched one (`@` broadcasts over the
+# leading axis), and $\eta$, $\mu$ become arrays of shape $(R, 1, 1)$. SGD is
 # momentum with $\mu = 0$ ($M = dW + 0 \cdot M = dW$ exactly); the averaged variants
 # differ from standard momentum only in the term $\mu M$, which becomes
-# $\mu P_{in} M$ (incoming) or $\mu M P_{out}$ (outgoing), chosen per run by a mask.
+# $\mu P_{\mathrm{in}} M$ (incoming) or $\mu M P_{\mathrm{out}}$ (outgoing), chosen per run by a mask.
 # A run that overflows ends with a NaN loss, reported as infinite loss and chance
 # accuracy, as `train` reports a `FloatingPointError`. The stack must be the loop:
 # a few settings, trained both ways, are asserted equal.
 
 # %%
 def train_stack(lrs, mus, modes, seed, epochs, every_epoch=True):
-    """S runs trained at once; per-epoch (train loss, test accuracy), epoch 0 =
-    initial (S, epochs + 1, 2); with every_epoch=False the last epoch's only (S, 1, 2).
+    """R runs trained at once; per-epoch (train loss, test accuracy), epoch 0 =
+    initial (R, epochs + 1, 2); with every_epoch=False the last epoch's only (R, 1, 2).
 
-    lrs, mus: (S,) learning rates and momenta (mu = 0: SGD); modes: (S,) "none"
+    lrs, mus: (R,) learning rates and momenta (mu = 0: SGD); modes: (R,) "none"
     (standard momentum), "in" (AveragedMomentum, include_bias=False: biases get
     standard momentum) or "out" (the answer's variant). Same initial weights and
     minibatches as ``train(setting, seed, epochs)``.
     """
     rng = np.random.default_rng(seed)
     init = net.init(seed=rng)                      # [(W_1 (64, 32), b_1), (W_2, b_2)]
-    S = len(lrs)
-    lr = np.asarray(lrs, dtype=float)[:, None, None]   # (S, 1, 1)
-    mu = np.asarray(mus, dtype=float)[:, None, None]   # (S, 1, 1)
-    inc = (np.asarray(modes) == "in")[:, None, None]   # (S, 1, 1) masks
+    R = len(lrs)
+    lr = np.asarray(lrs, dtype=float)[:, None, None]   # (R, 1, 1)
+    mu = np.asarray(mus, dtype=float)[:, None, None]   # (R, 1, 1)
+    inc = (np.asarray(modes) == "in")[:, None, None]   # (R, 1, 1) masks
     out = (np.asarray(modes) == "out")[:, None, None]
     theta = []                                     # [W_1, b_1, W_2, b_2], stacked
-    for W, b in init:                      # W_l (S, n_{l-1}, n_l), b_l (S, 1, n_l)
-        theta += [np.repeat(W[None], S, axis=0), np.repeat(b[None, None], S, axis=0)]
+    for W, b in init:                      # W_l (R, n_{l-1}, n_l), b_l (R, 1, n_l)
+        theta += [np.repeat(W[None], R, axis=0), np.repeat(b[None, None], R, axis=0)]
     M = [np.zeros_like(t) for t in theta]
 
     def forward(X, s=slice(None)):
         """A_1 and Y of the runs s: all of them (stacked) or one (s an int)."""
         W1, b1, W2, b2 = (t[s] for t in theta)
-        A1 = np.tanh(X @ W1 + b1)          # A_1 = tanh(X W_1 + 1 b_1)    (S, n, 32)
-        return A1, A1 @ W2 + b2            # Y = A_1 W_2 + 1 b_2          (S, n, 10)
+        A1 = np.tanh(X @ W1 + b1)          # A_1 = tanh(X W_1 + 1 b_1)    (R, n, 32)
+        return A1, A1 @ W2 + b2            # Y = A_1 W_2 + 1 b_2          (R, n, 10)
 
     def loss_and_G(Y, T):
         Ys = Y - Y.max(axis=-1, keepdims=True)     # shifted logits: softmax unchanged
         logP = Ys - np.log(np.exp(Ys).sum(axis=-1, keepdims=True))   # log softmax(Y)
-        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)             # (S,)
-        return loss, (np.exp(logP) - T) / len(T)   # G = (Yhat - T) / n       (S, n, 10)
+        loss = -np.sum(T * logP, axis=(-2, -1)) / len(T)             # (R,)
+        return loss, (np.exp(logP) - T) / len(T)   # G = (S - T) / n       (R, n, 10)
 
     def evaluate():
         """(train loss, test accuracy) of each run, one run at a time: on the full
-        sets a 2-D product is much faster than a stacked one          (S, 2)."""
+        sets a 2-D product is much faster than a stacked one          (R, 2)."""
         rows = []
-        for s in range(S):
+        for s in range(R):
             loss, _ = loss_and_G(forward(data.X_train, s)[1], T_train)
             acc = np.mean(forward(data.X_test, s)[1].argmax(axis=-1) == data.y_test)
             rows.append((loss, acc) if np.isfinite(loss) else (np.inf, 0.1))
@@ -575,7 +576,7 @@ def train_stack(lrs, mus, modes, seed, epochs, every_epoch=True):
                 A1, Y = forward(X)
                 _, G = loss_and_G(Y, T)
                 D1 = (G @ theta[2].swapaxes(-1, -2)) * (1 - A1 * A1)
-                # Delta_1 = (G W_2^T) * tanh'(Z_1)                     (S, n, 32)
+                # Delta_1 = (G W_2^T) * tanh'(Z_1)                     (R, n, 32)
                 grads = [X.T @ D1, D1.sum(axis=-2, keepdims=True),
                          A1.swapaxes(-1, -2) @ G, G.sum(axis=-2, keepdims=True)]
                 # dW_1 = X^T Delta_1, db_1 = 1^T Delta_1, dW_2 = A_1^T G, db_2 = 1^T G
@@ -589,7 +590,7 @@ def train_stack(lrs, mus, modes, seed, epochs, every_epoch=True):
                     theta[i] = theta[i] - lr * M[i]   # W <- W - lr M
             if every_epoch or epoch == epochs:
                 curve.append(evaluate())
-    return np.stack(curve, axis=1)                 # (S, epochs + 1, 2)
+    return np.stack(curve, axis=1)                 # (R, epochs + 1, 2)
 
 
 CHECK = ["SGD", "Momentum", "AveragedMomentum (in)", "answer's variant (out)"]
@@ -775,24 +776,24 @@ fig
 # loss lie along the column means. For the first layer, the (Gauss-Newton)
 # curvature of the loss along one column of $W_1$ is a sum of the samples'
 # outer products $x_i^T x_i$ with non-negative weights; with equal weights it
-# is the inputs' second-moment matrix $S = X^T X / n$ ($64 \times 64$; exactly
+# is the inputs' second-moment matrix $C = X^T X / n$ ($64 \times 64$; exactly
 # the curvature of a linear neuron under the mse, as in the toy). Pixels are
-# non-negative, so $S$ has one dominant eigenvector, close to the mean image,
+# non-negative, so $C$ has one dominant eigenvector, close to the mean image,
 # and the all-ones direction leans heavily on it (the cosine is printed
 # below). The column-mean direction is therefore among the **steepest**
-# directions of the first layer: the $\rho = +0.9$ case of the toy, where
+# directions of the first layer: the $\omega = +0.9$ case of the toy, where
 # averaging gives momentum to the direction that needs it least.
 # For the second layer (32 tanh inputs of both signs) the column mean is
 # just one direction out of 32, and it carries only a few percent of the
 # gradient.
 
 # %%
-S = data.X_train.T @ data.X_train / len(data.X_train)   # second moment    (64, 64)
-eig, vecs = np.linalg.eigh(S)                          # ascending eigenvalues
+C = data.X_train.T @ data.X_train / len(data.X_train)   # second moment    (64, 64)
+eig, vecs = np.linalg.eigh(C)                          # ascending eigenvalues
 u = np.ones(64) / 8.0                                  # unit all-ones direction
-rayleigh = u @ S @ u                                   # curvature along the column mean
+rayleigh = u @ C @ u                                   # curvature along the column mean
 cos_top = abs(vecs[:, -1] @ u)                         # cosine with the top eigenvector
-print(f"S = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}")
+print(f"C = X^T X / n: largest eigenvalue {eig[-1]:.2f}, median {np.median(eig):.4f}")
 print(f"along the all-ones direction {rayleigh:.2f}; cosine with the top eigenvector "
       f"{cos_top:.2f}")
 assert rayleigh > 0.5 * eig[-1] and rayleigh > 100 * np.median(eig) and cos_top > 0.5
@@ -825,15 +826,15 @@ assert share[0] > 5 / 64 and share[1] < 3 / 32
 #   the same $\eta, \mu$) when the slow, consistent part of each neuron's
 #   gradient is the column mean — all incoming weights of a neuron wanting to
 #   move together — while the contrasts between inputs are steep: the
-#   $\rho < 0$ toy. Tuned, it then matches standard momentum.
+#   $\omega < 0$ toy. Tuned, it then matches standard momentum.
 # * It **hurts** (relative to standard momentum) when the slow directions are
 #   contrasts between a neuron's inputs: there it *is* plain SGD. That is the
-#   $\rho > 0$ toy and, measured above, the digits network, where no setting
+#   $\omega > 0$ toy and, measured above, the digits network, where no setting
 #   of $\eta, \mu$ made it better than tuned momentum; it only outlasted
 #   momentum where momentum's step was too large to be stable.
-# * The reason is the projection: $P_{in} M$ gets momentum,
-#   $(I - P_{in}) M$ is just the latest gradient. With fan-in $n_{in}$ that
-#   leaves $n_{in} - 1$ of every $n_{in}$ directions of each column without
+# * The reason is the projection: $P_{\mathrm{in}} M$ gets momentum,
+#   $(I - P_{\mathrm{in}}) M$ is just the latest gradient. With fan-in $n_{\mathrm{in}}$ that
+#   leaves $n_{\mathrm{in}} - 1$ of every $n_{\mathrm{in}}$ directions of each column without
 #   momentum.
 
 # %% [markdown]
@@ -843,25 +844,25 @@ assert share[0] > 5 / 64 and share[1] < 3 / 32
 # the check in a hidden code cell that asserts it against an independent
 # computation.
 #
-# ### Exercise 1: the spectrum of $P_{in}$
+# ### Exercise 1: the spectrum of $P_{\mathrm{in}}$
 #
-# Show that $P_{in}$ has the eigenvalue 1 once (eigenvector $\mathbf 1$) and 0 with
-# multiplicity $n_{in} - 1$, and that $\langle P_{in} A, (I - P_{in}) A \rangle_F = 0$
+# Show that $P_{\mathrm{in}}$ has the eigenvalue 1 once (eigenvector $\mathbf 1$) and 0 with
+# multiplicity $n_{\mathrm{in}} - 1$, and that $\langle P_{\mathrm{in}} A, (I - P_{\mathrm{in}}) A \rangle_F = 0$
 # for any $A$ (the two parts of the buffer are orthogonal). Check with
 # `numpy.linalg.eigh`.
 #
-# *Hint:* apply $P_{in}$ to $\mathbf 1$ and to a vector whose entries sum to zero;
-# for the second part use $P_{in}^T = P_{in} = P_{in}^2$.
+# *Hint:* apply $P_{\mathrm{in}}$ to $\mathbf 1$ and to a vector whose entries sum to zero;
+# for the second part use $P_{\mathrm{in}}^T = P_{\mathrm{in}} = P_{\mathrm{in}}^2$.
 
 # %% [markdown]
-# **Solution 1.** $P_{in} \mathbf 1 = \mathbf 1 (\mathbf 1^T \mathbf 1) / n_{in}
-# = \mathbf 1$, and $P_{in} v = \mathbf 1 (\mathbf 1^T v) / n_{in} = 0$ for every $v$
-# in the $(n_{in} - 1)$-dimensional space $\mathbf 1^T v = 0$: together a full
-# eigenbasis, eigenvalues $1$ (once) and $0$ ($n_{in} - 1$ times). And
+# **Solution 1.** $P_{\mathrm{in}} \mathbf 1 = \mathbf 1 (\mathbf 1^T \mathbf 1) / n_{\mathrm{in}}
+# = \mathbf 1$, and $P_{\mathrm{in}} v = \mathbf 1 (\mathbf 1^T v) / n_{\mathrm{in}} = 0$ for every $v$
+# in the $(n_{\mathrm{in}} - 1)$-dimensional space $\mathbf 1^T v = 0$: together a full
+# eigenbasis, eigenvalues $1$ (once) and $0$ ($n_{\mathrm{in}} - 1$ times). And
 #
-# $$\langle P_{in} A, (I - P_{in}) A \rangle_F
-#   = \operatorname{tr}\big(A^T P_{in}^T (I - P_{in}) A\big)
-#   = \operatorname{tr}\big(A^T (P_{in} - P_{in}^2) A\big) = 0 . \qquad \square$$
+# $$\langle P_{\mathrm{in}} A, (I - P_{\mathrm{in}}) A \rangle_F
+#   = \operatorname{tr}\big(A^T P_{\mathrm{in}}^T (I - P_{\mathrm{in}}) A\big)
+#   = \operatorname{tr}\big(A^T (P_{\mathrm{in}} - P_{\mathrm{in}}^2) A\big) = 0 . \qquad \square$$
 
 # %% tags=["hide-cell"]
 n_in = 7
@@ -881,14 +882,14 @@ assert abs(inner) < 1e-12
 # $dW / (1 - \mu)$ (the "effective step" $\eta/(1-\mu)$). Derive the limit for
 # averaged momentum and check it by running `AveragedMomentum` for many steps.
 #
-# *Hint:* use the two decoupled recursions for $P_{in} M$ and $(I - P_{in}) M$.
+# *Hint:* use the two decoupled recursions for $P_{\mathrm{in}} M$ and $(I - P_{\mathrm{in}}) M$.
 
 # %% [markdown]
-# **Solution 2.** $P_{in} M \leftarrow P_{in}\, dW + \mu P_{in} M$ has the fixed
-# point $P_{in} M^\star = P_{in}\, dW / (1 - \mu)$, and
-# $(I - P_{in}) M^\star = (I - P_{in})\, dW$. Adding the two,
+# **Solution 2.** $P_{\mathrm{in}} M \leftarrow P_{\mathrm{in}}\, dW + \mu P_{\mathrm{in}} M$ has the fixed
+# point $P_{\mathrm{in}} M^\star = P_{\mathrm{in}}\, dW / (1 - \mu)$, and
+# $(I - P_{\mathrm{in}}) M^\star = (I - P_{\mathrm{in}})\, dW$. Adding the two,
 #
-# $$M^\star = dW + \frac{\mu}{1 - \mu} P_{in}\, dW :$$
+# $$M^\star = dW + \frac{\mu}{1 - \mu} P_{\mathrm{in}}\, dW :$$
 #
 # only the column means are amplified by $1 / (1 - \mu)$.
 
@@ -912,19 +913,19 @@ assert err_c < 1e-12
 # the curvature $h$ there: plain descent at $|1 - \eta h|$, heavy-ball momentum at
 # the spectral radius of
 # $\begin{bmatrix} 1 + \mu - \eta h & -\mu \\ 1 & 0 \end{bmatrix}$. Compute the
-# predicted worst-direction rate of each optimizer for both values of $\rho$ at the
+# predicted worst-direction rate of each optimizer for both values of $\omega$ at the
 # tutorial's $\eta, \mu$, and check it against the measured step counts.
 #
 # *Hint:* averaged momentum runs heavy-ball along $u_+$ and plain descent along
 # $u_-$.
 
 # %% [markdown]
-# **Solution 3.** With $h_\pm = 2(1 \pm \rho)$, the worst rates are
+# **Solution 3.** With $h_\pm = 2(1 \pm \omega)$, the worst rates are
 # $\max_\pm |1 - \eta h_\pm|$ (SGD), $\max_\pm r_{hb}(h_\pm)$ (momentum) and
-# $\max\big(r_{hb}(h_+), |1 - \eta h_-|\big)$ (averaged). For $\rho < 0$ the slow
+# $\max\big(r_{hb}(h_+), |1 - \eta h_-|\big)$ (averaged). For $\omega < 0$ the slow
 # direction is $u_+$, which gets momentum, so averaged momentum shares momentum's
-# worst rate; for $\rho > 0$ the slow direction $u_-$ gets none, so it shares
-# SGD's. (Averaged beats momentum at $\rho < 0$ although the worst rates tie: its
+# worst rate; for $\omega > 0$ the slow direction $u_-$ gets none, so it shares
+# SGD's. (Averaged beats momentum at $\omega < 0$ although the worst rates tie: its
 # steep direction decays at $|1 - \eta h_-|$ instead of $\sqrt\mu$.)
 
 # %% tags=["hide-cell"]
@@ -934,20 +935,20 @@ def heavy_ball_rate(lr, mu, h):
 
 
 rates = {}
-for rho in (-0.9, 0.9):
-    h_plus, h_minus = 2 * (1 + rho), 2 * (1 - rho)     # curvatures along u+ and u-
-    rate = rates[rho] = {
+for omega in (-0.9, 0.9):
+    h_plus, h_minus = 2 * (1 + omega), 2 * (1 - omega)     # curvatures along u+ and u-
+    rate = rates[omega] = {
         "SGD": max(abs(1 - TOY_LR * h) for h in (h_plus, h_minus)),
         "Momentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h) for h in (h_plus, h_minus)),
         "AveragedMomentum": max(heavy_ball_rate(TOY_LR, TOY_MU, h_plus),
                                 abs(1 - TOY_LR * h_minus))}
-    print(f"rho = {rho:+.1f}: predicted worst rates "
+    print(f"omega = {omega:+.1f}: predicted worst rates "
           + ", ".join(f"{k} {v:.3f}" for k, v in rate.items()))
     print("            measured steps "
-          + ", ".join(f"{k} {v}" for k, v in toy[rho]["steps"].items()))
-r, s = rates[-0.9], toy[-0.9]["steps"]             # rho < 0: u+ (slow) gets momentum
+          + ", ".join(f"{k} {v}" for k, v in toy[omega]["steps"].items()))
+r, s = rates[-0.9], toy[-0.9]["steps"]             # omega < 0: u+ (slow) gets momentum
 assert np.isclose(r["AveragedMomentum"], r["Momentum"]) and r["Momentum"] < r["SGD"]
 assert max(s["AveragedMomentum"], s["Momentum"]) < s["SGD"]
-r, s = rates[0.9], toy[0.9]["steps"]               # rho > 0: u- (slow) gets none
+r, s = rates[0.9], toy[0.9]["steps"]               # omega > 0: u- (slow) gets none
 assert np.isclose(r["AveragedMomentum"], r["SGD"]) and r["Momentum"] < r["SGD"]
 assert s["Momentum"] < min(s["AveragedMomentum"], s["SGD"])

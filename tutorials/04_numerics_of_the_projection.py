@@ -271,28 +271,30 @@ assert info_nd.rank == keep.sum() and info_nd.converged
 # ## 4. The retraction's convergence order
 #
 # After $\theta - \eta g_\perp$ the frozen outputs have moved by $O(\eta^2)$.
-# **Gauss-Newton** corrections $\theta \leftarrow \theta - J^+ r$,
-# $r = c(\theta) - c_0$, re-evaluate $J$ at the current $\theta$. Each correction
-# $d = J^+ r$ is the smallest step with $J d = r$, so the linearised residual
-# vanishes and only the curvature term remains:
-# $r_{\text{new}} = O(\lVert d \rVert^2) = O(\lVert r \rVert^2)$ while $J$ has full
-# row rank: $r_{k+1} \approx C r_k^2$, **quadratic** convergence.
+# **Gauss-Newton** corrections $\theta \leftarrow \theta - J^+ \rho$, with the
+# residual $\rho = c(\theta) - c_0$, re-evaluate $J$ at the current $\theta$. Each
+# correction $u = J^+ \rho$ is the smallest step with $J u = \rho$, so the
+# linearised residual vanishes and only the curvature term remains:
+# $\rho_{\text{new}} = O(\lVert u \rVert^2) = O(\lVert \rho \rVert^2)$ while $J$ has
+# full row rank: $\lVert \rho_{k+1} \rVert \approx C \lVert \rho_k \rVert^2$,
+# **quadratic** convergence.
 #
 # refnet's first correction reuses the factorization made for the projection
 # (its error is third order in $\eta$); every later one re-factors $J$. A **chord**
-# method keeps $J_0$ throughout: its correction $d = J_0^+ r$ leaves
-# $r_{\text{new}} \approx r - J d = (J_0 - J) J_0^+ r$, and since
+# method keeps $J_0$ throughout: its correction $u = J_0^+ \rho$ leaves
+# $\rho_{\text{new}} \approx \rho - J u = (J_0 - J) J_0^+ \rho$, and since
 # $\lVert J_0^+ \rVert = 1 / s_r$,
 #
-# $$\frac{\lVert r_{k+1} \rVert}{\lVert r_k \rVert} \lesssim
-#   \rho_k = \frac{\lVert J(\theta_k) - J_0 \rVert}{s_r(J_0)} ,$$
+# $$\frac{\lVert \rho_{k+1} \rVert}{\lVert \rho_k \rVert} \lesssim
+#   \gamma_k = \frac{\lVert J(\theta_k) - J_0 \rVert}{s_r(J_0)} ,$$
 #
 # only **linear** convergence. We run all three from a deliberately large step
 # ($\eta = 5$): Gauss-Newton and chord by hand (NumPy's minimum-norm least squares),
 # and refnet stopped after $k$ corrections (`max_iter=k` with a tiny `tol` raises
-# `RetractionError`, which carries the residual reached). If $r_{k+1} \approx C
-# r_k^q$, the order is $q \approx \log(r_{k+1}/r_k) / \log(r_k/r_{k-1})$, taken
-# from the last three residuals above the rounding floor.
+# `RetractionError`, which carries the residual reached). With
+# $e_k = \max_j |(\rho_k)_j|$ and $e_{k+1} \approx C e_k^q$, the order is
+# $q \approx \log(e_{k+1}/e_k) / \log(e_k/e_{k-1})$, taken from the last three
+# residuals above the rounding floor.
 
 # %%
 LR_BIG = 5.0
@@ -301,7 +303,7 @@ _, info0 = refnet.frozen_step(net, params, X, G, freeze=[0], lr=LR_BIG, retract=
 
 def iterate(chord, X_a=X, lr=LR_BIG, k_max=8):
     """max|r| after each of k_max corrections from a projected step of size lr,
-    output 0 frozen on X_a; for chord also (|r_k+1| / |r_k|, rho_k) per correction."""
+    output 0 frozen on X_a; for chord also (|rho_k+1| / |rho_k|, gamma_k) each."""
     c0 = net.forward(params, X_a)[:, 0]            # frozen values          (n_a,)
     G_a = np.tile([0.0, -1.0], (len(X_a), 1)) / len(X_a)
     p_k, _ = refnet.frozen_step(net, params, X_a, G_a, freeze=[0], lr=lr,
@@ -312,15 +314,15 @@ def iterate(chord, X_a=X, lr=LR_BIG, k_max=8):
     res, rates = [], []
     for _ in range(k_max):
         p_k = refnet.unflatten(theta, params)
-        r = net.forward(p_k, X_a)[:, 0] - c0       # r = c(theta) - c0      (n_a,)
+        rho = net.forward(p_k, X_a)[:, 0] - c0     # rho = c(theta) - c0    (n_a,)
         J_k = net.jacobian(p_k, X_a, outputs=[0])  # J at the current theta
         if res:
-            rates.append((np.linalg.norm(r) / np.linalg.norm(r_prev),
+            rates.append((np.linalg.norm(rho) / np.linalg.norm(rho_prev),
                           np.linalg.norm(J_k - J_0, 2) / s_r))
-        res.append(np.abs(r).max())
-        r_prev = r
-        theta = theta - np.linalg.lstsq(J_0 if chord else J_k, r, rcond=None)[0]
-        # theta - J^+ r, J^+ r = J^T (J J^T)^+ r
+        res.append(np.abs(rho).max())
+        rho_prev = rho
+        theta = theta - np.linalg.lstsq(J_0 if chord else J_k, rho, rcond=None)[0]
+        # theta - J^+ rho, J^+ rho = J^T (J J^T)^+ rho
     return res, rates
 
 
@@ -338,8 +340,8 @@ def residual_after(k):
 def order(res):
     """Order q from the last three residuals above the rounding floor, and how
     many residuals lie above it."""
-    r = np.array([x for x in res if x > 1e3 * EPS])
-    return np.log(r[-1] / r[-2]) / np.log(r[-2] / r[-3]), len(r)
+    e = np.array([x for x in res if x > 1e3 * EPS])
+    return np.log(e[-1] / e[-2]) / np.log(e[-2] / e[-3]), len(e)
 
 
 gauss_newton, _ = iterate(chord=False)
@@ -383,18 +385,18 @@ plot_retraction(gauss_newton, chord, ours, info.tol) if HAVE_MPL else None
 # %% [markdown]
 # Gauss-Newton and refnet reach the rounding floor in a handful of corrections;
 # the chord method creeps. Here $s_r / s_1$ is small (printed in section 2), so
-# $\rho_k > 1$ and the chord has no guarantee at all. With 2 anchors
+# $\gamma_k > 1$ and the chord has no guarantee at all. With 2 anchors
 # ($s_r$ much larger) and $\eta = 2$ the bound is informative:
 
 # %%
 _, chord_rates = iterate(chord=True, X_a=X[:2], lr=2.0, k_max=6)
-print("chord, 2 anchors: |r_k+1| / |r_k|  <=  rho_k = |J_k - J_0| / s_r")
-for rate, rho in chord_rates:
-    print(f"  {rate:.2e} <= {rho:.2e}")
-assert all(rate <= rho < 1 for rate, rho in chord_rates)   # linear, at rate <= rho
+print("chord, 2 anchors: |rho_k+1| / |rho_k|  <=  gamma_k = |J_k - J_0| / s_r")
+for rate, gamma in chord_rates:
+    print(f"  {rate:.2e} <= {gamma:.2e}")
+assert all(rate <= gamma < 1 for rate, gamma in chord_rates)   # linear, rate <= gamma
 
 # %% [markdown]
-# The measured rate stays below $\rho_k < 1$ (the bound is not tight: $r$ need not
+# The measured rate stays below $\gamma_k < 1$ (the bound is not tight: $\rho$ need not
 # lie along $J_0$'s weakest direction), and it does not shrink from one correction
 # to the next as Gauss-Newton's does. The
 # sequences land on the set $c(\theta) = c_0$ at different points: the retraction
