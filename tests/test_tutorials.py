@@ -15,6 +15,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parents[1]
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+FITTED_IDS = {"00", "01", "02", "04"}   # tutorials whose code and output fit 88 columns
 OPTIONAL = {"jax", "torch"}          # peer libraries a tutorial may import (not in the [test] extra)
 
 
@@ -38,8 +39,43 @@ def test_tutorial_runs(path, tmp_path):
     done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    if path.name[:2] in FITTED_IDS:                  # printed output: unwrapped on the site
+        long = [line for line in done.stdout.splitlines() if len(line) > 88]
+        assert not long, f"{path.name} prints lines over 88 characters:\n" + \
+            "\n".join(long)
 
 
 def test_tutorials_exist():
     names = {p.stem for p in TUTORIALS}
     assert names, "no tutorials found"
+
+
+def _code_lines(path):
+    """(line number, text) of the code-cell lines of a py:percent tutorial."""
+    in_markdown, out = False, []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("# %%"):
+            in_markdown = "[markdown]" in line
+        elif not in_markdown:
+            out.append((number, line))
+    return out
+
+
+FITTED = [p for p in TUTORIALS if p.name[:2] in FITTED_IDS]
+
+
+@pytest.mark.parametrize("path", FITTED, ids=[p.stem for p in FITTED])
+def test_code_cells_fit_88_columns(path):
+    """The site shows code cells unwrapped: a longer line is clipped at 1280 px."""
+    long = [f"{path.name}:{n}: {len(line)} chars" for n, line in _code_lines(path)
+            if len(line) > 88]
+    assert not long, "code lines over 88 characters:\n" + "\n".join(long)
+
+
+def test_style_has_one_colour_per_name():
+    from refnet.demos import style
+    assert len(set(style.COLORS[k] for k in style.COLORS if k != "not frozen")) == \
+        len(style.COLORS) - 1                # "not frozen" is plain SGD's gray on purpose
+    assert style.color("AveragedMomentum (in)") == style.color("AveragedMomentum")
+    with pytest.raises(ValueError, match="no colour for 'Adam'"):
+        style.color("Adam")

@@ -29,7 +29,7 @@
 #
 # We write the forward pass, derive the backward pass with one identity (the
 # Frobenius inner product), code it in plain NumPy line by line, and check
-# every number against `refnet.MLP` **and** against HIPS autograd, an
+# every number against {py:class}`refnet.MLP` **and** against HIPS autograd, an
 # independent automatic differentiator. Then the softmax cross-entropy
 # gradient, the Jacobian, and a short gradient-descent run.
 #
@@ -45,14 +45,15 @@ import refnet
 from refnet.data import seed_regression
 
 FAST = os.environ.get("REFNET_FAST") == "1"
-np.set_printoptions(precision=4, suppress=True)
+np.set_printoptions(precision=4, suppress=True, linewidth=88)
 
-X, T = seed_regression(n=8, seed=0)                 # X (8, 3), T (8, 2): columns y_0, y_1
+X, T = seed_regression(n=8, seed=0)  # X (8, 3), T (8, 2): columns y_0, y_1
 net = refnet.MLP([3, 4, 2], activation="sigmoid", output_activation="identity")
-params = net.init(seed=0)                           # [(W_1 (3, 4), b_1 (4,)), (W_2 (4, 2), b_2 (2,))]
+params = net.init(seed=0)  # [(W_1 (3, 4), b_1 (4,)), (W_2 (4, 2), b_2 (2,))]
 (W1, b1), (W2, b2) = params
 n = X.shape[0]
-print("X", X.shape, "T", T.shape, "W_1", W1.shape, "b_1", b1.shape, "W_2", W2.shape, "b_2", b2.shape)
+print("X", X.shape, "T", T.shape, "W_1", W1.shape, "b_1", b1.shape,
+      "W_2", W2.shape, "b_2", b2.shape)
 
 # %% [markdown]
 # ## Forward pass
@@ -95,7 +96,7 @@ assert err_forward <= 1e-15
 #
 # $$\langle A, B \rangle_F = \sum_{i,j} A_{ij} B_{ij} = \operatorname{tr}(A^T B).$$
 #
-# Because $\operatorname{tr}(PQ) = \operatorname{tr}(QP)$ (cyclic
+# Because $\operatorname{tr}(AB) = \operatorname{tr}(BA)$ (cyclic
 # permutation), a factor can be moved from one side of the product to the
 # other by transposing it:
 #
@@ -114,11 +115,11 @@ assert err_forward <= 1e-15
 
 # %%
 rng = np.random.default_rng(0)
-A_, B_, C_ = rng.standard_normal((5, 3)), rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
-frob = lambda P, Q: np.sum(P * Q)                   # <P, Q>_F = sum_ij P_ij Q_ij
-assert np.isclose(frob(A_, B_ @ C_), np.trace(A_.T @ B_ @ C_))      # <A, BC> = tr(A^T B C)
-assert np.isclose(frob(A_, B_ @ C_), frob(B_.T @ A_, C_))           # = <B^T A, C>
-assert np.isclose(frob(A_, B_ @ C_), frob(A_ @ C_.T, B_))           # = <A C^T, B>
+A_, B_, C_ = (rng.standard_normal(shape) for shape in ((5, 3), (5, 4), (4, 3)))
+frob = lambda U, V: np.sum(U * V)                          # <U, V>_F = sum_ij U_ij V_ij
+assert np.isclose(frob(A_, B_ @ C_), np.trace(A_.T @ B_ @ C_))  # = tr(A^T B C)
+assert np.isclose(frob(A_, B_ @ C_), frob(B_.T @ A_, C_))       # = <B^T A, C>
+assert np.isclose(frob(A_, B_ @ C_), frob(A_ @ C_.T, B_))       # = <A C^T, B>
 print("<A, BC> = tr(A^T B C) = <B^T A, C> = <A C^T, B>:", round(frob(A_, B_ @ C_), 6))
 
 # %% [markdown]
@@ -135,7 +136,7 @@ print("<A, BC> = tr(A^T B C) = <B^T A, C> = <A C^T, B>:", round(frob(A_, B_ @ C_
 #
 # **Through an activation.** $A_l = \phi_l(Z_l)$ entrywise, so
 # $\dot A_l = \phi_l'(Z_l) \odot \dot Z_l$ and, since an entrywise factor can move
-# across the inner product ($\langle P, Q \odot R \rangle_F = \langle P \odot Q, R \rangle_F$),
+# across the inner product ($\langle A, B \odot C \rangle_F = \langle A \odot B, C \rangle_F$),
 #
 # $$\Delta_L = G \odot \phi_L'(Z_L) \qquad (\text{identity output: } \Delta_L = G).$$
 #
@@ -182,31 +183,79 @@ def backward(X, A1, W2, G):
     X: (n, 3) inputs, A1: (n, 4) hidden activations, W2: (4, 2).
     Returns [(dW_1 (3, 4), db_1 (4,)), (dW_2 (4, 2), db_2 (2,))].
     """
-    Delta2 = G * 1.0                                # Delta_2 = G * phi_2'(Z_2), phi_2' = 1   (n, 2)
-    dW2 = A1.T @ Delta2                             # dW_2 = A_1^T Delta_2                    (4, 2)
-    db2 = np.sum(Delta2, axis=0)                    # db_2 = 1^T Delta_2 (column sums)        (2,)
-    Delta1 = (Delta2 @ W2.T) * A1 * (1.0 - A1)      # Delta_1 = (Delta_2 W_2^T) * sigma'(Z_1) (n, 4)
-    dW1 = X.T @ Delta1                              # dW_1 = A_0^T Delta_1                    (3, 4)
-    db1 = np.sum(Delta1, axis=0)                    # db_1 = 1^T Delta_1 (column sums)        (4,)
+    Delta2 = G * 1.0                            # Delta_2 = G * phi_2' = G        (n, 2)
+    dW2 = A1.T @ Delta2                         # dW_2 = A_1^T Delta_2            (4, 2)
+    db2 = np.sum(Delta2, axis=0)                # db_2 = 1^T Delta_2              (2,)
+    Delta1 = (Delta2 @ W2.T) * A1 * (1.0 - A1)  # (Delta_2 W_2^T) * sigma'(Z_1)   (n, 4)
+    dW1 = X.T @ Delta1                          # dW_1 = A_0^T Delta_1            (3, 4)
+    db1 = np.sum(Delta1, axis=0)                # db_1 = 1^T Delta_1              (4,)
     return [(dW1, db1), (dW2, db2)]
 
 
-G = 2.0 * (Y - T) / N                               # G = dL/dY for the mse loss               (8, 2)
+G = 2.0 * (Y - T) / N  # G = dL/dY for the mse loss  (8, 2)
 grads = backward(X, A1, W2, G)
-g_hand = refnet.flatten(grads)                      # flatten order: W_1 row-major, b_1, W_2, b_2  (26,)
+g_hand = refnet.flatten(grads)  # flatten order: W_1 row-major, b_1, W_2, b_2  (26,)
 
 # the per-sample view: dW_1 = sum_i a_{0,i}^T delta_{1,i}, db_1 = sum_i delta_{1,i}
-Delta1 = (G @ W2.T) * A1 * (1.0 - A1)                                   # Delta_1               (8, 4)
-outer_sum = sum(X[i:i + 1].T @ Delta1[i:i + 1] for i in range(n))       # sum of (3,1)(1,4)     (3, 4)
-augmented = np.hstack([X, np.ones((n, 1))]).T @ Delta1                  # [A_0, 1]^T Delta_1    (4, 4)
+Delta1 = (G @ W2.T) * A1 * (1.0 - A1)                        # Delta_1     (8, 4)
+outer_sum = sum(X[i:i + 1].T @ Delta1[i:i + 1] for i in range(n))  # (3,1)(1,4) summed
+augmented = np.hstack([X, np.ones((n, 1))]).T @ Delta1       # [A_0, 1]^T Delta_1
 assert np.allclose(outer_sum, grads[0][0], rtol=1e-14, atol=0)
 assert np.allclose(augmented, np.vstack([grads[0][0], grads[0][1]]), rtol=1e-14, atol=0)
 print("dW_1 = sum of per-sample outer products; [dW_1; db_1] = [A_0, 1]^T Delta_1")
 
 # %% [markdown]
+# ### The picture
+#
+# The 3-4-2 network for sample 0: the shapes of the weight matrices on the edges,
+# the forward values ($x_0$, $a_{1,0}$, $y_0$, rows of $A_0, A_1, Y$) above each
+# unit and the backward deltas ($\delta_{1,0}$, $\delta_{2,0}$, rows of
+# $\Delta_1, \Delta_2 = G$) below it. The forward pass runs left to right, the
+# backward pass right to left; $dW_l$ collects $a_{l-1}^T \delta_l$ on the edges
+# between them.
+
+# %% tags=["hide-input"]
+def plot_network(x, a1, y, d1, d2):
+    """The 3-4-2 network with forward values (black) and backward deltas (red)."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 6.4))
+    plt.close(fig)                                 # the cell shows fig
+    cols = [(0.0, x, None, "input $x$"), (3.0, a1, d1, "hidden $a_1 = \\sigma(z_1)$"),
+            (6.0, y, d2, "output $y$")]
+    pos = [[(cx, 1.2 * ((len(v) - 1) / 2 - j)) for j in range(len(v))]
+           for cx, v, _, _ in cols]
+    for l in range(2):                             # edges: every unit to every unit
+        for p0 in pos[l]:
+            for p1 in pos[l + 1]:
+                ax.plot(*zip(p0, p1), color="0.8", lw=0.8, zorder=0)
+    for l, label in enumerate(["$W_1$ (3, 4)", "$W_2$ (4, 2)"]):
+        ax.text(3.0 * l + 1.5, 2.35, label, ha="center", fontsize=12)
+    for (cx, v, d, title), pts in zip(cols, pos):
+        ax.text(cx, 2.9, title, ha="center", fontsize=11)
+        for j, (px, py) in enumerate(pts):
+            ax.add_patch(plt.Circle((px, py), 0.2, fc="white", ec="k", zorder=2))
+            ax.text(px, py + 0.28, f"{v[j]:.3f}", ha="center", fontsize=10)
+            if d is not None:
+                ax.text(px, py - 0.45, f"{d[j]:+.4f}", ha="center", fontsize=10,
+                        color="tab:red")
+    ax.annotate("", (5.0, -2.7), (1.0, -2.7), arrowprops=dict(arrowstyle="->"))
+    ax.text(3.0, -2.65, "forward: values", ha="center", va="bottom", fontsize=10)
+    ax.annotate("", (1.0, -3.2), (5.0, -3.2),
+                arrowprops=dict(arrowstyle="->", color="tab:red"))
+    ax.text(3.0, -3.15, "backward: deltas $\\delta$", ha="center", va="bottom",
+            fontsize=10, color="tab:red")
+    ax.set(xlim=(-0.8, 6.8), ylim=(-3.4, 3.3), aspect="equal")
+    ax.axis("off")
+    return fig
+
+
+plot_network(X[0], A1[0], Y[0], Delta1[0], G[0])
+
+# %% [markdown]
 # ### Check 1: refnet
 #
-# `net.vjp(params, X, G)` backpropagates any output gradient $G$;
+# `net.vjp(params, X, G)` ({py:meth}`refnet.MLP.vjp`) backpropagates any output
+# gradient $G$;
 # `net.loss_and_grads` computes $G$ from the loss itself.
 
 # %%
@@ -215,7 +264,8 @@ loss_ref, grads_ref = net.loss_and_grads(params, X, T, loss="mse")
 err_vjp = np.max(np.abs(g_hand - g_vjp)) / np.max(np.abs(g_vjp))
 err_lag = np.max(np.abs(g_hand - refnet.flatten(grads_ref))) / np.max(np.abs(g_vjp))
 print(f"max rel. error, hand vs net.vjp:            {err_vjp:.1e}")
-print(f"max rel. error, hand vs net.loss_and_grads: {err_lag:.1e}   (loss {float(loss_ref):.6f})")
+print(f"max rel. error, hand vs net.loss_and_grads: {err_lag:.1e}  "
+      f"(loss {float(loss_ref):.6f})")
 assert err_vjp <= 1e-14 and err_lag <= 1e-14 and abs(float(loss_ref) - L) <= 1e-15
 
 # %% [markdown]
@@ -240,11 +290,12 @@ except ImportError:                                 # autograd is a test depende
 
 
 def forward_flat(theta, X):
-    """Y (n, 2) from theta (26,) = [W_1 (3x4 row-major), b_1 (4), W_2 (4x2), b_2 (2)], in autograd.numpy."""
+    """Y (n, 2) from theta (26,) = [W_1 (3x4 row-major), b_1 (4), W_2 (4x2), b_2 (2)],
+    in autograd.numpy."""
     W1_, b1_ = anp.reshape(theta[0:12], (3, 4)), theta[12:16]
     W2_, b2_ = anp.reshape(theta[16:24], (4, 2)), theta[24:26]
-    A1_ = 1.0 / (1.0 + anp.exp(-(anp.dot(X, W1_) + b1_)))     # A_1 = sigma(X W_1 + 1 b_1)
-    return anp.dot(A1_, W2_) + b2_                            # Y = A_1 W_2 + 1 b_2
+    A1_ = 1.0 / (1.0 + anp.exp(-(anp.dot(X, W1_) + b1_)))  # A_1 = sigma(X W_1 + 1 b_1)
+    return anp.dot(A1_, W2_) + b2_                         # Y = A_1 W_2 + 1 b_2
 
 
 def loss_flat(theta):
@@ -254,18 +305,19 @@ def loss_flat(theta):
 def central_gradient(f, theta, h=1e-5):
     """(f(theta + h e_j) - f(theta - h e_j)) / 2h for every j; f returns an array."""
     cols = [(f(theta + h * e) - f(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
-    return np.stack(cols, axis=-1)                            # d f / d theta_j in the last axis
+    return np.stack(cols, axis=-1)  # d f / d theta_j in the last axis
 
 
 def oracle_gradient(f, theta):
-    """d f / d theta by autograd (or central differences without it), and the tolerance it allows."""
+    """d f / d theta by autograd (or central differences without it), and the
+    tolerance it allows."""
     if HAVE_AUTOGRAD:
         return np.asarray(autograd.grad(f)(theta)), 1e-12
     return central_gradient(lambda t: np.asarray(f(t)), theta), 1e-7
 
 
 theta = refnet.flatten(params)
-oracle_name = "autograd" if HAVE_AUTOGRAD else "central differences (autograd not installed)"
+oracle_name = "autograd" if HAVE_AUTOGRAD else "central differences (no autograd)"
 g_oracle, tol = oracle_gradient(loss_flat, theta)
 err_grad = np.max(np.abs(g_hand - g_oracle)) / np.max(np.abs(g_oracle))
 print(f"max rel. error, hand gradient vs {oracle_name}: {err_grad:.1e}")
@@ -279,21 +331,21 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 # probabilities row by row by the softmax, and compared with one-hot (or
 # probability) targets $T$ whose rows sum to 1:
 #
-# $$P_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
-#   L = -\frac1n \sum_i \sum_k T_{ik} \log P_{ik}.$$
+# $$S_{ik} = \frac{e^{Y_{ik}}}{\sum_j e^{Y_{ij}}}, \qquad
+#   L = -\frac1n \sum_i \sum_k T_{ik} \log S_{ik}.$$
 #
-# Take one sample $i$. Since $\log P_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
+# Take one sample $i$. Since $\log S_{ik} = Y_{ik} - \log \sum_j e^{Y_{ij}}$,
 #
-# $$\frac{\partial \log P_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - P_{im},$$
+# $$\frac{\partial \log S_{ik}}{\partial Y_{im}} = [k = m] - \frac{e^{Y_{im}}}{\sum_j e^{Y_{ij}}} = [k = m] - S_{im},$$
 #
 # and so
 #
-# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - P_{im}\big)
-#   = -\frac1n \Big(T_{im} - P_{im} \sum_k T_{ik}\Big) = \frac{P_{im} - T_{im}}{n},$$
+# $$\frac{\partial L}{\partial Y_{im}} = -\frac1n \sum_k T_{ik} \big([k = m] - S_{im}\big)
+#   = -\frac1n \Big(T_{im} - S_{im} \sum_k T_{ik}\Big) = \frac{S_{im} - T_{im}}{n},$$
 #
 # using $\sum_k T_{ik} = 1$ in the last step. In matrix form
 #
-# $$G = \frac{P - T}{n} .$$
+# $$G = \frac{S - T}{n} .$$
 #
 # Every row of $G$ sums to zero: adding the same constant to all logits of
 # a sample changes no probability (exercise 3 uses this). Here on the same
@@ -301,31 +353,34 @@ print("dW_1 =\n", grads[0][0], "\ndW_2 =\n", grads[1][0])
 # $x_0 > 0.5$; the backward pass is the same `backward`, only $G$ changes.
 
 # %%
-labels = (X[:, 0] > 0.5).astype(np.int64)                     # class 0 or 1 per sample    (8,)
-T_cls = np.eye(2)[labels]                                     # one-hot targets            (8, 2)
-Ys = Y - Y.max(axis=1, keepdims=True)                         # shift each row: softmax unchanged
-P = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)        # P = softmax(Y) row-wise    (8, 2)
-L_ce = -np.sum(T_cls * np.log(P)) / n                         # L = -(1/n) sum T log P
-G_ce = (P - T_cls) / n                                        # G = (P - T) / n            (8, 2)
-g_ce = refnet.flatten(backward(X, A1, W2, G_ce))              # (26,)
+labels = (X[:, 0] > 0.5).astype(np.int64)         # class 0 or 1 per sample  (8,)
+T_cls = np.eye(2)[labels]                         # one-hot targets  (8, 2)
+Ys = Y - Y.max(axis=1, keepdims=True)             # shift each row: softmax unchanged
+# S = softmax(Y) row-wise  (8, 2)
+S = np.exp(Ys) / np.exp(Ys).sum(axis=1, keepdims=True)
+L_ce = -np.sum(T_cls * np.log(S)) / n          # L = -(1/n) sum T log S
+G_ce = (S - T_cls) / n                         # G = (S - T) / n  (8, 2)
+g_ce = refnet.flatten(backward(X, A1, W2, G_ce))  # (26,)
 
-loss_ce_ref, grads_ce_ref = net.loss_and_grads(params, X, T_cls, loss="softmax_cross_entropy")
+loss_ce_ref, grads_ce_ref = net.loss_and_grads(params, X, T_cls,
+                                               loss="softmax_cross_entropy")
 
 
 def ce_flat(theta):
     Y_ = forward_flat(theta, X)                               # logits (8, 2)
     logZ = anp.log(anp.sum(anp.exp(Y_), axis=1, keepdims=True))
-    return -anp.sum(T_cls * (Y_ - logZ)) / n                  # L = -(1/n) sum T log softmax(Y)
+    return -anp.sum(T_cls * (Y_ - logZ)) / n  # L = -(1/n) sum T log softmax(Y)
 
 
 g_ce_oracle, tol_ce = oracle_gradient(ce_flat, theta)
 err_ce_ref = np.max(np.abs(g_ce - refnet.flatten(grads_ce_ref))) / np.max(np.abs(g_ce))
 err_ce_oracle = np.max(np.abs(g_ce - g_ce_oracle)) / np.max(np.abs(g_ce_oracle))
 print(f"cross-entropy L = {L_ce:.6f} (refnet {float(loss_ce_ref):.6f})")
-print(f"max rel. error, (P - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
-print(f"max rel. error, (P - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
+print(f"max rel. error, (S - T)/n backprop vs net.loss_and_grads: {err_ce_ref:.1e}")
+print(f"max rel. error, (S - T)/n backprop vs {oracle_name}: {err_ce_oracle:.1e}")
 print("row sums of G:", G_ce.sum(axis=1))
-assert abs(L_ce - float(loss_ce_ref)) <= 1e-15 and err_ce_ref <= 1e-14 and err_ce_oracle <= tol_ce
+assert abs(L_ce - float(loss_ce_ref)) <= 1e-15
+assert err_ce_ref <= 1e-14 and err_ce_oracle <= tol_ce
 assert np.max(np.abs(G_ce.sum(axis=1))) <= 1e-16
 
 # %% [markdown]
@@ -355,32 +410,39 @@ assert np.max(np.abs(G_ce.sum(axis=1))) <= 1e-16
 
 # %%
 n_out = 2
-J_hand = np.zeros((n_out * n, theta.size))                    # (16, 26)
-for k in range(n_out):                                        # output-major rows ...
-    for i in range(n):                                        # ... then samples
-        x_i, a_i = X[i:i + 1], A1[i:i + 1]                    # one sample, rows: (1, 3), (1, 4)
-        e_k = np.eye(n_out)[k:k + 1]                          # one-hot seed e_k  (1, 2)
-        delta2 = e_k * 1.0                                    # delta_2 = e_k * phi_2' (identity)     (1, 2)
-        delta1 = (delta2 @ W2.T) * a_i * (1.0 - a_i)          # delta_1 = (delta_2 W_2^T) * sigma'     (1, 4)
+J_hand = np.zeros((n_out * n, theta.size))  # (16, 26)
+for k in range(n_out):                      # output-major rows ...
+    for i in range(n):                      # ... then samples
+        x_i, a_i = X[i:i + 1], A1[i:i + 1]  # one sample, rows: (1, 3), (1, 4)
+        e_k = np.eye(n_out)[k:k + 1]        # one-hot seed e_k  (1, 2)
+        delta2 = e_k * 1.0                  # delta_2 = e_k * phi_2' (identity)  (1, 2)
+        # delta_1 = (delta_2 W_2^T) * sigma'  (1, 4)
+        delta1 = (delta2 @ W2.T) * a_i * (1.0 - a_i)
         J_hand[k * n + i] = np.concatenate([
-            (x_i.T @ delta1).ravel(), delta1.ravel(),         # W_1 block x_i^T delta_1, b_1 block delta_1
-            (a_i.T @ delta2).ravel(), delta2.ravel()])        # W_2 block a_i^T delta_2, b_2 block delta_2
+            # W_1 block x_i^T delta_1, b_1 block delta_1
+            (x_i.T @ delta1).ravel(), delta1.ravel(),
+            # W_2 block a_i^T delta_2, b_2 block delta_2
+            (a_i.T @ delta2).ravel(), delta2.ravel()])
 
-J_ref = net.jacobian(params, X)                               # all outputs, output-major   (16, 26)
+J_ref = net.jacobian(params, X)  # all outputs, output-major  (16, 26)
 err_jac = np.max(np.abs(J_hand - J_ref)) / np.max(np.abs(J_ref))
 if HAVE_AUTOGRAD:
-    J_oracle = autograd.jacobian(lambda t: forward_flat(t, X))(theta)   # (n, n_L, p): sample-major
+    # (n, n_L, p): sample-major
+    J_oracle = autograd.jacobian(lambda t: forward_flat(t, X))(theta)
 else:
-    J_oracle = central_gradient(lambda t: forward_flat(t, X), theta)    # (n, n_L, p)
-J_oracle = np.transpose(J_oracle, (1, 0, 2)).reshape(n_out * n, -1)     # -> output-major (16, 26)
+    # (n, n_L, p)
+    J_oracle = central_gradient(lambda t: forward_flat(t, X), theta)
+# -> output-major (16, 26)
+J_oracle = np.transpose(J_oracle, (1, 0, 2)).reshape(n_out * n, -1)
 err_jac_oracle = np.max(np.abs(J_hand - J_oracle)) / np.max(np.abs(J_oracle))
-vecG = G.T.reshape(-1)                                        # vec(G)[k n + i] = G[i, k]    (16,)
+vecG = G.T.reshape(-1)  # vec(G)[k n + i] = G[i, k]  (16,)
 err_jt = np.max(np.abs(J_hand.T @ vecG - g_hand)) / np.max(np.abs(g_hand))
 print(f"max rel. error, hand J vs net.jacobian:       {err_jac:.1e}")
 print(f"max rel. error, hand J vs {oracle_name}: {err_jac_oracle:.1e}")
 print(f"max rel. error, J^T vec(G) vs hand backprop:  {err_jt:.1e}")
 assert err_jac <= 1e-14 and err_jac_oracle <= tol and err_jt <= 1e-14
-print("rows 0..7: dY[i, 0] / d theta (output 0, samples 0..7); rows 8..15: dY[i, 1] / d theta (output 1)")
+print("rows 0..7: dY[i, 0] / d theta (output 0, samples 0..7)\n"
+      "rows 8..15: dY[i, 1] / d theta (output 1)")
 
 # %% [markdown]
 # Among the last-layer entries, the rows of output $k$ are non-zero only in
@@ -390,10 +452,13 @@ print("rows 0..7: dY[i, 0] / d theta (output 0, samples 0..7); rows 8..15: dY[i,
 # 1 moves output 0 too (tutorial 01).
 
 # %%
-W2_idx = 16 + np.arange(8).reshape(4, 2)                      # flat indices of W_2 (4, 2); b_2 is 24, 25
-assert np.all(J_hand[:n, W2_idx[:, 1]] == 0) and np.all(J_hand[:n, 25] == 0)     # output 0 rows
-assert np.all(J_hand[n:, W2_idx[:, 0]] == 0) and np.all(J_hand[n:, 24] == 0)     # output 1 rows
-assert np.all(J_hand[:n, :12] != 0) and np.all(J_hand[n:, :12] != 0)            # W_1 shared by both
+W2_idx = 16 + np.arange(8).reshape(4, 2)  # flat indices of W_2 (4, 2); b_2 is 24, 25
+# output 0 rows
+assert np.all(J_hand[:n, W2_idx[:, 1]] == 0) and np.all(J_hand[:n, 25] == 0)
+# output 1 rows
+assert np.all(J_hand[n:, W2_idx[:, 0]] == 0) and np.all(J_hand[n:, 24] == 0)
+# W_1 shared by both
+assert np.all(J_hand[:n, :12] != 0) and np.all(J_hand[n:, :12] != 0)
 
 # %% [markdown]
 # ## Gradient descent with the hand-written backward pass
@@ -402,20 +467,21 @@ assert np.all(J_hand[:n, :12] != 0) and np.all(J_hand[n:, :12] != 0)            
 # samples. Each step: forward, $G = 2(Y - T)/N$, `backward`, update.
 
 # %%
-X32, T32 = seed_regression(n=32, seed=0)                     # a larger sample: (32, 3), (32, 2)
+X32, T32 = seed_regression(n=32, seed=0)  # a larger sample: (32, 3), (32, 2)
 (W1, b1), (W2, b2) = net.init(seed=0)
 lr, steps = 0.5, (300 if FAST else 3000)
 report = {0, 10, 100, steps // 2, steps}
 history = {}
 print(f"{'step':>6} {'mse':>10}")
 for step in range(steps + 1):
-    H = sigmoid(X32 @ W1 + b1)                                # A_1 = sigma(X W_1 + 1 b_1)   (32, 4)
-    Yh = H @ W2 + b2                                          # Y = A_1 W_2 + 1 b_2          (32, 2)
+    H = sigmoid(X32 @ W1 + b1)  # A_1 = sigma(X W_1 + 1 b_1)  (32, 4)
+    Yh = H @ W2 + b2            # Y = A_1 W_2 + 1 b_2  (32, 2)
     if step in report:
         history[step] = np.sum((Yh - T32) ** 2) / Yh.size
         print(f"{step:>6} {history[step]:>10.6f}")
-    (dW1, db1), (dW2, db2) = backward(X32, H, W2, 2.0 * (Yh - T32) / Yh.size)   # G = 2 (Y - T) / N
-    W1, b1 = W1 - lr * dW1, b1 - lr * db1                     # theta <- theta - lr grad
+    # G = 2 (Y - T) / N
+    (dW1, db1), (dW2, db2) = backward(X32, H, W2, 2.0 * (Yh - T32) / Yh.size)
+    W1, b1 = W1 - lr * dW1, b1 - lr * db1  # theta <- theta - lr grad
     W2, b2 = W2 - lr * dW2, b2 - lr * db2
 assert history[steps] < history[100] < history[0]            # the loss goes down
 
@@ -429,32 +495,40 @@ state = opt.init(params)
 for step in range(steps + 1):
     loss, g = net.loss_and_grads(params, X32, T32, loss="mse")
     params, state = opt.step(params, g, state)
-err_train = np.max(np.abs(refnet.flatten(params) - refnet.flatten([(W1, b1), (W2, b2)])))
+theta_hand = refnet.flatten([(W1, b1), (W2, b2)])
+err_train = np.max(np.abs(refnet.flatten(params) - theta_hand))
 print(f"max |theta_hand - theta_refnet| after {steps + 1} steps: {err_train:.1e}")
 assert err_train <= 1e-10
 
 # %% [markdown]
 # ## Exercises
 #
-# Each solution is hidden below its exercise (click to show it in the
-# rendered page) and checks itself with an `assert` against an independent
-# computation.
+# Each exercise has a hint; its solution follows it, the derivation in words and
+# the check in a hidden code cell (click to show it) that asserts the answer
+# against an independent computation.
 #
-# **1. A tanh hidden layer.** Write the backward pass for
-# `refnet.MLP([3, 4, 2], activation="tanh")`. Only $\phi_1'$ changes:
-# $\tanh'(z) = 1 - \tanh^2(z)$, so $\phi_1'(Z_1) = 1 - A_1 \odot A_1$. Check
-# it against `net.loss_and_grads` and against central differences of the
-# loss.
+# ### Exercise 1: a tanh hidden layer
+#
+# Write the backward pass for `refnet.MLP([3, 4, 2], activation="tanh")` and check
+# it against `net.loss_and_grads` and against central differences of the loss.
+#
+# *Hint:* only $\phi_1'$ changes.
+
+# %% [markdown]
+# **Solution 1.** $\tanh'(z) = 1 - \tanh^2(z)$, so
+# $\phi_1'(Z_1) = 1 - A_1 \odot A_1$ and
+# $\Delta_1 = (\Delta_2 W_2^T) \odot (1 - A_1 \odot A_1)$; everything else is as
+# for the sigmoid.
 
 # %% tags=["hide-cell"]
-X8, T8 = X, T                                                 # the 8-sample example
+X8, T8 = X, T                                      # the 8-sample example
 net_tanh = refnet.MLP([3, 4, 2], activation="tanh")
 (V1, c1), (V2, c2) = p_tanh = net_tanh.init(seed=1)
-H1 = np.tanh(X8 @ V1 + c1)                                    # A_1 = tanh(X W_1 + 1 b_1)    (8, 4)
-Yt = H1 @ V2 + c2                                             # Y = A_1 W_2 + 1 b_2          (8, 2)
-Gt = 2.0 * (Yt - T8) / Yt.size                                # G = 2 (Y - T) / N
-D2 = Gt                                                       # Delta_2 = G (identity output)
-D1 = (D2 @ V2.T) * (1.0 - H1 * H1)                            # Delta_1 = (Delta_2 W_2^T) * (1 - A_1^2)
+H1 = np.tanh(X8 @ V1 + c1)                         # A_1 = tanh(X W_1 + 1 b_1)    (8, 4)
+Yt = H1 @ V2 + c2                                  # Y = A_1 W_2 + 1 b_2          (8, 2)
+Gt = 2.0 * (Yt - T8) / Yt.size                     # G = 2 (Y - T) / N
+D2 = Gt                                            # Delta_2 = G (identity output)
+D1 = (D2 @ V2.T) * (1.0 - H1 * H1)                 # (Delta_2 W_2^T) * (1 - A_1^2)
 g_tanh = refnet.flatten([(X8.T @ D1, D1.sum(axis=0)), (H1.T @ D2, D2.sum(axis=0))])
 
 
@@ -467,40 +541,64 @@ g_fd = central_gradient(loss_tanh, refnet.flatten(p_tanh))
 _, g_ref = net_tanh.loss_and_grads(p_tanh, X8, T8, loss="mse")
 err_fd = np.max(np.abs(g_tanh - g_fd)) / np.max(np.abs(g_fd))
 err_ref = np.max(np.abs(g_tanh - refnet.flatten(g_ref))) / np.max(np.abs(g_fd))
-print(f"tanh backprop: rel. error vs central differences {err_fd:.1e}, vs refnet {err_ref:.1e}")
+print(f"tanh backprop: rel. error vs central differences {err_fd:.1e}, "
+      f"vs refnet {err_ref:.1e}")
 assert err_fd <= 1e-8 and err_ref <= 1e-14
 
 # %% [markdown]
-# **2. The gradient as a directional derivative.** The identity
-# $\dot L = \sum_l \langle dW_l, \dot W_l \rangle_F + \langle db_l, \dot b_l \rangle_F$
-# says that moving all parameters along a direction $V$ (all the $\dot W_l$,
-# $\dot b_l$ flattened) changes the loss at the rate
-# $\langle \nabla L, V \rangle = \nabla L^T V$. Pick a random direction $V$ and
-# compare $\big(L(\theta + hV) - L(\theta - hV)\big)/2h$ with the inner product
-# of the hand gradient (from the 8-sample mse example) and $V$.
+# ### Exercise 2: the gradient as a directional derivative
+#
+# Moving all parameters along a direction $V$ (all the $\dot W_l$, $\dot b_l$,
+# flattened) changes the loss at the rate $\nabla L^T V$. Pick a random $V$ and
+# compare $\big(L(\theta + hV) - L(\theta - hV)\big)/2h$ with the inner product of
+# the hand gradient (the 8-sample mse example) and $V$.
+#
+# *Hint:* the rate of change is
+# $\dot L = \sum_l \langle dW_l, \dot W_l \rangle_F + \langle db_l, \dot b_l \rangle$.
+
+# %% [markdown]
+# **Solution 2.** Flattening every $dW_l, db_l$ and $\dot W_l, \dot b_l$ in the
+# same order turns the sum of Frobenius inner products into one dot product,
+# $\dot L = \nabla L^T V$. The central difference approximates $\dot L$ with an
+# error $O(h^2)$, so the two agree to about $10^{-10}$ at $h = 10^{-5}$.
 
 # %% tags=["hide-cell"]
-theta8 = refnet.flatten(net.init(seed=0))                     # the 8-sample example's parameters
-V = np.random.default_rng(1).standard_normal(theta8.size)     # a random direction in theta-space
+theta8 = refnet.flatten(net.init(seed=0))          # the 8-sample example's parameters
+V = np.random.default_rng(1).standard_normal(theta8.size)   # a random direction
 h = 1e-5
-rate_fd = (loss_flat(theta8 + h * V) - loss_flat(theta8 - h * V)) / (2 * h)   # dL/dh along V (8-sample loss)
-rate_ip = float(g_hand @ V)                                   # <grad L, V> = sum over layers of <dW, V_W> + <db, V_b>
-print(f"directional derivative: central difference {rate_fd:.10f}, <grad, V> {rate_ip:.10f}")
+rate_fd = (loss_flat(theta8 + h * V) - loss_flat(theta8 - h * V)) / (2 * h)
+rate_ip = float(g_hand @ V)                        # <grad L, V>
+print(f"directional derivative: central difference {rate_fd:.10f}, "
+      f"<grad, V> {rate_ip:.10f}")
 assert abs(rate_fd - rate_ip) <= 1e-8 * max(1.0, abs(rate_ip))
 
 # %% [markdown]
-# **3. Softmax is blind to a shift.** Show that with softmax cross-entropy
-# the output-layer bias gradient $db_2$ sums to zero over the outputs, and
-# explain why with the rows of $G$. Check the explanation independently:
-# adding the same constant to both output biases leaves the loss unchanged.
+# ### Exercise 3: softmax is blind to a shift
+#
+# Show that with softmax cross-entropy the output-layer bias gradient $db_2$ sums
+# to zero over the outputs, and explain why with the rows of $G$. Check the
+# explanation independently: adding the same constant to both output biases
+# leaves the loss unchanged.
+#
+# *Hint:* $db_2 = \mathbf 1^T \Delta_2 = \mathbf 1^T G$; what does each row of
+# $G = (S - T)/n$ sum to?
+
+# %% [markdown]
+# **Solution 3.** Row $i$ of $G$ sums to
+# $\frac1n \big(\sum_k S_{ik} - \sum_k T_{ik}\big) = \frac1n (1 - 1) = 0$, so
+#
+# $$\sum_k (db_2)_k = \mathbf 1^T G\, \mathbf 1 = \sum_i \sum_k G_{ik} = 0 .$$
+#
+# Shifting all logits of a row by $c$ leaves the softmax unchanged, so $L$ is
+# constant along the direction $b_2 \to b_2 + c\,(1, 1)$, whose rate of change is
+# exactly $\sum_k (db_2)_k$. $\square$
 
 # %% tags=["hide-cell"]
-# db_2 = 1^T Delta_2 = 1^T G, and each row of G = (P - T)/n sums to sum_k P_ik - sum_k T_ik = 1 - 1 = 0,
-# so sum_k db_2[k] = 1^T G 1 = 0. Shifting all logits of a row by c leaves softmax unchanged, so L
-# is constant along the direction b_2 + c (1, 1), whose rate of change is exactly sum_k db_2[k].
 p8 = net.init(seed=0)
 db2_ce = backward(X8, sigmoid(X8 @ p8[0][0] + p8[0][1]), p8[1][0], G_ce)[1][1]
 L_shift = [float(net.loss_and_grads([p8[0], (p8[1][0], p8[1][1] + c)], X8, T_cls,
-                                    loss="softmax_cross_entropy")[0]) for c in (0.0, 3.0)]
-print(f"db_2 = {db2_ce}, sum = {db2_ce.sum():.1e};  L(b_2) = {L_shift[0]:.12f}, L(b_2 + 3) = {L_shift[1]:.12f}")
+                                    loss="softmax_cross_entropy")[0])
+           for c in (0.0, 3.0)]
+print(f"db_2 = {db2_ce}, sum = {db2_ce.sum():.1e}")
+print(f"L(b_2) = {L_shift[0]:.12f}, L(b_2 + 3) = {L_shift[1]:.12f}")
 assert abs(db2_ce.sum()) <= 1e-16 and abs(L_shift[0] - L_shift[1]) <= 1e-14

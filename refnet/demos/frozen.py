@@ -64,9 +64,10 @@ def plot(results, path=None):
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     plt.close(fig)                                           # the caller owns fig; pyplot keeps no reference
+    from .style import color
     for method, (drift, gain) in results.items():
-        a.semilogy(np.maximum(drift, 1e-17), label=method)   # exact zeros drawn at 1e-17
-        b.plot(gain, label=method)
+        a.semilogy(np.maximum(drift, 1e-17), color=color(method), label=method)   # zeros at 1e-17
+        b.plot(gain, color=color(method), label=method)
     a.set(xlabel="step", ylabel="max |y0 - y0(0)|  (0 drawn at 1e-17)", title="output 0 (frozen)")
     b.set(xlabel="step", ylabel="mean (y1 - y1(0))", title="output 1 (trained)")
     a.legend(fontsize=8)
