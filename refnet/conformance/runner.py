@@ -365,9 +365,9 @@ def _unverified_layout(port, declared):
         depends.append("optimizer_step (averaged momentum's axis)")
     if not depends:
         return []
-    return [f"layout {port.layout!r} is not verified: the port has no {', '.join(_LAYOUT_METHODS)}, and "
-            f"{', '.join(depends)} depend on it (a transposed layout turns outgoing averaging into incoming); "
-            f"add forward, or run with --strict to make this a failure"]
+    return [f"layout {port.layout!r} is not verified: the port has none of {', '.join(_LAYOUT_METHODS)}, and "
+            f"what depends on it ({', '.join(depends)}) passes whichever way round its W is (a transposed layout "
+            f"turns outgoing averaging into incoming); add forward, or run with --strict to make this a failure"]
 
 
 def run(port, profile="quick", quantities=None, case=None, replay=None, timeout=checks.DEFAULT_TIMEOUT,

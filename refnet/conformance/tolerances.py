@@ -117,7 +117,9 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
     name = lambda l: spec.activation if l < L else spec.output_activation
     dphi = [None] + [np.abs(ACTIVATIONS[name(l)].df(np, Zs[l], As[l])) for l in range(1, L + 1)]
     # error of phi'(Z_l): its own rounding (about eps absolutely) plus |phi''| times the error of Z_l
-    e_dphi = [None] + [eps * (1 + dphi[l]) + D2[name(l)](Zs[l], As[l]) * EZs[l] for l in range(1, L + 1)]
+    # (identity and relu: phi' is exactly 1 or 0 in any implementation, given the sign of Z)
+    e_dphi = [None] + [(0.0 if name(l) in ("identity", "relu") else eps * (1 + dphi[l]))
+                       + D2[name(l)](Zs[l], As[l]) * EZs[l] for l in range(1, L + 1)]
     D = np.abs(S) * dphi[L]                                                # |Delta_L|
     E = np.abs(S) * e_dphi[L] + E_S * (dphi[L] + e_dphi[L])                # its error
     out = [None] * L
@@ -175,20 +177,21 @@ def svd_facts(J, eps, noise=0.0):
     s_max = float(s.max(initial=0.0)) + 0.0                                  # (no -0.0 in reports)
     cutoff = max(m, p) * eps * s_max
     keep = s > cutoff
-    at_noise = bool(s_max <= SAFETY * noise)
+    at_noise = bool(noise > 0 and s_max <= SAFETY * noise)               # (J = 0 exactly, no error: rank 0)
     s_all = np.concatenate([s, np.zeros(min(m, p) - s.size)])             # (thin SVD: s has min(m, p) values)
     band = (s_all > cutoff / AMBIGUITY) & (s_all <= cutoff * AMBIGUITY)   # next to the cutoff
-    unresolved = np.abs(s_all - cutoff) <= noise                          # J's own error can move it across
+    unresolved = (np.abs(s_all - cutoff) <= noise) & (noise > 0)         # J's own error can move it across
     ambiguous = s_all if at_noise else s_all[band | unresolved]
-    return dict(s=s, cutoff=cutoff, keep=keep, rank=int(keep.sum()), s_max=s_max, at_noise=at_noise,
+    return dict(s=s, cutoff=cutoff, keep=keep, rank=int(keep.sum()), s_max=s_max, at_noise=at_noise, eps=eps,
                 noise=noise, unresolved=bool(np.any(unresolved)),
                 s_r=float(s[keep].min()) if keep.any() else np.inf, ambiguous=ambiguous, Vt=Vt)
 
 
 def projection_tol(facts, E_J, g_norm):
-    """SAFETY (cutoff + |E_J|_F) / s_r |g|_2: the bound on any entry of g_perp's error."""
+    """SAFETY (cutoff + |E_J|_F) / s_r |g|_2: the bound on any entry of g_perp's error
+    (rank 0: g_perp = g, SAFETY eps |g|_2)."""
     if facts["rank"] == 0:
-        return SAFETY * np.finfo(np.float64).tiny
+        return SAFETY * facts["eps"] * g_norm
     return SAFETY * (facts["cutoff"] + float(np.linalg.norm(E_J))) / facts["s_r"] * g_norm
 
 
