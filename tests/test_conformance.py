@@ -744,3 +744,113 @@ def test_reports_hint_at_recognised_slips():
     r = run(LinearSoftplus(), quantities=["forward"], profile="core").results[0]
     assert r.status == "fail" and "hint: the port matches softplus taken as z itself above 20" in r.mismatch.detail
     assert checks.check_forward(P.MinimalPort(), r.case) is None                  # (the correct port passes it)
+
+
+# ------------------------------------------------------------------ a clean command line (item 3)
+_NOT_PORTS = '''
+import numpy as np
+from numpy_port import MinimalPort          # a sibling file: the port's folder is on the import path
+INT = 3
+def function():
+    return MinimalPort()
+class NoName(MinimalPort):
+    name = None
+class BadLayout(MinimalPort):
+    layout = "column_major"
+class BadDtype(MinimalPort):
+    dtype = "float16"
+class Fine(MinimalPort):
+    name = "fine, from a folder of its own"
+'''
+
+
+@pytest.mark.parametrize("attr,message", [
+    ("INT", "--port: {f}:INT is int 3, not a port: give the port object or its class"),
+    ("function", "--port: {f}:function is function <function function at"),
+    ("NoName", "--port: port.name must be a string, got None"),
+    ("BadLayout", "--port: port.layout must be one of ['refnet', 'torch'], got 'column_major'"),
+    ("BadDtype", "--port: port.dtype must be one of ['float64', 'float32'], got 'float16'"),
+])
+def test_unusable_ports_are_one_line_errors_with_exit_2(tmp_path, attr, message):
+    (tmp_path / "ports.py").write_text(_NOT_PORTS)
+    (tmp_path / "numpy_port.py").write_text((ROOT / "tests" / "ports" / "numpy_port.py").read_text())
+    done = _cli("run", "--port", f"{tmp_path / 'ports.py'}:{attr}")
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stdout + done.stderr
+    assert message.format(f=tmp_path / "ports.py") in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_port_file_imports_its_siblings_from_any_folder(tmp_path):
+    (tmp_path / "ports.py").write_text(_NOT_PORTS)
+    (tmp_path / "numpy_port.py").write_text((ROOT / "tests" / "ports" / "numpy_port.py").read_text())
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "refnet", "conformance", "run", "--port", "ports.py:Fine",
+                           "--profile", "core"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "profile 'core'" in done.stdout, done.stdout + done.stderr
+    elsewhere = _cli("run", "--port", f"{tmp_path / 'ports.py'}:Fine", "--profile", "core")   # from the checkout
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+
+
+def _manifest_dir(tmp_path, name, manifest):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    return d
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--port", "os:path"], "--port: os:path is module <module"),
+    (["run", "--port", "tests/ports/numpy_port.py:MinimalPort", "--case", '{"sizes": []}'],
+     "--case: sizes must list at least two layer widths, each >= 1, got []"),
+    (["run", "--port", "tests/ports/numpy_port.py:MinimalPort", "--case", "[3]"], "--case: case must be a JSON object"),
+    (["run", "--port", "tests/ports/numpy_port.py:MinimalPort", "--save-failures", "README.md"],
+     "--save-failures: 'README.md' is a file; expected a folder"),
+    (["run", "--port", "tests/ports/numpy_port.py:MinimalPort", "--timeout", "soon"],
+     "--timeout: expected a number of seconds (0: no limit), got 'soon'"),
+    (["check", "{list}"], "manifest.json must hold a JSON object, got a list"),
+    (["check", "{no_cases}"], "has no \"cases\" list"),
+    (["check", "{no_files}"], "cases[0] must be an object with \"name\", \"description\" and \"files\""),
+    (["check", "{outside}"], "cases[0].files '../secret.bin' names a file outside"),
+    (["check", "{good}", "--results", "{good}/no_such_results"], "--results: no folder"),
+    (["export", "README.md"], "README.md"),
+])
+def test_unusable_arguments_of_run_export_check_are_one_line_errors(tmp_path, args, message):
+    golden_header = {"format": golden.FORMAT, "format_version": golden.FORMAT_VERSION}
+    dirs = {"list": _manifest_dir(tmp_path, "list", [1, 2]),
+            "no_cases": _manifest_dir(tmp_path, "no_cases", golden_header),
+            "no_files": _manifest_dir(tmp_path, "no_files", {**golden_header, "cases": [{"name": "a",
+                                                                                       "description": "a/case.json"}]}),
+            "outside": _manifest_dir(tmp_path, "outside", {**golden_header, "cases": [
+                {"name": "a", "description": "a/case.json", "files": {"a/case.json": "0", "../secret.bin": "0"}}]}),
+            "good": _manifest_dir(tmp_path, "good", {**golden_header, "cases": []})}
+    fill = lambda text: next((text.replace(f"{{{k}}}", str(d)) for k, d in dirs.items() if f"{{{k}}}" in text), text)
+    done = _cli(*map(fill, args))
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stdout + done.stderr
+    assert fill(message) in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_check_refuses_a_path_outside_its_folder_before_reading_anything(tmp_path, monkeypatch):
+    golden.export(tmp_path / "g", quantities=("forward",))
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 8)
+    manifest["cases"][-1]["files"]["../secret.bin"] = "0" * 64
+    (tmp_path / "g" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(golden, "_sha256", lambda path: pytest.fail(f"read {path} before refusing"))
+    with pytest.raises(ValueError, match=r"cases\[\d+\].files '../secret.bin' names a file outside"):
+        golden.check(tmp_path / "g")
+    desc = tmp_path / "g" / "forward-00" / "case.json"                     # a description pointing out, too
+    body = json.loads(desc.read_text())
+    body["expected"]["Y"]["file"] = "../../secret.bin"
+    desc.write_text(json.dumps(body))
+    manifest["cases"][-1]["files"].pop("../secret.bin")
+    manifest["cases"][0]["files"]["forward-00/case.json"] = hashlib.sha256(desc.read_bytes()).hexdigest()
+    (tmp_path / "g" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match=r"expected Y file '../../secret.bin' names a file outside"):
+        golden.check(tmp_path / "g")
+
+
+def test_the_header_names_the_profile_that_ran(monkeypatch):
+    assert "profile 'quick'" in str(run(P.MinimalPort(), quantities=["forward"]))
+    assert "profile 'one case (--case)'" in str(run(P.MinimalPort(), quantities=["forward"], case=Case()))
+    monkeypatch.setitem(sys.modules, "hypothesis", None)                    # hypothesis not installed
+    assert "profile 'core (hypothesis is not installed)'" in str(run(P.MinimalPort(), quantities=["forward"]))

@@ -149,19 +149,21 @@ def load_port(spec: str):
     obj = getattr(mod, attr)
     if isinstance(obj, type):
         obj = obj()
-    elif isinstance(obj, types.ModuleType) or callable(obj) and not any(hasattr(obj, m) for m in checks.METHODS):
-        what = "a module" if isinstance(obj, types.ModuleType) else f"a {type(obj).__name__}"
-        raise TypeError(f"{spec} is {what}, not a port: give the port object or its class (an object with name, "
-                        f"layout and some of {', '.join(checks.METHODS)})")
+    if isinstance(obj, types.ModuleType) or not (hasattr(obj, "layout") or any(hasattr(obj, m) for m in checks.METHODS)):
+        raise TypeError(f"{spec} is {type(obj).__name__} {_short(obj)}, not a port: give the port object or its class "
+                        f"(an object with name, layout and some of {', '.join(checks.METHODS)})")
     return validate_port(obj)
+
+
+def _short(obj, n=60):
+    text = repr(obj)
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def validate_port(port):
     """The port's declared attributes must be valid (TypeError/ValueError naming the attribute)."""
     if not isinstance(getattr(port, "name", None), str):
-        kind = type(port).__name__
-        raise TypeError(f"port.name must be a string, got {getattr(port, 'name', None)!r}"
-                        + ("" if hasattr(port, "layout") else f" (is this a port? it is a {kind})"))
+        raise TypeError(f"port.name must be a string, got {_short(getattr(port, 'name', None))}")
     for attr, options, default in (("layout", LAYOUTS, None), ("jacobian_rows", ROW_ORDERS, "output_major"),
                                    ("jacobian_columns", COLUMN_ORDERS, "refnet"),
                                    ("dtype", ("float64", "float32"), "float64")):
