@@ -854,3 +854,163 @@ def test_the_header_names_the_profile_that_ran(monkeypatch):
     assert "profile 'one case (--case)'" in str(run(P.MinimalPort(), quantities=["forward"], case=Case()))
     monkeypatch.setitem(sys.modules, "hypothesis", None)                    # hypothesis not installed
     assert "profile 'core (hypothesis is not installed)'" in str(run(P.MinimalPort(), quantities=["forward"]))
+
+
+# ------------------------------------------------------------------ the kit's own checks, broken on purpose (item 7)
+from refnet.conformance import runner, tolerances as tl                   # noqa: E402
+
+_TOL = {name: getattr(tl, name) for name in ("forward_bound", "backward_bound", "optimizer_tol", "projection_tol",
+                                              "svd_facts")}              # the unbroken tolerances, kept here
+_SAFETY, _EPS = tl.SAFETY, tl.EPS["float64"]
+
+
+class _Offset:
+    """refnet's own answer moved by ``f`` times the kit's tolerance at every entry (the tolerances as derived
+    by the unbroken formulas above): f = 0.5 must pass, f = 2 must fail. A tool for testing the kit, not a
+    port (it calls refnet). ``accumulate``: optimizer steps moved by f times the trajectory's summed tolerance."""
+    layout = "refnet"
+
+    def __init__(self, f, accumulate=False):
+        self.f, self.accumulate, self.name = f, accumulate, f"refnet + {f} tol"
+
+    def forward(self, spec, params, X):
+        Es = _TOL["forward_bound"](spec, params, X, _EPS)[2]
+        return np.asarray(spec.forward(params, X)) + self.f * _SAFETY * Es[-1]
+
+    def vjp(self, spec, params, X, G):
+        fwd = _TOL["forward_bound"](spec, params, X, _EPS)
+        E = _TOL["backward_bound"](spec, params, fwd, G[None], np.zeros_like(G)[None], _EPS)
+        return [(dW + self.f * _SAFETY * eW, db + self.f * _SAFETY * eb)
+                for (dW, db), (eW, eb) in zip(spec.vjp(params, X, G), E)]
+
+    def jacobian(self, spec, params, X, outputs):
+        fwd = _TOL["forward_bound"](spec, params, X, _EPS)
+        n, n_L = X.shape[0], spec.sizes[-1]
+        S = np.broadcast_to(np.eye(n_L)[list(outputs)][:, None, :], (len(outputs), n, n_L))
+        E_J = _TOL["backward_bound"](spec, params, fwd, S, np.zeros(S.shape), _EPS, per_sample=True)
+        return np.asarray(spec.jacobian(params, X, outputs=list(outputs))) + self.f * _SAFETY * E_J
+
+    def project_out(self, spec, params, grads, anchors, outputs):
+        J = np.asarray(spec.jacobian(params, anchors, outputs=list(outputs)))
+        fwd = _TOL["forward_bound"](spec, params, anchors, _EPS)
+        n, n_L = anchors.shape[0], spec.sizes[-1]
+        S = np.broadcast_to(np.eye(n_L)[list(outputs)][:, None, :], (len(outputs), n, n_L))
+        E_J = _TOL["backward_bound"](spec, params, fwd, S, np.zeros(S.shape), _EPS, per_sample=True)
+        facts = _TOL["svd_facts"](J, _EPS, noise=float(np.linalg.norm(E_J)))
+        g = np.concatenate([x.ravel() for W, b in grads for x in (W, b)])
+        tol = _TOL["projection_tol"](facts, E_J, float(np.linalg.norm(g)))
+        ref = refnet.project_out(spec, params, grads, anchors, outputs=list(outputs), method="dense")
+        return [(np.asarray(W) + self.f * tol, np.asarray(b) + self.f * tol) for W, b in ref]
+
+    def optimizer_step(self, name, hyper, params, grads, state):
+        opt = {"sgd": lambda: refnet.SGD(hyper["lr"]),
+               "momentum": lambda: refnet.Momentum(hyper["lr"], hyper["momentum"], nesterov=hyper["nesterov"]),
+               "averaged_momentum": lambda: refnet.AveragedMomentum(hyper["lr"], hyper["momentum"],
+                                                                    include_bias=hyper["include_bias"])}[name]()
+        inner, summed = state if state is not None else (opt.init(params), 0.0)
+        acc = checks._accumulation(inner)
+        tol = _TOL["optimizer_tol"](params, grads, acc, hyper, _EPS)
+        new, inner = opt.step(params, grads, inner)
+        if self.accumulate:                                               # the trajectory's summed tolerance
+            summed += max(float(t.max()) for pair in tol for t in pair)
+            tol = [(summed, summed)] * len(tol)
+        return [(np.asarray(W) + self.f * tW, np.asarray(b) + self.f * tb)
+                for (W, b), (tW, tb) in zip(new, tol)], (inner, summed)
+
+
+_TIGHT = ["forward", "vjp", "jacobian", "project_out", "optimizer_step"]
+
+
+@pytest.mark.parametrize("quantity", _TIGHT)
+def test_each_tolerance_is_tight_half_passes_twice_fails(quantity):
+    assert run(_Offset(0.5), quantities=[quantity], profile="core").results[0].status == "pass"
+    r = run(_Offset(2.0), quantities=[quantity], profile="core").results[0]
+    assert r.status == "fail" and r.mismatch.candidate != r.mismatch.reference, r
+
+
+def test_trajectory_tolerances_add_up_over_the_steps():
+    # moved by half the summed per-step tolerance at every step: passes; by twice it: fails
+    assert run(_Offset(0.5, accumulate=True), quantities=["trajectory"], profile="core").results[0].status == "pass"
+    assert run(_Offset(2.0, accumulate=True), quantities=["trajectory"], profile="core").results[0].status == "fail"
+
+
+def _times(name, k):
+    """A tolerance function of refnet.conformance.tolerances made k times looser."""
+    f = _TOL[name]
+    scale = lambda x: [(k * a, k * b) for a, b in x] if isinstance(x, list) else k * x
+    if name == "forward_bound":
+        return lambda *a, **kw: (lambda r: (r[0], r[1], [k * e for e in r[2]], r[3]))(f(*a, **kw))
+    return lambda *a, **kw: scale(f(*a, **kw))
+
+
+def _self_comparison(monkeypatch):
+    original = checks.first_mismatch
+    monkeypatch.setattr(checks, "first_mismatch", lambda q, named, *a, **k: original(
+        q, [(n, c, c, t) for n, r, c, t in named], *a, **k))                # the candidate against itself
+
+
+MUTANTS = {   # name -> (how the kit is broken, a quantity whose twice-the-tolerance candidate then passes)
+    "candidate compared with itself": (_self_comparison, "forward"),
+    "forward tolerance 10x": (lambda mp: mp.setattr(tl, "forward_bound", _times("forward_bound", 10)), "forward"),
+    "backprop tolerance 10x": (lambda mp: mp.setattr(tl, "backward_bound", _times("backward_bound", 10)), "vjp"),
+    "SAFETY 10x": (lambda mp: mp.setattr(tl, "SAFETY", 10 * _SAFETY), "forward"),
+    "SAFETY 1000x": (lambda mp: mp.setattr(tl, "SAFETY", 1000 * _SAFETY), "jacobian"),
+    "projection tolerance 10x": (lambda mp: mp.setattr(tl, "projection_tol", _times("projection_tol", 10)),
+                                 "project_out"),
+    "optimizer tolerance 1000x": (lambda mp: mp.setattr(tl, "optimizer_tol", _times("optimizer_tol", 1000)),
+                                  "optimizer_step"),
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_a_loose_or_vacuous_check_lets_a_wrong_candidate_pass(monkeypatch, mutant):
+    # the kit broken on purpose: the twice-the-tolerance candidate, which the tests above fail, now passes,
+    # so each of these mutants fails test_each_tolerance_is_tight_half_passes_twice_fails
+    breaks, quantity = MUTANTS[mutant]
+    assert run(_Offset(2.0), quantities=[quantity], profile="core").results[0].status == "fail"
+    breaks(monkeypatch)
+    assert run(_Offset(2.0), quantities=[quantity], profile="core").results[0].status == "pass"
+
+
+def test_per_step_tolerances_not_accumulated_fail_a_correct_trajectory(monkeypatch):
+    monkeypatch.setattr(tl, "accumulate", lambda tol, step_tol, growth=1.0: step_tol)    # the mutant
+    assert run(_Offset(0.5, accumulate=True), quantities=["trajectory"], profile="core").results[0].status == "fail"
+
+
+def test_shrinking_switched_off_fails_the_seeded_bug_test(monkeypatch):
+    monkeypatch.setattr(runner, "_shrink", lambda port, q, case, mismatch, declared, budget=200: (mismatch, case))
+    with pytest.raises(AssertionError, match=r"sizes=\(3, 4, 2\)"):
+        test_seeded_bug_is_caught_with_its_shrunk_case(P.WrongOutgoingAveraging)
+
+
+def test_an_unverified_sha256_lets_a_tampered_golden_file_through(tmp_path, monkeypatch):
+    golden.export(tmp_path, quantities=("forward",))
+    digests = {str(tmp_path / p): d for e in json.loads((tmp_path / "manifest.json").read_text())["cases"]
+               for p, d in e["files"].items()}
+    (tmp_path / "forward-00" / "Y.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(ValueError, match=r"Y.bin does not match its sha256"):
+        golden.check(tmp_path)
+    monkeypatch.setattr(golden, "_sha256", lambda path: digests[str(path)])   # the mutant: digests not computed
+    golden.check(tmp_path)                                                    # (no error: the test above kills it)
+
+
+def test_every_hard_case_kind_still_produces_its_hard_case():
+    from hypothesis import find
+    from refnet.conformance.cases import KINDS
+    from refnet.strategies import conformance_cases
+    for kind in KINDS:                                                       # the strategy still draws each kind
+        find(conformance_cases(), lambda c: c.kind == kind)
+    base = dict(sizes=(3, 4, 2), seed=3, n=4)
+    plain = Case(**base).arrays()
+    small = Case(**base, kind="small_magnitude").arrays()
+    assert np.max(np.abs(small["X"])) <= 2e-12 < np.min(np.abs(plain["X"]))
+    sat = Case(**base, kind="saturated").arrays()
+    assert np.min(1 - np.tanh(sat["X"] @ sat["params"][0][0] + sat["params"][0][1]) ** 2) < 1e-6   # tanh' ~ 0
+    dup = Case(**base, kind="near_duplicate_anchors").arrays()
+    assert 0 < np.max(np.abs(dup["X"][1] - dup["X"][0])) <= 1e-8
+    wide = Case(**base, kind="wide_scale").arrays()
+    assert np.allclose(wide["params"][0][0], 1e3 * plain["params"][0][0])
+    assert np.allclose(wide["params"][1][0], 1e-3 * plain["params"][1][0])
+    for n in range(3):
+        c = Case(sizes=(2, 2, 2), n=n + 1, freeze=(0,), kind="m_close_to_p")
+        assert abs(c.n_samples - c.network().n_params) <= 1                  # m = len(freeze) n next to p

@@ -637,7 +637,7 @@ def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
         move = float(np.max(np.abs(_flat(ref) - _flat(prev))))             # |theta_k - theta_{k-1}|
         growth = 1.0 if not last else max(1.0, move / last)              # how the run carries earlier errors
-        tol, last = growth * tol + step_tol, move
+        tol, last = tl.accumulate(tol, step_tol, growth), move
         yield step, ref, tol
 
 
@@ -674,7 +674,7 @@ def _trajectory(port, case, projected):
             if facts["ambiguous"].size:
                 raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
             step_tol += 2 * lr * sum(mu ** j for j in range(step)) * tol_p   # g projected, then the update again
-        tol += step_tol                                                  # buffer errors carry over (mu <= 1)
+        tol = tl.accumulate(tol, step_tol)                               # buffer errors carry over (mu <= 1)
         ref, state = opt.step(cast(cand), cast(g), state)                # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
