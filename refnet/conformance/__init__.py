@@ -55,9 +55,9 @@ losses, every optimizer variant, and the hard cases: small magnitudes,
 saturated units, near-duplicate anchors, widely scaled layers, m close to p,
 softplus above 20) always runs, then hypothesis
 (``refnet.strategies.conformance_cases``) with profile "quick" (25 examples per
-quantity, derandomized, architectures from a small fixed set
-``runner.QUICK_SHAPES`` so that a port that compiles per shape, such as JAX,
-compiles each once), "deep" (1000, any architecture) or "core" (none). The
+quantity, derandomized, on the core cases' architectures and sample counts,
+so that a port that compiles per shape, such as JAX, compiles little more than
+the core cases need), "deep" (1000, any architecture) or "core" (none). The
 first failure found is the one reported and shrunk (by hypothesis, then
 greedily; only cases that fail the same way are accepted), with the quantity,
 the first diverging entry in the port's own layout, reference and candidate

@@ -14,9 +14,11 @@ times 2 for the second-order terms the bounds leave out).
   magnitude of the terms that make up that entry, not to the entry.)
 * loss: SAFETY (|dL/dY| . E_Y + gamma_{terms} sum |terms| / n).
 * vjp / gradients: the same bound backwards, with phi'(Z) known to
-  e' = eps (1 + |phi'|) + |phi''| E_Z (1 - A^2 and 1 / cosh^2 differ by eps
-  absolutely; an error in Z moves phi' by phi'' times it; identity and relu:
-  e' = 0, their phi' is exactly 1 or 0 in any implementation):
+  e' = eps (1 + |phi'|) + |d phi'/dA| 2 eps (|A| + 1) + |phi''| E_Z (1 - A^2
+  and 1 / cosh^2 differ by eps absolutely; a phi' computed from A inherits A's
+  own rounding, which the forward bound allows, e.g. XLA's tanh is off by up to
+  6 ulps; an error in Z moves phi' by phi'' times it; identity and relu: e' = 0,
+  their phi' is exactly 1 or 0 in any implementation):
       E_D_{l-1} = ((E_D_l + gamma_{n_l} |D_l|) |W_l|^T) (|phi'| + e') + (|D_l| |W_l|^T) e',
       E_dW = |A|^T E_D + E_A^T |D| + gamma_n |A|^T |D|,   E_db = 1^T E_D + gamma_n 1^T |D|;
   with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
@@ -105,6 +107,12 @@ D2 = {"identity": lambda Z, A: np.zeros_like(Z),
       "softplus": lambda Z, A: np.exp(-np.logaddexp(0, -Z) - np.logaddexp(0, Z))}   # s(Z) (1 - s(Z))
 
 
+# |d phi' / d A|: how an error in A = phi(Z) moves a phi' computed from A (tanh: 1 - A^2; sigmoid:
+# A (1 - A); softplus: 1 - e^-A)
+DA = {"identity": lambda A, d: 0.0, "relu": lambda A, d: 0.0, "tanh": lambda A, d: 2 * np.abs(A),
+      "sigmoid": lambda A, d: np.abs(1 - 2 * A), "softplus": lambda A, d: 1 - d}
+
+
 def forward_bound(spec, params, X, eps):
     """Forward pass with its running (first-order) rounding-error bound.
 
@@ -185,9 +193,11 @@ def backward_bound(spec, params, fwd, S, E_S, eps, per_sample=False):
     L = len(params)
     name = lambda l: spec.activation if l < L else spec.output_activation
     dphi = [None] + [np.abs(ACTIVATIONS[name(l)].df(np, Zs[l], As[l])) for l in range(1, L + 1)]
-    # error of phi'(Z_l): its own rounding (about eps absolutely) plus |phi''| times the error of Z_l
-    # (identity and relu: phi' is exactly 1 or 0 in any implementation, given the sign of Z)
-    e_dphi = [None] + [(0.0 if name(l) in ("identity", "relu") else eps * (1 + dphi[l]))
+    # error of phi'(Z_l): its own rounding (about eps absolutely), what A's own rounding (2 eps (|A| + 1),
+    # as in the forward bound) makes of a phi' computed from A (1 - A^2, A (1 - A)), plus |phi''| times
+    # the error of Z_l (identity and relu: phi' is exactly 1 or 0 in any implementation, given Z's sign)
+    e_dphi = [None] + [(0.0 if name(l) in ("identity", "relu") else
+                        eps * (1 + dphi[l]) + DA[name(l)](As[l], dphi[l]) * 2 * eps * (np.abs(As[l]) + 1))
                        + D2[name(l)](Zs[l], As[l]) * EZs[l] for l in range(1, L + 1)]
     D = np.abs(S) * dphi[L]                                                # |Delta_L|
     E = np.abs(S) * e_dphi[L] + E_S * (dphi[L] + e_dphi[L])                # its error
