@@ -131,8 +131,8 @@ class Guarded:
                 raise e                                                   # KeyboardInterrupt, SystemExit
             raise PortFailure(f"{name} raised {type(e).__name__}: {e}", raised=True)
         value = out["value"]
-        _check_result(value[0] if name == "optimizer_step" and isinstance(value, tuple) else value, name,
-                      getattr(self._port, "dtype", "float64"))
+        params_only = name == "optimizer_step" and isinstance(value, (tuple, list)) and len(value) == 2
+        _check_result(value[0] if params_only else value, name, getattr(self._port, "dtype", "float64"))
         return value
 
 

@@ -8,7 +8,9 @@ sample-major: the port declares both. Projections use the SVD with refnet's
 cutoff max(m, p) eps s_max, not ``jnp.linalg.pinv``'s default (10 times larger:
 singular values between the two would be dropped by one and kept by the other).
 It has no frozen_step (the runner skips it, saying so). Every method runs inside
-``jax.enable_x64(True)``, so the process-wide x64 flag is left alone.
+``jax.enable_x64(True)``, so the process-wide x64 flag is left alone, and the
+derivatives are ``jax.jit``-compiled once per network shape and activations (as a
+JAX user would: eager JAX compiles every primitive for every new shape).
 """
 import functools
 
@@ -29,8 +31,55 @@ def x64(method):
     return wrapped
 
 
+def _net(acts, tree, X):
+    """The MLP: acts = (hidden activation, output activation); tree = [{"kernel", "bias"}, ...]."""
+    a = X
+    for l, layer in enumerate(tree):
+        a = PHI[acts[0] if l < len(tree) - 1 else acts[1]](a @ layer["kernel"] + layer["bias"])
+    return a
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(acts, tree, X):
+    return _net(acts, tree, X)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _vjp(acts, tree, X, G):
+    _, pull = jax.vjp(lambda t: _net(acts, t, X), tree)
+    return pull(G)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _loss_and_grads(acts, loss, tree, X, T):
+    def L(t):
+        Y = _net(acts, t, X)
+        if loss == "mse":
+            return jnp.mean((Y - T) ** 2)
+        return -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
+    return jax.value_and_grad(L)(tree)
+
+
+def _jac(acts, outputs, tree, X):
+    flat, unravel = ravel_pytree(tree)
+    J = jax.jacrev(lambda v: _net(acts, unravel(v), X)[:, jnp.asarray(outputs)])(flat)   # (n, K, p)
+    return J.reshape(-1, flat.shape[0])
+
+
+_jacobian = jax.jit(_jac, static_argnums=(0, 1))
+
+
+def _project_out(acts, outputs, tree, grads, anchors):
+    """g - V_r V_r^T g; only J is compiled per network (the SVD then compiles once per J's shape)."""
+    J = _jacobian(acts, outputs, tree, anchors)
+    g, unravel = ravel_pytree(grads)                               # the same (bias-first) order as J's columns
+    _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
+    V = Vt[s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()].T  # refnet's relative cutoff
+    return unravel(g - V @ (V.T @ g))
+
+
 class JaxPort:
-    name = "JAX (jax.grad, jax.jacrev, x64)"
+    name = "JAX (jax.grad, jax.jacrev, x64, jit)"
     layout = "refnet"
     jacobian_rows = "sample_major"          # jacrev of Y[:, K] (n, K) reshaped to (n K, p)
     jacobian_columns = "bias_first"         # ravel_pytree of [{"bias", "kernel"}, ...]
@@ -44,52 +93,29 @@ class JaxPort:
     def _pairs(tree):
         return [(layer["kernel"], layer["bias"]) for layer in tree]
 
-    @staticmethod
-    def _f(spec):
-        L = len(spec.sizes) - 1
-
-        def f(tree, X):
-            a = X
-            for l, layer in enumerate(tree):
-                a = PHI[spec.activation if l < L - 1 else spec.output_activation](a @ layer["kernel"] + layer["bias"])
-            return a
-        return f
-
     @x64
     def forward(self, spec, params, X):
-        return self._f(spec)(self._tree(params), jnp.asarray(X))
+        return _forward((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X))
 
     @x64
     def vjp(self, spec, params, X, G):
-        _, pull = jax.vjp(lambda t: self._f(spec)(t, jnp.asarray(X)), self._tree(params))
-        return self._pairs(pull(jnp.asarray(G))[0])
+        return self._pairs(_vjp((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X),
+                                jnp.asarray(G)))
 
     @x64
     def loss_and_grads(self, spec, params, X, T, loss):
-        def L(tree):
-            Y = self._f(spec)(tree, jnp.asarray(X))
-            if loss == "mse":
-                return jnp.mean((Y - T) ** 2)
-            return -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
-        value, g = jax.value_and_grad(L)(self._tree(params))
+        value, g = _loss_and_grads((spec.activation, spec.output_activation), loss, self._tree(params),
+                                   jnp.asarray(X), jnp.asarray(T))
         return value, self._pairs(g)
-
-    def _jac(self, spec, tree, X, outputs):
-        flat, unravel = ravel_pytree(tree)
-        J = jax.jacrev(lambda v: self._f(spec)(unravel(v), X)[:, jnp.asarray(outputs)])(flat)   # (n, K, p)
-        return J.reshape(-1, flat.shape[0]), flat, unravel
 
     @x64
     def jacobian(self, spec, params, X, outputs):
-        return self._jac(spec, self._tree(params), jnp.asarray(X), list(outputs))[0]
+        return _jacobian((spec.activation, spec.output_activation), tuple(outputs), self._tree(params), jnp.asarray(X))
 
     @x64
     def project_out(self, spec, params, grads, anchors, outputs):
-        J, _, unravel = self._jac(spec, self._tree(params), jnp.asarray(anchors), list(outputs))
-        g, _ = ravel_pytree(self._tree(grads))                       # the same (bias-first) order as J's columns
-        _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
-        V = Vt[s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()].T   # refnet's relative cutoff
-        return self._pairs(unravel(g - V @ (V.T @ g)))
+        return self._pairs(_project_out((spec.activation, spec.output_activation), tuple(outputs), self._tree(params),
+                                        self._tree(grads), jnp.asarray(anchors)))
 
     @x64
     def optimizer_step(self, name, hyper, params, grads, state):
