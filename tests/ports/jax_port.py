@@ -60,22 +60,39 @@ def _loss_and_grads(acts, loss, tree, X, T):
     return jax.value_and_grad(L)(tree)
 
 
-def _jac(acts, outputs, tree, X):
+@functools.partial(jax.jit, static_argnums=0)
+def _jacobian(acts, outputs, tree, X):
+    """outputs: an int array (traced: the same program for every frozen set of the same size)."""
     flat, unravel = ravel_pytree(tree)
-    J = jax.jacrev(lambda v: _net(acts, unravel(v), X)[:, jnp.asarray(outputs)])(flat)   # (n, K, p)
+    J = jax.jacrev(lambda v: _net(acts, unravel(v), X)[:, outputs])(flat)   # (n, K, p)
     return J.reshape(-1, flat.shape[0])
 
 
-_jacobian = jax.jit(_jac, static_argnums=(0, 1))
-
-
-def _project_out(acts, outputs, tree, grads, anchors):
-    """g - V_r V_r^T g; only J is compiled per network (the SVD then compiles once per J's shape)."""
-    J = _jacobian(acts, outputs, tree, anchors)
+@jax.jit
+def _project(J, grads):
+    """g - V_r V_r^T g (compiled once per shape of J and of the parameters, whatever the activations)."""
     g, unravel = ravel_pytree(grads)                               # the same (bias-first) order as J's columns
     _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
-    V = Vt[s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()].T  # refnet's relative cutoff
+    keep = s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()     # refnet's relative cutoff
+    V = jnp.where(keep, Vt.T, 0.0)                                 # V_r (p, r), dropped columns zeroed
     return unravel(g - V @ (V.T @ g))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _optimizer_step(name, nesterov, include_bias, lr, mu, tree, g, acc):
+    """One step of sgd / momentum / averaged momentum; acc: the buffer (zeros before the first step)."""
+    if name == "sgd":
+        return jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g), acc
+    if name == "averaged_momentum":
+        def mean_in(a):                                            # kernel (n_in, n_out): mean over axis 0
+            if include_bias:
+                m = (a["kernel"].sum(axis=0) + a["bias"]) / (a["kernel"].shape[0] + 1)
+                return {"kernel": jnp.broadcast_to(m, a["kernel"].shape), "bias": m}
+            return {"kernel": jnp.broadcast_to(a["kernel"].mean(axis=0), a["kernel"].shape), "bias": a["bias"]}
+        acc = [mean_in(a) for a in acc]
+    acc = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc)  # a <- g + mu a
+    step = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc) if nesterov else acc
+    return jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step), acc
 
 
 class JaxPort:
@@ -110,27 +127,19 @@ class JaxPort:
 
     @x64
     def jacobian(self, spec, params, X, outputs):
-        return _jacobian((spec.activation, spec.output_activation), tuple(outputs), self._tree(params), jnp.asarray(X))
+        return _jacobian((spec.activation, spec.output_activation), jnp.asarray(outputs), self._tree(params),
+                         jnp.asarray(X))
 
     @x64
     def project_out(self, spec, params, grads, anchors, outputs):
-        return self._pairs(_project_out((spec.activation, spec.output_activation), tuple(outputs), self._tree(params),
-                                        self._tree(grads), jnp.asarray(anchors)))
+        J = _jacobian((spec.activation, spec.output_activation), jnp.asarray(outputs), self._tree(params),
+                      jnp.asarray(anchors))
+        return self._pairs(_project(J, self._tree(grads)))
 
     @x64
     def optimizer_step(self, name, hyper, params, grads, state):
-        lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
-        tree, g = self._tree(params), self._tree(grads)
-        if name == "sgd":
-            return self._pairs(jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g)), None
+        tree = self._tree(params)
         acc = state if state is not None else jax.tree_util.tree_map(jnp.zeros_like, tree)
-        if name == "averaged_momentum":
-            def mean_in(a):                                          # kernel (n_in, n_out): mean over axis 0
-                if hyper["include_bias"]:
-                    m = (a["kernel"].sum(axis=0) + a["bias"]) / (a["kernel"].shape[0] + 1)
-                    return {"kernel": jnp.broadcast_to(m, a["kernel"].shape), "bias": m}
-                return {"kernel": jnp.broadcast_to(a["kernel"].mean(axis=0), a["kernel"].shape), "bias": a["bias"]}
-            acc = [mean_in(a) for a in acc]
-        acc = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc)  # a <- g + mu a
-        step = (jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc) if hyper.get("nesterov") else acc)
-        return self._pairs(jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step)), acc
+        new, acc = _optimizer_step(name, bool(hyper.get("nesterov")), bool(hyper.get("include_bias")),
+                                   hyper["lr"], hyper.get("momentum", 0.0), tree, self._tree(grads), acc)
+        return self._pairs(new), acc
