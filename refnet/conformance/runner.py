@@ -90,7 +90,7 @@ class RunReport:
                     "skip": r.reason, "blocked": r.reason}[r.status]
             if r.skipped and r.status != "skip":
                 info += f"; {len(r.skipped)} skipped (first: {r.skipped[0][1]})"
-            if r.not_comparable:
+            if r.not_comparable and r.status != "skip":                # (a skip's reason already says it)
                 info += f"; {len(r.not_comparable)} not comparable (first: {r.not_comparable[0][1]})"
             lines.append(f"  {r.status.upper():8s}{r.quantity:22s}{info}")
         for r in self.results:

@@ -92,18 +92,19 @@ class TorchPort:
         c = lambda ps: f(ps, A)[:, list(freeze)].T.reshape(-1)      # frozen outputs, output-major
         c0 = c(ps)
         g = [_t(x) for pair in self.vjp(spec, params, X, G) for x in pair]
-        parts, _ = self._project(spec, ps, g, A, freeze, rtol)
+        parts, J = self._project(spec, ps, g, A, freeze, rtol)
         ps = tuple(p - lr * d.reshape(p.shape) for p, d in zip(ps, parts))
         tol = 1e-12 * max(1.0, float(c0.abs().max()))
-        for _ in range(20):                                          # Gauss-Newton retraction
+        for it in range(21):                                         # Gauss-Newton retraction
             r = c(ps) - c0
             if float(r.abs().max()) <= tol:
-                break
-            J = self._jac(spec, ps, A, freeze)                      # sample-major rows: reorder r to match
+                return self._pairs(ps)
+            if it:                                                   # (the first correction: J at the start)
+                J = self._jac(spec, ps, A, freeze)                  # sample-major rows: reorder r to match
             r_rows = r.reshape(len(freeze), -1).T.reshape(-1)
             d = torch.linalg.pinv(J, rtol=rtol) @ r_rows
             ps = tuple(p - x.reshape(p.shape) for p, x in zip(ps, torch.split(d, [p.numel() for p in ps])))
-        return self._pairs(ps)
+        raise ArithmeticError(f"retraction did not converge: max |c - c0| = {float(r.abs().max()):.1e} > {tol:.1e}")
 
     def optimizer_step(self, name, hyper, params, grads, state):
         ps = [_t(x).requires_grad_(False) for W, b in params for x in (W, b)]
