@@ -77,9 +77,34 @@ def _expected_tree(prefix, tree, tol):
 
 
 def reference(quantity, case):
-    """(arguments, inputs {name: array}, expected {name: (array, tol array)}) of refnet for one case.
+    """refnet's answer for one case of one quantity, with its per-entry tolerances.
 
-    Raises checks.NotComparable when the case has no well-defined answer in float64.
+    Parameters
+    ----------
+    quantity : str
+        One of :data:`QUANTITIES`.
+    case : refnet.conformance.Case
+
+    Returns
+    -------
+    arguments : dict
+        Scalars and index lists (outputs, freeze, lr, loss, optimizer, hyper ...).
+    inputs : dict of str to ndarray
+        W_1, b_1, ..., X and the quantity's other inputs, refnet layout.
+    expected : dict of str to (ndarray, ndarray)
+        Each expected array with its same-shape absolute tolerances.
+
+    Raises
+    ------
+    refnet.conformance.NotComparable
+        The case has no well-defined answer in float64 (the message says why).
+
+    Examples
+    --------
+    >>> from refnet.conformance import Case
+    >>> args, ins, expected = reference("forward", Case())
+    >>> sorted(ins), expected["Y"][0].shape == expected["Y"][1].shape
+    (['W_1', 'W_2', 'X', 'b_1', 'b_2'], True)
     """
     spec, a = case.network(), case.arrays()
     eps = tl.EPS["float64"]
@@ -150,7 +175,29 @@ def _sha256(path):
 
 
 def write_case(root, name, quantity, case):
-    """Write one case's directory under ``root``; returns its manifest entry."""
+    """Write one case's folder ``root/name`` (case.json, the .bin arrays, arrays.npz).
+
+    Parameters
+    ----------
+    root : str or path
+    name : str
+        The case folder's name.
+    quantity : str
+        One of :data:`QUANTITIES`.
+    case : refnet.conformance.Case
+
+    Returns
+    -------
+    dict
+        Its manifest entry: name, quantity, description, npz and files (path: sha256).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from refnet.conformance import Case
+    >>> write_case(tempfile.mkdtemp(), "forward-00", "forward", Case())["description"]
+    'forward-00/case.json'
+    """
     args, ins, expected = reference(quantity, case)
     d = pathlib.Path(root) / name
     d.mkdir(parents=True, exist_ok=True)
@@ -175,7 +222,29 @@ def write_case(root, name, quantity, case):
 
 
 def export(root, cases=None, quantities=QUANTITIES):
-    """Write golden files for ``cases`` (default: the core cases) under ``root``; returns the manifest dict."""
+    """Write golden files (the format in the module docstring) under ``root``.
+
+    Parameters
+    ----------
+    root : str or path
+        Created if needed.
+    cases : list of Case, optional
+        Default: the core cases.
+    quantities : sequence of str, default :data:`QUANTITIES`
+
+    Returns
+    -------
+    dict
+        The manifest written to ``root/manifest.json``; cases with no well-defined answer are listed
+        under "skipped" with the reason.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> m = export(tempfile.mkdtemp(), quantities=("forward",))
+    >>> m["format"], len(m["cases"]) + len(m["skipped"]) == len(core_cases())
+    ('refnet-conformance-golden', True)
+    """
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries, skipped = [], []
@@ -195,6 +264,41 @@ def export(root, cases=None, quantities=QUANTITIES):
     return manifest
 
 
+def _inside(root, path, what):
+    """root / path, when it names a file inside ``root`` (no absolute paths, no "..", no links out)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what} must be a relative path inside {str(root)!r}, got {path!r}")
+    full = (root / path).resolve()
+    if pathlib.PurePath(path).is_absolute() or not full.is_relative_to(root.resolve()):
+        raise ValueError(f"{what} {path!r} names a file outside {str(root)!r}; refusing to read it")
+    return full
+
+
+def _manifest(root):
+    """manifest.json read and checked: its format, and every path it names inside ``root`` (before any
+    of them is read)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    where = root / "manifest.json"
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{where} must hold a JSON object, got a {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{where} is not a {FORMAT} version {FORMAT_VERSION} manifest")
+    if not isinstance(manifest.get("cases"), list):
+        raise ValueError(f"{where} has no \"cases\" list")
+    for i, entry in enumerate(manifest["cases"]):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("name", "description")) \
+                or not isinstance(entry.get("files"), dict):
+            raise ValueError(f"{where}: cases[{i}] must be an object with \"name\", \"description\" and "
+                             f"\"files\" (path: sha256)")
+        _inside(root, entry["name"], f"cases[{i}].name")
+        _inside(root, entry["description"], f"cases[{i}].description")
+        for path in entry["files"]:
+            _inside(root, path, f"cases[{i}].files")
+        if entry["description"] not in entry["files"]:
+            raise ValueError(f"{where}: cases[{i}].description {entry['description']!r} has no sha256 in its files")
+    return manifest
+
+
 def _read(d, entry):
     """A raw .bin array described by {"file", "shape"}."""
     return np.fromfile(d / entry["file"], dtype="<f8").reshape(entry["shape"])
@@ -203,14 +307,45 @@ def _read(d, entry):
 def check(root, results=None):
     """Compare a candidate's result.<name>.bin files with the golden files under ``root``.
 
-    Returns (ok, lines): ok when every file's sha256 matches, at least one case was
-    compared and every compared entry is within its tolerance; lines: one per case.
+    Every path the manifest names is checked to lie inside ``root`` before anything is
+    read, and every golden file's sha256 before it is used.
+
+    Parameters
+    ----------
+    root : str or path
+        The golden folder (with manifest.json).
+    results : str or path, optional
+        Where the candidate's <case>/result.<name>.bin files are (default: ``root``).
+
+    Returns
+    -------
+    ok : bool
+        Every file's sha256 matches, at least one case was compared and every compared
+        entry is within its tolerance.
+    lines : list of str
+        One per case ("PASS", "FAIL" with the first entry outside its tolerance, or "SKIP").
+
+    Raises
+    ------
+    ValueError
+        An unusable manifest (not an object, no "cases", an entry without "files", a path
+        outside ``root``), a file that does not match its sha256, a missing ``results`` folder.
+    OSError
+        No manifest.json.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> _ = export(root, quantities=("forward",))
+    >>> check(root)                    # doctest: +ELLIPSIS
+    (False, ['  SKIP  forward-00: no results', ...])
     """
     root = pathlib.Path(root)
+    if results is not None and not pathlib.Path(results).is_dir():
+        raise ValueError(f"--results: no folder {str(results)!r}")
     results = root if results is None else pathlib.Path(results)
-    manifest = json.loads((root / "manifest.json").read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{root / 'manifest.json'} is not a {FORMAT} version {FORMAT_VERSION} manifest")
+    manifest = _manifest(root)
     lines, ok, compared = [], True, 0
     for entry in manifest["cases"]:
         for path, digest in entry["files"].items():
@@ -218,6 +353,10 @@ def check(root, results=None):
                 raise ValueError(f"{root / path} does not match its sha256 in the manifest (corrupt or edited)")
         desc = json.loads((root / entry["description"]).read_text())
         d, rd = root / entry["name"], results / entry["name"]
+        for k, e in desc.get("expected", {}).items():
+            for key in ("file", "tol"):
+                _inside(d, e.get(key, ""), f"{entry['description']}: expected {k} {key}")
+            _inside(d, f"result.{k}.bin", f"{entry['description']}: expected name")
         present = {k: rd / f"result.{k}.bin" for k in desc["expected"] if (rd / f"result.{k}.bin").exists()}
         if not present:
             lines.append(f"  SKIP  {entry['name']}: no results")
@@ -248,7 +387,26 @@ def check(root, results=None):
 
 
 def save_failure(root, report):
-    """Write each failing quantity's (shrunk) case of a RunReport as golden files under ``root``."""
+    """Write each failing quantity's (shrunk) case of a run as golden files under ``root``.
+
+    Parameters
+    ----------
+    root : str or path
+        A folder (created if needed); its manifest.json lists only these cases.
+    report : refnet.conformance.RunReport
+
+    Returns
+    -------
+    list of dict
+        The manifest entries written (a failing case with no well-defined float64 answer is left out).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from refnet.conformance import RunReport
+    >>> save_failure(tempfile.mkdtemp(), RunReport("port", "refnet", "quick", []))
+    []
+    """
     written = []
     for r in report.results:
         if r.status == "fail" and r.case is not None:

@@ -8,8 +8,12 @@ sample-major: the port declares both. Projections use the SVD with refnet's
 cutoff max(m, p) eps s_max, not ``jnp.linalg.pinv``'s default (10 times larger:
 singular values between the two would be dropped by one and kept by the other).
 It has no frozen_step (the runner skips it, saying so). Every method runs inside
-``jax.enable_x64(True)``, so the process-wide x64 flag is left alone.
+``jax.enable_x64(True)``, so the process-wide x64 flag is left alone, and the
+derivatives are ``jax.jit``-compiled once per network shape and activations (as a
+JAX user would: eager JAX compiles every primitive for every new shape).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,14 +24,79 @@ PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "re
 
 
 def x64(method):
+    @functools.wraps(method)
     def wrapped(*args, **kw):
         with jax.enable_x64(True):
             return jax.tree_util.tree_map(np.asarray, method(*args, **kw))
     return wrapped
 
 
+def _net(acts, tree, X):
+    """The MLP: acts = (hidden activation, output activation); tree = [{"kernel", "bias"}, ...]."""
+    a = X
+    for l, layer in enumerate(tree):
+        a = PHI[acts[0] if l < len(tree) - 1 else acts[1]](a @ layer["kernel"] + layer["bias"])
+    return a
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(acts, tree, X):
+    return _net(acts, tree, X)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _vjp(acts, tree, X, G):
+    _, pull = jax.vjp(lambda t: _net(acts, t, X), tree)
+    return pull(G)[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _loss_and_grads(acts, loss, tree, X, T):
+    def L(t):
+        Y = _net(acts, t, X)
+        if loss == "mse":
+            return jnp.mean((Y - T) ** 2)
+        return -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
+    return jax.value_and_grad(L)(tree)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jacobian(acts, outputs, tree, X):
+    """outputs: an int array (traced: the same program for every frozen set of the same size)."""
+    flat, unravel = ravel_pytree(tree)
+    J = jax.jacrev(lambda v: _net(acts, unravel(v), X)[:, outputs])(flat)   # (n, K, p)
+    return J.reshape(-1, flat.shape[0])
+
+
+@jax.jit
+def _project(J, grads):
+    """g - V_r V_r^T g (compiled once per shape of J and of the parameters, whatever the activations)."""
+    g, unravel = ravel_pytree(grads)                               # the same (bias-first) order as J's columns
+    _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
+    keep = s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()     # refnet's relative cutoff
+    V = jnp.where(keep, Vt.T, 0.0)                                 # V_r (p, r), dropped columns zeroed
+    return unravel(g - V @ (V.T @ g))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _optimizer_step(name, nesterov, include_bias, lr, mu, tree, g, acc):
+    """One step of sgd / momentum / averaged momentum; acc: the buffer (zeros before the first step)."""
+    if name == "sgd":
+        return jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g), acc
+    if name == "averaged_momentum":
+        def mean_in(a):                                            # kernel (n_in, n_out): mean over axis 0
+            if include_bias:
+                m = (a["kernel"].sum(axis=0) + a["bias"]) / (a["kernel"].shape[0] + 1)
+                return {"kernel": jnp.broadcast_to(m, a["kernel"].shape), "bias": m}
+            return {"kernel": jnp.broadcast_to(a["kernel"].mean(axis=0), a["kernel"].shape), "bias": a["bias"]}
+        acc = [mean_in(a) for a in acc]
+    acc = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc)  # a <- g + mu a
+    step = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc) if nesterov else acc
+    return jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step), acc
+
+
 class JaxPort:
-    name = "JAX (jax.grad, jax.jacrev, x64)"
+    name = "JAX (jax.grad, jax.jacrev, x64, jit)"
     layout = "refnet"
     jacobian_rows = "sample_major"          # jacrev of Y[:, K] (n, K) reshaped to (n K, p)
     jacobian_columns = "bias_first"         # ravel_pytree of [{"bias", "kernel"}, ...]
@@ -41,67 +110,36 @@ class JaxPort:
     def _pairs(tree):
         return [(layer["kernel"], layer["bias"]) for layer in tree]
 
-    @staticmethod
-    def _f(spec):
-        L = len(spec.sizes) - 1
-
-        def f(tree, X):
-            a = X
-            for l, layer in enumerate(tree):
-                a = PHI[spec.activation if l < L - 1 else spec.output_activation](a @ layer["kernel"] + layer["bias"])
-            return a
-        return f
-
     @x64
     def forward(self, spec, params, X):
-        return self._f(spec)(self._tree(params), jnp.asarray(X))
+        return _forward((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X))
 
     @x64
     def vjp(self, spec, params, X, G):
-        _, pull = jax.vjp(lambda t: self._f(spec)(t, jnp.asarray(X)), self._tree(params))
-        return self._pairs(pull(jnp.asarray(G))[0])
+        return self._pairs(_vjp((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X),
+                                jnp.asarray(G)))
 
     @x64
     def loss_and_grads(self, spec, params, X, T, loss):
-        def L(tree):
-            Y = self._f(spec)(tree, jnp.asarray(X))
-            if loss == "mse":
-                return jnp.mean((Y - T) ** 2)
-            return -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
-        value, g = jax.value_and_grad(L)(self._tree(params))
+        value, g = _loss_and_grads((spec.activation, spec.output_activation), loss, self._tree(params),
+                                   jnp.asarray(X), jnp.asarray(T))
         return value, self._pairs(g)
-
-    def _jac(self, spec, tree, X, outputs):
-        flat, unravel = ravel_pytree(tree)
-        J = jax.jacrev(lambda v: self._f(spec)(unravel(v), X)[:, jnp.asarray(outputs)])(flat)   # (n, K, p)
-        return J.reshape(-1, flat.shape[0]), flat, unravel
 
     @x64
     def jacobian(self, spec, params, X, outputs):
-        return self._jac(spec, self._tree(params), jnp.asarray(X), list(outputs))[0]
+        return _jacobian((spec.activation, spec.output_activation), jnp.asarray(outputs), self._tree(params),
+                         jnp.asarray(X))
 
     @x64
     def project_out(self, spec, params, grads, anchors, outputs):
-        J, _, unravel = self._jac(spec, self._tree(params), jnp.asarray(anchors), list(outputs))
-        g, _ = ravel_pytree(self._tree(grads))                       # the same (bias-first) order as J's columns
-        _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
-        V = Vt[s > max(J.shape) * jnp.finfo(J.dtype).eps * s.max()].T   # refnet's relative cutoff
-        return self._pairs(unravel(g - V @ (V.T @ g)))
+        J = _jacobian((spec.activation, spec.output_activation), jnp.asarray(outputs), self._tree(params),
+                      jnp.asarray(anchors))
+        return self._pairs(_project(J, self._tree(grads)))
 
     @x64
     def optimizer_step(self, name, hyper, params, grads, state):
-        lr, mu = hyper["lr"], hyper.get("momentum", 0.0)
-        tree, g = self._tree(params), self._tree(grads)
-        if name == "sgd":
-            return self._pairs(jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g)), None
+        tree = self._tree(params)
         acc = state if state is not None else jax.tree_util.tree_map(jnp.zeros_like, tree)
-        if name == "averaged_momentum":
-            def mean_in(a):                                          # kernel (n_in, n_out): mean over axis 0
-                if hyper["include_bias"]:
-                    m = (a["kernel"].sum(axis=0) + a["bias"]) / (a["kernel"].shape[0] + 1)
-                    return {"kernel": jnp.broadcast_to(m, a["kernel"].shape), "bias": m}
-                return {"kernel": jnp.broadcast_to(a["kernel"].mean(axis=0), a["kernel"].shape), "bias": a["bias"]}
-            acc = [mean_in(a) for a in acc]
-        acc = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc)  # a <- g + mu a
-        step = (jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc) if hyper.get("nesterov") else acc)
-        return self._pairs(jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step)), acc
+        new, acc = _optimizer_step(name, bool(hyper.get("nesterov")), bool(hyper.get("include_bias")),
+                                   hyper["lr"], hyper.get("momentum", 0.0), tree, self._tree(grads), acc)
+        return self._pairs(new), acc
