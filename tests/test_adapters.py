@@ -166,3 +166,35 @@ def test_seed_answer_train_ops_against_refnet():
     loss2 = lambda t: float(np.mean((np.asarray(net.forward(t, x))[:, 1] - y[:, 1]) ** 2))
     assert loss2(frozen) < loss2(params)                      # output 2 still learns, through every layer
     assert all(not np.array_equal(W, W0) for (W, _), (W0, _) in zip(frozen, params))
+
+
+# ------------------------------------------------------------------ the conformance matrix page
+def test_matrix_page_is_a_dated_run_of_every_adapter():
+    """tutorials/conformance_matrix.md: written by the generator (dated), every adapter and quantity
+    in it, every line within 88 characters (nothing clipped on the site)."""
+    from refnet.conformance.checks import QUANTITIES
+    text = (ROOT / "tutorials" / "conformance_matrix.md").read_text()
+    assert "A committed run of `python -m refnet.conformance.adapters.matrix` on 20" in text
+    for name in PATHS:
+        assert f"`{name}.py:PORT`" in text, name
+    for q in QUANTITIES:
+        assert any(line.startswith(f"| {q} ") for line in text.splitlines()), q
+    assert "`tf1_question_port.py:BAD_PORT`" in text
+    long = [line for line in text.splitlines() if len(line) > 88]
+    assert not long, long[:3]
+
+
+def test_projection_study_shows_what_each_basis_gets_wrong():
+    """The page's reading of the projection table, on fresh numbers: classical Gram-Schmidt leaks on
+    redundant anchors and is NaN on J = 0; QR keeping min(m, p) vectors over-projects when m > p and
+    on redundant anchors; pinv with rtol does neither in float64."""
+    from refnet.conformance.adapters.matrix import projection_study
+    r = {(dt, kind, name): (leak, over, nan) for dt, kind, name, _, _, _, leak, over, nan, _
+         in projection_study()}
+    pinv = [v for (dt, _, name), v in r.items() if dt == "float64" and name == "pinv rtol"]
+    assert all(leak <= 1e-7 and over <= 1e-7 and not nan for leak, over, nan in pinv), pinv
+    assert r["float64", "redundant", "Gram-Schmidt"][0] > 1e-3
+    assert r["float64", "zero row", "Gram-Schmidt"][2] and not r["float64", "zero row", "pinv rtol"][2]
+    assert r["float64", "m > p", "QR min(m, p)"][1] > 0.1
+    assert r["float64", "redundant", "QR min(m, p)"][1] > 1e-2
+    assert r["float32", "near-duplicate", "Gram-Schmidt"][0] > 1e3 * r["float32", "near-duplicate", "QR min(m, p)"][0]
