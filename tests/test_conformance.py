@@ -101,9 +101,14 @@ def test_readme_port_passes_and_its_two_seeded_slips_fail():
                              "MW.mean(axis=0, keepdims=True).repeat(MW.shape[0], axis=0)"))
     report = run(outgoing, quantities=["forward", "vjp", "optimizer_step"])
     assert [r.quantity for r in report.results if r.status == "fail"] == ["optimizer_step"], str(report)
-    failure = next(line for line in str(report).splitlines() if line.startswith(("FAIL ", "  case (")))
+    r = next(r for r in report.results if r.status == "fail")
+    assert r.mismatch.where.startswith("step 2, W_1[") and r.shrunk and sum(r.case.sizes) <= 3, str(report)
+    # the README shows a shrunk failure: its case, replayed, gives exactly the failure it prints
     shown = (ROOT / "README.md").read_text()
-    assert failure in shown and next(r for r in report.results if r.status == "fail").case.to_json() in shown
+    shown = shown[shown.index("FAIL optimizer_step: "):]
+    line, case = shown.splitlines()[0], Case.from_json(shown.splitlines()[1].split("case (shrunk): ")[1])
+    replayed = run(outgoing, quantities=["optimizer_step"], case=case)
+    assert f"FAIL {replayed.results[0].mismatch}" == line, (line, str(replayed))
     wrong_act = _readme_port(('"tanh": torch.tanh', '"tanh": torch.sigmoid'))
     report = run(wrong_act, quantities=["forward", "vjp", "optimizer_step"])
     assert _status(report) == {"forward": "fail", "vjp": "blocked", "optimizer_step": "pass"}, str(report)
@@ -193,13 +198,32 @@ def test_tolerances_follow_the_ports_dtype():
     assert _status(run(as_float64, quantities=["forward"], profile="core"))["forward"] == "fail"
 
 
-class _Float32Projection(P.FullPort):
+def _as_float32(tree):
+    return [(np.float32(W), np.float32(b)) for W, b in tree]
+
+
+class _Float32Cutoff(P.FullPort):
     """The full port with float32's rank cutoff and retraction tolerance (what a float32 port decides)."""
-    name, dtype = "numpy port, float32 rank and retraction", "float32"
+    name = "numpy port, float32 rank and retraction"
     retract_rtol = 1e-5                                      # float32's retraction tolerance
 
-    def cutoff(self, s, J):
+    def cutoff(self, s, J, rtol=None):                         # (whatever rtol the kit passes)
         return max(J.shape) * np.finfo(np.float32).eps * s.max(initial=0.0)
+
+
+class _Float32Projection(_Float32Cutoff):
+    """... declaring float32 and returning float32 arrays (its arithmetic stays float64)."""
+    dtype = "float32"
+
+    def project_out(self, spec, params, grads, anchors, outputs, rtol=None):
+        return _as_float32(super().project_out(spec, params, grads, anchors, outputs, rtol))
+
+    def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol=None):
+        return _as_float32(super().frozen_step(spec, params, X, G, freeze, lr, anchors, rtol))
+
+    def optimizer_step(self, name, hyper, params, grads, state):
+        new, state = super().optimizer_step(name, hyper, params, grads, state)
+        return _as_float32(new), state
 
 
 def test_float32_projections_use_float32s_rank():
@@ -213,12 +237,11 @@ def test_float32_projections_use_float32s_rank():
     retraction = Case(sizes=(1, 1, 2), activation="identity", n=1, lr=0.01)  # float32's tol: frozen outputs move 4e-6
     assert checks.check_frozen_step(_Float32Projection(), retraction) is None
     no_retraction = _Float32Projection()                                   # float32's tol still holds a step
-    no_retraction.retract = lambda spec, params, anchors, freeze, c0: params
+    no_retraction.retract = lambda spec, params, anchors, freeze, c0, rtol=None: params
     mis = checks.check_frozen_step(no_retraction, Case(sizes=(1, 1, 2), activation="identity", n=1))
     assert mis is not None and "moved (invariant: frozen outputs constant)" in mis.where
-    float64_rank = _Float32Projection()
-    float64_rank.dtype = "float64"                                         # claims float64, drops like float32
-    assert checks.check_project_out(float64_rank, case) is not None
+    mis = checks.check_project_out(_Float32Cutoff(), case)                # claims float64, drops like float32
+    assert mis is not None and not mis.kind, mis
 
 
 def test_ill_defined_rank_is_not_compared_and_says_why():
@@ -303,14 +326,14 @@ def test_bad_ports_are_named():
 def test_a_raising_or_misshapen_port_is_reported_without_made_up_values():
     class Raises(P.FullPort):
         def loss_and_grads(self, spec, params, X, T, loss):
-            raise NotImplementedError("only mse")
+            raise ValueError("only mse")
 
     class Stacked(P.FullPort):                                            # jacrev's (K, n, p), not reshaped
         def jacobian(self, spec, params, X, outputs):
             return super().jacobian(spec, params, X, outputs).reshape(len(outputs), len(X), -1)
 
     case = Case(sizes=(1, 1), activation="identity", n=1)
-    for quantity, port, says in (("loss", Raises(), "loss: the call raised\n  NotImplementedError: only mse"),
+    for quantity, port, says in (("loss", Raises(), "loss: loss_and_grads raised ValueError: only mse"),
                                  ("jacobian", Stacked(), "jacobian: J\n  shape (1, 1, 2), expected (1, 2)")):
         text = str(checks.CHECKS[quantity](port, case)) if quantity == "jacobian" else str(
             run(port, quantities=[quantity], case=case).results[0].mismatch)
@@ -323,7 +346,8 @@ def test_a_port_that_implements_nothing_fails(tmp_path):
                                            "    def optimiser_step(self, *args):\n        pass\n")
     report = run(load_port(f"{tmp_path / 'typo_port.py'}:Port"))
     assert not report.ok and set(_status(report).values()) == {"skip"}
-    assert str(report).endswith("FAILED: nothing was compared (the port has none of the methods these quantities need)")
+    assert str(report).endswith("FAILED: nothing was compared (the port has none of the methods these quantities "
+                                "need, or declined every case)")
     assert run(P.MinimalPort(), quantities=["optimizer_step"], profile="core").ok
 
 
@@ -435,3 +459,73 @@ def test_check_with_no_results_fails(tmp_path):
     ok, lines = golden.check(tmp_path)
     assert not ok and lines[-1] == "  no results found: nothing was compared"
     assert _cli("check", str(tmp_path)).returncode == 1
+
+
+# ------------------------------------------------------------------ partial ports (issue 18 item 1)
+def test_a_port_declaring_sgd_and_momentum_is_never_asked_for_the_rest():
+    port = P.SgdMomentumOnly()
+    report = run(port)                                                    # core cases and hypothesis
+    assert report.ok and port.asked == {"sgd", "momentum"}, (port.asked, str(report))
+    status = _status(report)
+    assert status["optimizer_step"] == status["trajectory"] == "pass"
+    opt = next(r for r in report.results if r.quantity == "optimizer_step")
+    assert opt.n_cases >= len(refnet.conformance.core_cases()) and not opt.skipped   # every core case, remapped
+    done = _cli("run", "--port", "tests/ports/numpy_port.py:SgdMomentumOnly")
+    assert done.returncode == 0 and "OK: every quantity that ran agrees" in done.stdout, done.stdout + done.stderr
+
+
+def test_not_implemented_is_a_skip_with_its_message_never_a_failure():
+    report = run(P.NoAveragedMomentum())
+    opt = next(r for r in report.results if r.quantity == "optimizer_step")
+    assert report.ok and opt.status == "pass" and opt.skipped and opt.n_cases > 0, str(report)
+    assert "skipped (first: optimizer_step: this library has no averaged momentum)" in str(report)
+
+    class Declines(P.MinimalPort):                                        # every case of a quantity declined
+        def optimizer_step(self, *args):
+            raise NotImplementedError("not yet")
+    report = run(Declines(), profile="core")
+    assert _status(report)["optimizer_step"] == "skip" and _status(report)["trajectory"] == "skip"
+    assert "every case declined: optimizer_step: not yet" in str(report)
+    assert report.ok and _status(report)["forward"] == "pass"              # never blocking the others
+
+    class DeclinesAll:
+        name, layout = "declines everything", "refnet"
+
+        def forward(self, *args):
+            raise NotImplementedError
+    report = run(DeclinesAll(), profile="core")
+    assert not report.ok and _status(report)["forward"] == "skip", str(report)  # nothing compared: exit 1
+
+
+def test_optimizers_declaration_is_checked():
+    for bad, error in (("sgd", TypeError), (["sgd", "adam"], ValueError), (3, TypeError)):
+        port = P.MinimalPort()
+        port.optimizers = bad
+        with pytest.raises(error, match=r"port.optimizers must"):
+            run(port)
+    port = P.MinimalPort()
+    port.optimizers = ()
+    assert "port.optimizers declares no optimizer variant" in str(run(port, profile="core"))
+
+
+def test_projections_get_refnets_rtol_when_their_signature_takes_it():
+    got = []
+
+    class Records(P.FullPort):
+        def project_out(self, spec, params, grads, anchors, outputs, rtol):
+            got.append((rtol, refnet.frozen.default_rtol(spec, len(outputs) * len(anchors), "float64")))
+            return super().project_out(spec, params, grads, anchors, outputs, rtol)
+
+    class Old(P.FullPort):                                               # written before rtol existed
+        def project_out(self, spec, params, grads, anchors, outputs):
+            return super().project_out(spec, params, grads, anchors, outputs)
+
+    class Keyword(P.FullPort):
+        def project_out(self, spec, params, grads, anchors, outputs, *, rtol):
+            got.append((rtol, None))
+            return super().project_out(spec, params, grads, anchors, outputs, rtol)
+
+    for port in (Records(), Old(), Keyword()):
+        assert _status(run(port, quantities=["project_out"], profile="core")) == {"project_out": "pass"}
+    assert got and all(r == d for r, d in got if d is not None) and all(r > 0 for r, _ in got)
+    assert any(d is None for _, d in got)                                    # the keyword-only port got it too

@@ -7,14 +7,25 @@ same case gives the same numbers on every machine and replays exactly.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
 from ..mlp import MLP
+from ..nn import ACTIVATIONS, LOSSES
+
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 KINDS = ("plain", "small_magnitude", "saturated", "near_duplicate_anchors", "wide_scale", "m_close_to_p")
 OPTIMIZERS = ("sgd", "momentum", "averaged_momentum")
+# the optimizer variants a port may declare (``port.optimizers``): variant -> (optimizer, nesterov, include_bias)
+VARIANTS = {"sgd": ("sgd", False, False), "momentum": ("momentum", False, False),
+            "nesterov": ("momentum", True, False), "averaged_momentum": ("averaged_momentum", False, False),
+            "averaged_momentum_bias": ("averaged_momentum", False, True)}
 
 
 @dataclass(frozen=True)
@@ -52,13 +63,29 @@ class Case:
     n_steps: int = 4
 
     def __post_init__(self):
-        object.__setattr__(self, "sizes", tuple(int(s) for s in self.sizes))
-        object.__setattr__(self, "freeze", tuple(int(k) for k in self.freeze))
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}")
-        if any(not 0 <= k < self.sizes[-1] for k in self.freeze):
+        for name in ("sizes", "freeze"):                                   # JSON lists -> tuples of ints
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+                raise TypeError(f"{name} must be a list of integers, got {value!r}")
+            object.__setattr__(self, name, tuple(int(v) for v in value))
+        if len(self.sizes) < 2 or min(self.sizes) < 1:
+            raise ValueError(f"sizes must list at least two layer widths, each >= 1, got {list(self.sizes)}")
+        for name, options in (("activation", ACTIVATION_NAMES), ("output_activation", ACTIVATION_NAMES),
+                              ("kind", KINDS), ("loss", LOSSES), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {list(options)}, got {getattr(self, name)!r}")
+        for name, low in (("seed", 0), ("n", 1), ("n_steps", 1)):
+            if not _is_int(getattr(self, name)) or getattr(self, name) < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {getattr(self, name)!r}")
+        for name, ok, expected in (("lr", lambda v: 0 < v < float("inf"), "a number > 0"),
+                                   ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+                raise ValueError(f"{name} must be {expected}, got {v!r}")
+        for name in ("nesterov", "include_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not self.freeze or any(not 0 <= k < self.sizes[-1] for k in self.freeze):
             raise ValueError(f"freeze must hold output indices in [0, {self.sizes[-1]}), got {list(self.freeze)}")
 
     # ---------------------------------------------------------------- data
@@ -70,12 +97,30 @@ class Case:
 
     @classmethod
     def from_json(cls, text):
-        """Inverse of :meth:`to_json` (also takes a dict); unknown keys raise ValueError."""
-        d = json.loads(text) if isinstance(text, str) else dict(text)
+        """Inverse of :meth:`to_json` (also takes a dict); unknown keys and bad values raise ValueError."""
+        d = json.loads(text) if isinstance(text, str) else text
+        if not isinstance(d, dict):
+            raise ValueError(f"case must be a JSON object (as printed in a failure report), got {type(d).__name__}")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"case has unknown keys {sorted(unknown)}")
         return cls(**d)
+
+    @property
+    def variant(self) -> str:
+        """The optimizer variant of :data:`VARIANTS` this case runs ("nesterov", "averaged_momentum_bias", ...)."""
+        return next(v for v, spec in VARIANTS.items() if spec == self.optimizer_spec)
+
+    @property
+    def optimizer_spec(self):
+        """(optimizer, nesterov, include_bias), the flags that apply to the optimizer only."""
+        return (self.optimizer, self.optimizer == "momentum" and self.nesterov,
+                self.optimizer == "averaged_momentum" and self.include_bias)
+
+    def with_variant(self, variant) -> "Case":
+        """This case with optimizer variant ``variant`` (a key of :data:`VARIANTS`)."""
+        optimizer, nesterov, include_bias = VARIANTS[variant]
+        return replace(self, optimizer=optimizer, nesterov=nesterov, include_bias=include_bias)
 
     def network(self) -> MLP:
         return MLP(list(self.sizes), activation=self.activation, output_activation=self.output_activation)

@@ -7,6 +7,9 @@ reported; such cases are skipped, not passed).
 """
 from __future__ import annotations
 
+import copy
+import inspect
+import threading
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,7 +18,7 @@ import refnet
 from . import layout as lay
 from . import tolerances as tl
 from ..backend import is_array, to_numpy
-from ..frozen import RetractionError
+from ..frozen import RetractionError, default_rtol
 
 # quantity -> (port method it needs, quantities it is built on), in computation order
 QUANTITIES = {
@@ -36,6 +39,128 @@ class NotComparable(Exception):
     """The case has no answer that can be compared entrywise (the message says why)."""
 
 
+class Skipped(Exception):
+    """The port raised NotImplementedError for this case: reported as SKIP with its message, never FAIL."""
+
+
+class PortFailure(Exception):
+    """The port's call raised, returned something unusable (complex, wrong dtype) or took longer than the
+    per-call limit. ``raised``: the call itself raised (an honest "did not converge" may be fine)."""
+
+    def __init__(self, message, raised=False):
+        super().__init__(message)
+        self.raised = raised
+
+
+METHODS = ("forward", "vjp", "loss_and_grads", "jacobian", "project_out", "frozen_step", "optimizer_step")
+DEFAULT_TIMEOUT = 60.0          # seconds per port call (a JAX or torch.compile port compiles on its first calls)
+
+
+class Guarded:
+    """A port whose calls cannot change the kit's case, hang the run or slip a wrong result through.
+
+    Each call of a protocol method gets deep copies of its arguments (the port's
+    ``state`` excepted: it is the port's own), runs in a daemon thread that is
+    abandoned after ``timeout`` seconds (Python cannot kill a thread: a hung call
+    keeps running in the background until the process exits, but the run goes on
+    and reports it), and its result is checked: complex values, or a dtype other
+    than the port's declared ``dtype``, are a :class:`PortFailure`;
+    ``NotImplementedError`` is :class:`Skipped`. ``timeout=None`` calls inline.
+    ``project_out`` and ``frozen_step`` get ``rtol`` (the last positional
+    argument) only when their signature accepts it. Other attributes are the port's own.
+    """
+
+    def __init__(self, port, timeout=DEFAULT_TIMEOUT):
+        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 (or None), got {timeout!r}")
+        self._port, self._timeout = port, timeout
+
+    def __getattr__(self, name):
+        value = getattr(self._port, name)
+        if name in METHODS and callable(value):
+            return lambda *args, **kw: self._call(name, value, args, kw)
+        return value
+
+    @staticmethod
+    def _with_rtol(method, args, rtol):
+        """(args, kw) with rtol added when the method's signature has a place for it: one more positional
+        parameter (named rtol or not) or a keyword parameter ``rtol``; a method taking only ``*args,
+        **kw`` (a decorator without functools.wraps) does not get it, nor do ports written before rtol."""
+        try:
+            params = list(inspect.signature(method).parameters.values())
+        except (TypeError, ValueError):                                   # (no signature to read)
+            return args, {}
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) > len(args):
+            return args + (rtol,), {}
+        if any(p.name == "rtol" and p.kind is p.KEYWORD_ONLY for p in params):
+            return args, {"rtol": rtol}
+        return args, {}
+
+    def _call(self, name, method, args, kw):
+        if "rtol" in kw:
+            args, kw = self._with_rtol(method, args, kw["rtol"])
+        if name == "optimizer_step":                                      # (state: the port's own, not copied)
+            args = copy.deepcopy(args[:-1]) + args[-1:]
+        else:
+            args = copy.deepcopy(args)
+        out = {}
+
+        def target():
+            try:
+                with np.errstate(all="ignore"):                           # (errstate is per thread)
+                    out["value"] = method(*args, **kw)
+            except BaseException as e:                                    # noqa: B902 (reported, not lost)
+                out["error"] = e
+
+        if self._timeout is None:
+            target()
+        else:
+            worker = threading.Thread(target=target, name=f"refnet-conformance-{name}", daemon=True)
+            worker.start()
+            worker.join(self._timeout)
+            if worker.is_alive():
+                raise PortFailure(f"{name} took longer than {self._timeout:g} s (the per-call limit, --timeout); "
+                                  f"the call was abandoned")
+        if "error" in out:
+            e = out["error"]
+            if isinstance(e, NotImplementedError):
+                raise Skipped(f"{name}: {e}" if str(e) else f"{name} raised NotImplementedError")
+            if not isinstance(e, Exception):
+                raise e                                                   # KeyboardInterrupt, SystemExit
+            raise PortFailure(f"{name} raised {type(e).__name__}: {e}", raised=True)
+        value = out["value"]
+        _check_result(value[0] if name == "optimizer_step" and isinstance(value, tuple) else value, name,
+                      getattr(self._port, "dtype", "float64"))
+        return value
+
+
+def guard(port, timeout=DEFAULT_TIMEOUT):
+    """``port`` as a :class:`Guarded` (itself when it already is one)."""
+    return port if isinstance(port, Guarded) else Guarded(port, timeout)
+
+
+def _check_result(value, method, dtype):
+    """PortFailure when any array in ``value`` (nested lists/tuples) is complex or not of the port's dtype."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check_result(v, method, dtype)
+        return
+    x = to_numpy(value) if is_array(value) else value
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    if kind is None:                                                      # Python numbers, lists of them
+        x = np.asarray(x)
+        kind = x.dtype.kind
+        if kind == "c":
+            raise PortFailure(f"{method} returned complex values ({x.dtype}): results must be real")
+        return
+    if kind == "c":
+        raise PortFailure(f"{method} returned complex values ({x.dtype}): results must be real")
+    if np.dtype(x.dtype) != np.dtype(dtype):
+        raise PortFailure(f"{method} returned dtype {x.dtype}, but the port's dtype is {dtype!r} "
+                          f"(declare port.dtype, or return {dtype} arrays)")
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """The first entry (or invariant) where the port differs from refnet by more than the tolerance.
@@ -50,6 +175,7 @@ class Mismatch:
     tol: float
     detail: str = ""
     index: tuple = ()               # the entry's index in the port's layout (() for invariants and scalars)
+    kind: str = ""                  # "" (values), "port" (the call raised, an unusable result), "timeout"
 
     def __str__(self):
         if np.isnan(self.reference) and np.isnan(self.candidate):          # no values: the call raised, a shape
@@ -79,6 +205,11 @@ def _tree(result, what):
 
 def _dtype(port):
     return getattr(port, "dtype", "float64")
+
+
+def _rtol(spec, anchors, freeze, port):
+    """The singular-value cutoff relative to s_1 a port's projection gets (``rtol=``): refnet's own."""
+    return default_rtol(spec, len(freeze) * anchors.shape[0], _dtype(port))
 
 
 def inputs(port, case):
@@ -125,6 +256,7 @@ def _compare_trees(quantity, ref, cand, tol, layout, kind="", where="", detail="
 
 # ------------------------------------------------------------------------------ quantities
 def check_forward(port, case):
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     Es = tl.forward_bound(spec, a["params"], a["X"], eps)[2]
@@ -133,6 +265,7 @@ def check_forward(port, case):
 
 
 def _loss_parts(port, case):
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
@@ -156,6 +289,7 @@ def check_grads(port, case):
 
 
 def check_vjp(port, case):
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
@@ -175,6 +309,7 @@ def _jacobian_bound(spec, a, outputs, eps):
 
 
 def check_jacobian(port, case):
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     outputs = list(case.freeze)
@@ -248,12 +383,13 @@ def _invariants_when_ambiguous(quantity, facts, g, g_perp, tol):
 
 
 def check_project_out(port, case):
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     params, X, grads, freeze = a["params"], a["X"], a["grads"], list(case.freeze)
     ref, facts, tol = _project_reference(spec, params, grads, X, freeze, eps)
     cand = _tree(port.project_out(spec, lay.to_layout(params, port.layout), lay.to_layout(grads, port.layout),
-                                  X.copy(), freeze), "project_out")
+                                  X.copy(), freeze, rtol=_rtol(spec, X, freeze, port)), "project_out")
     if facts["ambiguous"].size:
         if len(cand) != len(ref):
             return Mismatch("project_out", "parameter list", len(ref), len(cand), 0.0)
@@ -309,6 +445,7 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
 
 
 def check_frozen_step(port, case):
+    port = guard(port)
     """Invariants first (frozen outputs constant, progress on the others), then the parameters."""
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
@@ -316,10 +453,11 @@ def check_frozen_step(port, case):
     ref = frozen_reference(spec, params, X, G, freeze, lr, eps)
     try:
         cand = lay.from_layout(_tree(port.frozen_step(spec, lay.to_layout(params, port.layout), X.copy(), G.copy(),
-                                                     list(freeze), lr, X.copy()), "frozen_step"), port.layout)
-    except Exception as e:
-        if ref["unpinned"]:                                              # an honest "did not converge" is fine here
-            raise NotComparable(f"{ref['unpinned']}; the port raised {type(e).__name__}: {e}") from None
+                                                     list(freeze), lr, X.copy(), rtol=_rtol(spec, X, freeze, port)),
+                                     "frozen_step"), port.layout)
+    except PortFailure as e:
+        if ref["unpinned"] and e.raised:                                 # an honest "did not converge" is fine here
+            raise NotComparable(f"{ref['unpinned']}; {e}") from None
         raise
     if [W.shape for W, _ in cand] != [W.shape for W, _ in params]:
         return Mismatch("frozen_step", "parameter shapes", np.nan, np.nan, 0.0,
@@ -361,6 +499,7 @@ def _accumulation(state):
 def check_optimizer_step(port, case):
     """Steps 1 and 2: step 2 starts from refnet's parameters after step 1 (so errors do not compound)
     and the port's own state; step 1 alone cannot see any averaging (the buffer starts at zero)."""
+    port = guard(port)
     _, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     opt, hyper = _refnet_optimizer(case), case.hyper()
@@ -428,6 +567,7 @@ def _trajectory(port, case, projected):
     """n_steps of the port's optimizer, each compared with refnet's step from the port's own parameters
     and the same gradients (refnet's, at the port's parameters) fed to a refnet optimizer alongside:
     the state is carried over the run, but the dynamics cannot amplify earlier rounding."""
+    port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     X, T, freeze, hyper = a["X"], a["T"], list(case.freeze), case.hyper()
@@ -437,6 +577,7 @@ def _trajectory(port, case, projected):
     cast = (lambda x: _at(eps, x)) if projected else (lambda x: x)
     opt = refnet.Projected(inner, spec, cast(X), freeze=freeze, retract=False, method="dense") if projected else inner
     quantity = "projected_trajectory" if projected else "trajectory"
+    rtol = _rtol(spec, X, freeze, port)
     cand, port_state, state, tol = a["params"], None, opt.init(cast(a["params"])), 0.0
     for step in range(1, case.n_steps + 1):
         try:
@@ -455,15 +596,15 @@ def _trajectory(port, case, projected):
         ref, state = opt.step(cast(cand), cast(g), state)                # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
-            g = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g, port.layout), X.copy(), freeze),
-                                      "project_out"), port.layout)
+            g = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(g, port.layout), X.copy(), freeze,
+                                                       rtol=rtol), "project_out"), port.layout)
         out, port_state = port.optimizer_step(case.optimizer, dict(hyper), P(), lay.to_layout(g, port.layout),
                                               port_state)
         new = lay.from_layout(_tree(out, "optimizer_step"), port.layout)
         if projected:
             U = [(W - nW, b - nb) for (W, b), (nW, nb) in zip(cand, new)]  # the port's update theta - theta'
-            U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X.copy(), freeze),
-                                      "project_out"), port.layout)
+            U = lay.from_layout(_tree(port.project_out(spec, P(), lay.to_layout(U, port.layout), X.copy(), freeze,
+                                                       rtol=rtol), "project_out"), port.layout)
             new = [(W - uW, b - ub) for (W, b), (uW, ub) in zip(cand, U)]
         mis = _compare_trees(quantity, [(np.asarray(W), np.asarray(b)) for W, b in ref],
                              lay.to_layout(new, port.layout), [(tol, tol)] * len(ref), port.layout, "", f"step {step}, ")

@@ -1,7 +1,10 @@
 """``python -m refnet conformance run|export|check``: the command line of the verification kit."""
 from __future__ import annotations
 
+import pathlib
 import sys
+
+from .checks import DEFAULT_TIMEOUT
 
 
 def add_parser(sub):
@@ -20,6 +23,13 @@ def add_parser(sub):
                           f"default: every one the port implements")
     run.add_argument("--case", metavar="JSON", help="replay one case (as printed in a failure report)")
     run.add_argument("--save-failures", metavar="DIR", help="write the failing (shrunk) cases as golden files")
+    run.add_argument("--timeout", metavar="SECONDS", type=str, default=str(DEFAULT_TIMEOUT),
+                     help=f"the longest one port call may take (default {DEFAULT_TIMEOUT:g}; 0: no limit); a call "
+                          f"that takes longer is a failure, abandoned in a background thread")
+    run.add_argument("--strict", action="store_true",
+                     help="what the kit cannot check (a layout nothing the port computes shows) is a failure")
+    run.add_argument("--all-failures", action="store_true",
+                     help="list every distinct failure (and run quantities whose dependencies failed)")
     export = what.add_parser("export", help="write golden files (manifest.json, per-case JSON, raw float64 .bin)")
     export.add_argument("dir", metavar="DIR")
     check = what.add_parser("check", help="compare a candidate's result.<name>.bin files with golden files")
@@ -44,18 +54,37 @@ def main(args, out=sys.stdout) -> int:
             ok, lines = golden.check(args.dir, args.results)
             out.write("\n".join(lines) + ("\nOK\n" if ok else "\nFAILED\n"))
             return 0 if ok else 1
+        what = "--timeout"
+        timeout = _timeout(args.timeout)
+        what = "--save-failures"
+        if args.save_failures is not None and pathlib.Path(args.save_failures).exists() \
+                and not pathlib.Path(args.save_failures).is_dir():
+            raise ValueError(f"{args.save_failures!r} is a file; expected a folder (new or existing)")
         what = "--case"
         case = None if args.case is None else Case.from_json(args.case)
         what = "--port"
         port = load_port(args.port)
     except (ValueError, TypeError, OSError) as e:
         where = what + ": " if args.conformance_command == "run" else ""
-        sys.stderr.write(f"refnet conformance {args.conformance_command}: error: {where}{e}\n")
+        message = " ".join(str(e).split())                                  # one line
+        sys.stderr.write(f"refnet conformance {args.conformance_command}: error: {where}{message}\n")
         return 2
-    report = run(port, profile=args.profile, quantities=args.quantity, case=case,
+    report = run(port, profile=args.profile, quantities=args.quantity, case=case, timeout=timeout,
+                 strict=args.strict, all_failures=args.all_failures,
                  replay=f"python -m refnet conformance run --port {args.port}")
     out.write(str(report) + "\n")
     if args.save_failures and not report.ok:
         written = golden.save_failure(args.save_failures, report)
         out.write(f"wrote {len(written)} failing case(s) as golden files to {args.save_failures}\n")
     return 0 if report.ok else 1
+
+
+def _timeout(text):
+    """--timeout: seconds > 0, or 0 for no limit (None)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds (0: no limit), got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"expected a number of seconds >= 0 (0: no limit), got {text!r}")
+    return None if value == 0 else value

@@ -195,6 +195,41 @@ def export(root, cases=None, quantities=QUANTITIES):
     return manifest
 
 
+def _inside(root, path, what):
+    """root / path, when it names a file inside ``root`` (no absolute paths, no "..", no links out)."""
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{what} must be a relative path inside {str(root)!r}, got {path!r}")
+    full = (root / path).resolve()
+    if pathlib.PurePath(path).is_absolute() or not full.is_relative_to(root.resolve()):
+        raise ValueError(f"{what} {path!r} names a file outside {str(root)!r}; refusing to read it")
+    return full
+
+
+def _manifest(root):
+    """manifest.json read and checked: its format, and every path it names inside ``root`` (before any
+    of them is read)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    where = root / "manifest.json"
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{where} must hold a JSON object, got a {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{where} is not a {FORMAT} version {FORMAT_VERSION} manifest")
+    if not isinstance(manifest.get("cases"), list):
+        raise ValueError(f"{where} has no \"cases\" list")
+    for i, entry in enumerate(manifest["cases"]):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("name", "description")) \
+                or not isinstance(entry.get("files"), dict):
+            raise ValueError(f"{where}: cases[{i}] must be an object with \"name\", \"description\" and "
+                             f"\"files\" (path: sha256)")
+        _inside(root, entry["name"], f"cases[{i}].name")
+        _inside(root, entry["description"], f"cases[{i}].description")
+        for path in entry["files"]:
+            _inside(root, path, f"cases[{i}].files")
+        if entry["description"] not in entry["files"]:
+            raise ValueError(f"{where}: cases[{i}].description {entry['description']!r} has no sha256 in its files")
+    return manifest
+
+
 def _read(d, entry):
     """A raw .bin array described by {"file", "shape"}."""
     return np.fromfile(d / entry["file"], dtype="<f8").reshape(entry["shape"])
@@ -207,10 +242,10 @@ def check(root, results=None):
     compared and every compared entry is within its tolerance; lines: one per case.
     """
     root = pathlib.Path(root)
+    if results is not None and not pathlib.Path(results).is_dir():
+        raise ValueError(f"--results: no folder {str(results)!r}")
     results = root if results is None else pathlib.Path(results)
-    manifest = json.loads((root / "manifest.json").read_text())
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{root / 'manifest.json'} is not a {FORMAT} version {FORMAT_VERSION} manifest")
+    manifest = _manifest(root)
     lines, ok, compared = [], True, 0
     for entry in manifest["cases"]:
         for path, digest in entry["files"].items():
@@ -218,6 +253,10 @@ def check(root, results=None):
                 raise ValueError(f"{root / path} does not match its sha256 in the manifest (corrupt or edited)")
         desc = json.loads((root / entry["description"]).read_text())
         d, rd = root / entry["name"], results / entry["name"]
+        for k, e in desc.get("expected", {}).items():
+            for key in ("file", "tol"):
+                _inside(d, e.get(key, ""), f"{entry['description']}: expected {k} {key}")
+            _inside(d, f"result.{k}.bin", f"{entry['description']}: expected name")
         present = {k: rd / f"result.{k}.bin" for k in desc["expected"] if (rd / f"result.{k}.bin").exists()}
         if not present:
             lines.append(f"  SKIP  {entry['name']}: no results")

@@ -5,18 +5,21 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import json
 import importlib.util
+import json
 import pathlib
+import re
 import shlex
 import sys
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import checks
-from .cases import Case, core_cases
+from .cases import VARIANTS, Case, core_cases
 from .layout import COLUMN_ORDERS, LAYOUTS, ROW_ORDERS
 
 # hypothesis examples per quantity after the core cases; "quick" is the default; "core": no hypothesis
@@ -27,47 +30,65 @@ PROFILES = {"core": dict(max_examples=0), "quick": dict(max_examples=25, derando
 
 @dataclass
 class QuantityResult:
-    """status: "pass", "fail", "skip" (the port lacks the method) or "blocked" (a quantity it is built on failed).
+    """status: "pass", "fail", "skip" (the port lacks the method, or every case raised NotImplementedError
+    or was not comparable) or "blocked" (a quantity it is built on failed).
 
     n_cases: cases compared; not_comparable: [(case, reason)] of cases with no
-    well-defined answer at this precision (not counted as passed); mismatch, case:
-    the failure and the (shrunk, when ``shrunk``) case that shows it.
+    well-defined answer at this precision (not counted as passed); skipped: [(case,
+    message)] of cases the port declined (NotImplementedError); mismatch, case: the
+    first failure and the (shrunk, when ``shrunk``) case that shows it; others:
+    [(mismatch, case)], further distinct failures (``all_failures``).
     """
     quantity: str
     status: str
     reason: str = ""
     n_cases: int = 0
     not_comparable: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
     mismatch: checks.Mismatch | None = None
     case: Case | None = None
     shrunk: bool = False            # by hypothesis, or greedily for a failing core case hypothesis missed
+    others: list = field(default_factory=list)
 
 
 @dataclass
 class RunReport:
+    """What ``run`` found. profile: what actually ran (e.g. "quick", "core (hypothesis is not installed)",
+    "one case (--case)"); notes: what the kit could not check (an unverified layout); strict: notes fail."""
     port: str
     layout: str
     profile: str
     results: list
     replay: str = "python -m refnet conformance run --port MODULE:ATTR"
+    notes: list = field(default_factory=list)
+    strict: bool = False
+
+    @property
+    def compared(self) -> int:
+        return sum(r.n_cases for r in self.results)
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed or was blocked (skipped quantities are allowed: the port lacks them)
-        and something passed (a port with none of the methods, e.g. all misspelled, proves nothing)."""
-        return all(r.status in ("pass", "skip") for r in self.results) and any(r.status == "pass" for r in self.results)
+        """True when nothing failed or was blocked (skipped quantities are allowed: the port lacks them),
+        something was compared (a port with none of the methods, e.g. all misspelled, proves nothing) and,
+        with ``strict``, the kit could check everything (no notes)."""
+        return (all(r.status in ("pass", "skip") for r in self.results) and self.compared > 0
+                and not (self.strict and self.notes))
 
     def __bool__(self):
         return self.ok
 
-    def replay_command(self, r: QuantityResult) -> str:
-        return f"{self.replay} --quantity {r.quantity} --case {shlex.quote(r.case.to_json())}"
+    def replay_command(self, case: Case, quantity: str) -> str:
+        return f"{self.replay} --quantity {quantity} --case {shlex.quote(case.to_json())}"
 
     def __str__(self):
         lines = [f"refnet conformance: port {self.port!r} (layout {self.layout!r}), profile {self.profile!r}"]
+        lines += [f"  NOTE: {note}" for note in self.notes]
         for r in self.results:
             info = {"pass": f"{r.n_cases} cases", "fail": str(r.mismatch.where) if r.mismatch else "",
                     "skip": r.reason, "blocked": r.reason}[r.status]
+            if r.skipped and r.status != "skip":
+                info += f"; {len(r.skipped)} skipped (first: {r.skipped[0][1]})"
             if r.not_comparable:
                 info += f"; {len(r.not_comparable)} not comparable (first: {r.not_comparable[0][1]})"
             lines.append(f"  {r.status.upper():8s}{r.quantity:22s}{info}")
@@ -75,22 +96,40 @@ class RunReport:
             if r.status == "fail":
                 lines += ["", f"FAIL {r.mismatch}",
                           f"  case ({'shrunk' if r.shrunk else 'as given'}): {r.case.to_json()}",
-                          f"  replay: {self.replay_command(r)}"]
+                          f"  replay: {self.replay_command(r.case, r.quantity)}"]
+                for mis, case in r.others:
+                    lines += ["", f"FAIL (another) {mis}", f"  case (as given): {case.to_json()}",
+                              f"  replay: {self.replay_command(case, r.quantity)}"]
         lines.append("")
         failed = [r.quantity for r in self.results if r.status in ("fail", "blocked")]
-        lines.append("OK: every quantity that ran agrees with refnet" if self.ok else "FAILED: " + ", ".join(failed)
-                     if failed else "FAILED: nothing was compared (the port has none of the methods these "
-                                    "quantities need)")
+        if self.ok:
+            lines.append("OK: every quantity that ran agrees with refnet")
+        elif failed:
+            lines.append("FAILED: " + ", ".join(failed))
+        elif self.compared == 0:
+            lines.append("FAILED: nothing was compared (the port has none of the methods these quantities need, "
+                         "or declined every case)")
+        else:
+            lines.append("FAILED (--strict): " + "; ".join(self.notes))
         return "\n".join(lines)
 
 
 def load_port(spec: str):
-    """"MODULE:ATTR" (or "path/to/file.py:ATTR") -> the port; a class is instantiated without arguments."""
-    if ":" not in spec:
+    """"MODULE:ATTR" (or "path/to/file.py:ATTR") -> the port; a class is instantiated without arguments.
+
+    A .py path is imported with its folder first on ``sys.path`` (so the port may import files beside it).
+    Raises ValueError (or TypeError) naming what is wrong, and :func:`validate_port`'s errors.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
         raise ValueError(f"port must be MODULE:ATTR (e.g. my_port:Port), got {spec!r}")
     module, attr = spec.rsplit(":", 1)
     if module.endswith(".py"):
         path = pathlib.Path(module).resolve()
+        if not path.is_file():
+            raise ValueError(f"no port file {module!r}")
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)                                   # the port's sibling files import
         mod_spec = importlib.util.spec_from_file_location(path.stem, path)
         if mod_spec is None:
             raise ValueError(f"cannot load a port module from {module!r}")
@@ -108,33 +147,83 @@ def load_port(spec: str):
     if not hasattr(mod, attr):
         raise ValueError(f"port module {module!r} has no attribute {attr!r}")
     obj = getattr(mod, attr)
-    return obj() if isinstance(obj, type) else obj
+    if isinstance(obj, type):
+        obj = obj()
+    elif isinstance(obj, types.ModuleType) or callable(obj) and not any(hasattr(obj, m) for m in checks.METHODS):
+        what = "a module" if isinstance(obj, types.ModuleType) else f"a {type(obj).__name__}"
+        raise TypeError(f"{spec} is {what}, not a port: give the port object or its class (an object with name, "
+                        f"layout and some of {', '.join(checks.METHODS)})")
+    return validate_port(obj)
 
 
 def validate_port(port):
     """The port's declared attributes must be valid (TypeError/ValueError naming the attribute)."""
     if not isinstance(getattr(port, "name", None), str):
-        raise TypeError("port.name must be a string")
+        kind = type(port).__name__
+        raise TypeError(f"port.name must be a string, got {getattr(port, 'name', None)!r}"
+                        + ("" if hasattr(port, "layout") else f" (is this a port? it is a {kind})"))
     for attr, options, default in (("layout", LAYOUTS, None), ("jacobian_rows", ROW_ORDERS, "output_major"),
                                    ("jacobian_columns", COLUMN_ORDERS, "refnet"),
                                    ("dtype", ("float64", "float32"), "float64")):
         value = getattr(port, attr, default)
-        if value not in options:
+        if not isinstance(value, str) or value not in options:
             raise ValueError(f"port.{attr} must be one of {list(options)}, got {value!r}")
+    declared = getattr(port, "optimizers", None)
+    if declared is not None:
+        if isinstance(declared, str) or not all(isinstance(v, str) for v in _iterable(declared)):
+            raise TypeError(f"port.optimizers must be a collection of variant names among {list(VARIANTS)}, "
+                            f"got {declared!r}")
+        unknown = sorted(set(declared) - set(VARIANTS))
+        if unknown:
+            raise ValueError(f"port.optimizers must hold names among {list(VARIANTS)}, got {unknown}")
     return port
 
 
-def _evaluate(port, quantity, case):
-    """None (agrees), a Mismatch, or NotComparable raised; an exception from the port is a Mismatch.
-    NumPy's overflow/invalid warnings are silenced: a non-finite value is compared (and fails) as a value."""
+def _iterable(x):
     try:
-        with np.errstate(all="ignore"):
+        return list(x)
+    except TypeError:
+        return [None]
+
+
+def variants(port):
+    """The optimizer variants the port declares (``port.optimizers``), in VARIANTS order; all when absent."""
+    declared = getattr(port, "optimizers", None)
+    return [v for v in VARIANTS if declared is None or v in set(declared)]
+
+
+_OPTIMIZER_QUANTITIES = ("optimizer_step", "trajectory", "projected_trajectory")
+
+
+def _cases_for(quantity, cases, declared):
+    """The core cases, each with an undeclared optimizer variant replaced by a declared one (round robin),
+    for the quantities that run an optimizer; the rest do not depend on it."""
+    if quantity not in _OPTIMIZER_QUANTITIES:
+        return list(cases)
+    return [c if c.variant in declared else c.with_variant(declared[i % len(declared)])
+            for i, c in enumerate(cases)]
+
+
+def _kind(mismatch):
+    """What kind of failure this is (the port raised, timed out, a shape, which invariant or array), so that
+    shrinking and the search keep the failure they found instead of drifting to another one."""
+    return mismatch.kind, re.sub(r"\d+", "#", mismatch.where.split(":")[0] if mismatch.kind else mismatch.where)
+
+
+def _evaluate(port, quantity, case):
+    """None (agrees), a Mismatch, or NotComparable / Skipped raised. A port's call that raised, timed out or
+    returned complex values or the wrong dtype is a Mismatch that says so."""
+    try:
+        with np.errstate(all="ignore"):        # a non-finite value is compared (and fails) as a value
             return checks.CHECKS[quantity](port, case)
-    except checks.NotComparable:
+    except (checks.NotComparable, checks.Skipped):
         raise
-    except Exception as e:                                               # the port (or its output) broke
-        return checks.Mismatch(quantity, "the call raised", float("nan"), float("nan"), 0.0,
-                               f"{type(e).__name__}: {e}")
+    except checks.PortFailure as e:
+        kind = "timeout" if "took longer than" in str(e) else "port"
+        return checks.Mismatch(quantity, str(e), float("nan"), float("nan"), 0.0, kind=kind)
+    except Exception as e:                                               # its output could not be used
+        return checks.Mismatch(quantity, "the result could not be used", float("nan"), float("nan"), 0.0,
+                               f"{type(e).__name__}: {e}", kind="port")
 
 
 class _Found(Exception):
@@ -143,31 +232,68 @@ class _Found(Exception):
         self.mismatch, self.case = mismatch, case
 
 
-def _hypothesis_search(port, quantity, settings_kw):
-    """Hypothesis over refnet.strategies.conformance_cases: (mismatch, shrunk case, n compared, not comparable),
-    mismatch and case None when every example agreed."""
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+# the architectures the quick profile draws from: a small fixed set, so that a port that compiles per
+# shape (JAX, torch.compile) compiles each once; "deep" draws any shape (refnet.strategies.conformance_cases)
+QUICK_SHAPES = ((1, 1), (3, 2), (2, 3, 1), (1, 4, 2), (3, 3, 3), (2, 5, 1, 3))
+QUICK_N = (1, 2, 4)
+
+
+def _case_strategy(quantity, declared, fixed_shapes):
+    """Hypothesis cases for ``quantity``: the optimizer variant drawn from the declared ones (for the
+    quantities that run an optimizer), and with ``fixed_shapes`` the architecture and n from QUICK_SHAPES."""
+    from hypothesis import strategies as st
     from ..strategies import conformance_cases
-    count, skipped = [0], []
+    base = conformance_cases()
+    if fixed_shapes:
+        def fix(args):
+            case, sizes, n = args
+            freeze = sorted({k % sizes[-1] for k in case.freeze})
+            return dataclasses.replace(case, sizes=sizes, n=n, freeze=tuple(freeze))
+        base = st.tuples(base, st.sampled_from(QUICK_SHAPES), st.sampled_from(QUICK_N)).map(fix)
+    if quantity in _OPTIMIZER_QUANTITIES:
+        base = st.tuples(base, st.sampled_from(declared)).map(lambda cv: cv[0].with_variant(cv[1]))
+    return base
+
+
+def _hypothesis_search(port, quantity, settings_kw, declared, fixed_shapes, avoid=()):
+    """Hypothesis over the case strategy: (mismatch, shrunk case, n compared, not comparable, skipped),
+    mismatch and case None when every example agreed. Only the first failure's kind counts as failing
+    while hypothesis shrinks (so it cannot swap it for another), and kinds in ``avoid`` never do."""
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    count, not_comparable, skipped, kind = [0], [], [], []
 
     @settings(deadline=None, database=None, verbosity=Verbosity.quiet, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink], **settings_kw)
-    @given(case=conformance_cases())
+    @given(case=_case_strategy(quantity, declared, fixed_shapes))
     def prop(case):
         try:
             mis = _evaluate(port, quantity, case)
         except checks.NotComparable as e:
+            not_comparable.append((case, str(e)))
+            return
+        except checks.Skipped as e:
             skipped.append((case, str(e)))
             return
         count[0] += 1
-        if mis is not None:
-            raise _Found(mis, case)
+        if mis is None or _kind(mis) in avoid or (kind and _kind(mis) != kind[0]):
+            return
+        kind[:1] = [_kind(mis)]
+        if mis.kind == "timeout":
+            raise _Timeout(mis, case)                                    # no shrinking a hung port
+        raise _Found(mis, case)
 
     try:
         prop()
     except _Found as f:
-        return f.mismatch, f.case, count[0], skipped
-    return None, None, count[0], skipped
+        return f.mismatch, f.case, count[0], not_comparable, skipped
+    return None, None, count[0], not_comparable, skipped
+
+
+class _Timeout(BaseException):
+    """Stops hypothesis at once (a BaseException is not shrunk): every further call may hang as long."""
+    def __init__(self, mismatch, case):
+        super().__init__(str(mismatch))
+        self.mismatch, self.case = mismatch, case
 
 
 _ACTIVATION_ORDER = ["identity", "relu", "tanh", "sigmoid", "softplus"]   # simplest first
@@ -184,7 +310,9 @@ def _simpler(case):
     out += [dict(kind="plain"), dict(seed=0)] + [dict(activation=a) for a in _ACTIVATION_ORDER] + [
             dict(output_activation=a) for a in _ACTIVATION_ORDER] + [
             dict(freeze=tuple(sorted(case.freeze))), dict(freeze=case.freeze[:1]), dict(freeze=(0,)), dict(loss="mse"),
-            dict(n_steps=2), dict(momentum=0.9), dict(lr=0.1), dict(nesterov=False), dict(include_bias=False)]
+            dict(n_steps=2), dict(momentum=0.9), dict(lr=0.1)]
+    if case.optimizer == "momentum":                # (the variant itself is kept: the port may lack the others)
+        out.append(dict(nesterov=False))
     for change in out:
         d = {**json.loads(case.to_json()), **change}
         d["freeze"] = [k for k in d["freeze"] if k < d["sizes"][-1]] or [0]
@@ -201,22 +329,23 @@ def _complexity(case):
             abs(case.lr - 0.1), case.freeze)
 
 
-def _shrink(port, quantity, case, mismatch, budget=200):
+def _shrink(port, quantity, case, mismatch, declared, budget=200):
     """Greedy shrinking of a failing case (core cases, which hypothesis cannot shrink, and a polish of
-    hypothesis's result): move to the first simpler case that still fails, until none does.
-    Returns (mismatch, case)."""
-    improved = True
+    hypothesis's result): move to the first simpler case that still fails the same way, until none does.
+    Cases of an undeclared optimizer variant are not tried. Returns (mismatch, case)."""
+    kind, improved = _kind(mismatch), mismatch.kind != "timeout"          # a hung port is not called again
     while improved and budget > 0:
         improved = False
         for simpler in _simpler(case):
-            if _complexity(simpler) >= _complexity(case):
+            if _complexity(simpler) >= _complexity(case) or (
+                    quantity in _OPTIMIZER_QUANTITIES and simpler.variant not in declared):
                 continue
             budget -= 1
             try:
                 mis = _evaluate(port, quantity, simpler)
-            except (checks.NotComparable, ValueError):
+            except (checks.NotComparable, checks.Skipped):
                 mis = None
-            if mis is not None:
+            if mis is not None and _kind(mis) == kind:
                 case, mismatch, improved = simpler, mis, True
                 break
             if budget <= 0:
@@ -224,16 +353,38 @@ def _shrink(port, quantity, case, mismatch, budget=200):
     return mismatch, case
 
 
-def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunReport:
+_LAYOUT_METHODS = ("forward", "vjp", "loss_and_grads", "jacobian")
+
+
+def _unverified_layout(port, declared):
+    """A note when nothing the port computes shows its layout, but a result depends on it."""
+    if any(callable(getattr(port, m, None)) for m in _LAYOUT_METHODS):
+        return []
+    depends = [m for m in ("project_out", "frozen_step") if callable(getattr(port, m, None))]
+    if callable(getattr(port, "optimizer_step", None)) and any(v.startswith("averaged") for v in declared):
+        depends.append("optimizer_step (averaged momentum's axis)")
+    if not depends:
+        return []
+    return [f"layout {port.layout!r} is not verified: the port has no {', '.join(_LAYOUT_METHODS)}, and "
+            f"{', '.join(depends)} depend on it (a transposed layout turns outgoing averaging into incoming); "
+            f"add forward, or run with --strict to make this a failure"]
+
+
+def run(port, profile="quick", quantities=None, case=None, replay=None, timeout=checks.DEFAULT_TIMEOUT,
+        strict=False, all_failures=False) -> RunReport:
     """Compare ``port`` with refnet, quantity by quantity (see refnet.conformance for the protocol).
 
     Arguments::
 
-        profile: "quick" (core cases, then 25 hypothesis examples per quantity), "deep"
-            (1000) or "core" (the core cases only); hypothesis is optional: without it
-            only the core cases run.
+        profile: "quick" (core cases, then 25 hypothesis examples per quantity, architectures
+            from QUICK_SHAPES), "deep" (1000, any architecture) or "core" (the core cases only);
+            hypothesis is optional: without it only the core cases run (the report says so).
         quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
         replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
+        timeout: seconds one port call may take (None: no limit, calls run inline).
+        strict: what the kit cannot check (an unverified layout) is a failure.
+        all_failures: every distinct failure of every quantity (core cases and a search for other
+            kinds), and quantities run even when one they are built on failed.
     """
     validate_port(port)
     if profile not in PROFILES:
@@ -242,11 +393,17 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
     for q in wanted:
         if q not in checks.QUANTITIES:
             raise ValueError(f"quantities must be among {list(checks.QUANTITIES)}, got {q!r}")
+    guarded, declared = checks.Guarded(port, timeout), variants(port)
+    ran = profile
     try:
         import hypothesis  # noqa: F401
         have_hypothesis = case is None and PROFILES[profile]["max_examples"] > 0
     except ImportError:
         have_hypothesis = False
+        if case is None and profile != "core":
+            ran = "core (hypothesis is not installed)"
+    if case is not None:
+        ran = "one case (--case)"
     results, status = [], {}
     for q in checks.QUANTITIES:
         if q not in wanted:
@@ -257,33 +414,64 @@ def run(port, profile="quick", quantities=None, case=None, replay=None) -> RunRe
         broken = [d for d in deps if status.get(d) in ("fail", "blocked")]
         if missing:
             res = QuantityResult(q, "skip", f"port has no {' or '.join(missing)}")
-        elif broken:
+        elif q in _OPTIMIZER_QUANTITIES and not declared:
+            res = QuantityResult(q, "skip", "port.optimizers declares no optimizer variant")
+        elif broken and not all_failures:
             res = QuantityResult(q, "blocked", f"blocked by {', '.join(broken)}")
         else:
-            res = QuantityResult(q, "pass")
-            for c in ([case] if case is not None else core_cases()):
-                try:
-                    mis = _evaluate(port, q, c)
-                except checks.NotComparable as e:
-                    res.not_comparable.append((c, str(e)))
-                    continue
-                res.n_cases += 1
-                if mis is not None:
-                    res.status, res.mismatch, res.case = "fail", mis, c
-                    break
-            if have_hypothesis:
-                mis, shrunk, n, skipped = _hypothesis_search(port, q, PROFILES[profile])
-                res.n_cases += n
-                res.not_comparable += skipped
-                if mis is not None:
-                    res.status, res.mismatch, res.case, res.shrunk = "fail", mis, shrunk, True
-            if res.status == "fail" and case is None:                      # (hypothesis's result polished too)
-                res.mismatch, res.case = _shrink(port, q, res.case, res.mismatch)
-                res.shrunk = True
+            res = _run_quantity(guarded, q, case, declared, have_hypothesis, profile, all_failures)
         status[q] = res.status
         results.append(res)
-    return RunReport(port.name, port.layout, profile, results,
-                     replay or "python -m refnet conformance run --port MODULE:ATTR")
+    return RunReport(port.name, port.layout, ran, results,
+                     replay or "python -m refnet conformance run --port MODULE:ATTR",
+                     _unverified_layout(port, declared), strict)
+
+
+def _run_quantity(port, q, case, declared, have_hypothesis, profile, all_failures):
+    """One quantity: the core cases (or ``case``), then the hypothesis search unless a core case failed;
+    the first failure is shrunk; with ``all_failures`` every distinct kind is kept in ``others``."""
+    res, found = QuantityResult(q, "pass"), []                          # found: [(mismatch, case)]
+    cases = [case] if case is not None else _cases_for(q, core_cases(), declared)
+    for c in cases:
+        if c.variant not in declared and q in _OPTIMIZER_QUANTITIES:
+            res.skipped.append((c, f"optimizer variant {c.variant!r} is not among port.optimizers"))
+            continue
+        try:
+            mis = _evaluate(port, q, c)
+        except checks.NotComparable as e:
+            res.not_comparable.append((c, str(e)))
+            continue
+        except checks.Skipped as e:
+            res.skipped.append((c, str(e)))
+            continue
+        res.n_cases += 1
+        if mis is not None and _kind(mis) not in {_kind(m) for m, _ in found}:
+            found.append((mis, c))
+            if not all_failures or mis.kind == "timeout":
+                break
+    timed_out = any(m.kind == "timeout" for m, _ in found)
+    if have_hypothesis and not timed_out and (not found or all_failures):
+        try:
+            mis, shrunk, n, not_comparable, skipped = _hypothesis_search(
+                port, q, PROFILES[profile], declared, profile == "quick", avoid={_kind(m) for m, _ in found})
+        except _Timeout as t:
+            mis, shrunk, n, not_comparable, skipped = t.mismatch, t.case, 1, [], []
+        res.n_cases += n
+        res.not_comparable += not_comparable
+        res.skipped += skipped
+        if mis is not None:
+            found.append((mis, shrunk))
+    if found:
+        (mis, c), res.others = found[0], found[1:]
+        res.status, res.mismatch, res.case = "fail", mis, c
+        if case is None and mis.kind != "timeout":                       # (hypothesis's result polished too)
+            res.mismatch, res.case = _shrink(port, q, c, mis, declared)
+            res.shrunk = True
+    elif res.n_cases == 0:
+        res.status = "skip"
+        first = (res.skipped or res.not_comparable or [(None, "no case")])[0][1]
+        res.reason = (f"every case declined: {first}" if res.skipped else f"no case was comparable: {first}")
+    return res
 
 
 def assert_conforms(port, profile="quick", **kw):

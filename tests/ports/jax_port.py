@@ -10,6 +10,8 @@ singular values between the two would be dropped by one and kept by the other).
 It has no frozen_step (the runner skips it, saying so). Every method runs inside
 ``jax.enable_x64(True)``, so the process-wide x64 flag is left alone.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,7 @@ PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "re
 
 
 def x64(method):
+    @functools.wraps(method)
     def wrapped(*args, **kw):
         with jax.enable_x64(True):
             return jax.tree_util.tree_map(np.asarray, method(*args, **kw))

@@ -11,7 +11,7 @@ ACT = {   # name -> (phi(Z), phi'(Z) given Z and A = phi(Z))
     "identity": (lambda Z: Z, lambda Z, A: np.ones_like(Z)),
     "sigmoid": (lambda Z: 0.5 * (1.0 + np.tanh(0.5 * Z)), lambda Z, A: A * (1.0 - A)),
     "tanh": (np.tanh, lambda Z, A: 1.0 / np.cosh(np.clip(Z, -350, 350)) ** 2),   # cosh(350)^2 < max float
-    "relu": (lambda Z: np.where(Z > 0, Z, 0.0), lambda Z, A: (Z > 0).astype(float)),
+    "relu": (lambda Z: np.where(Z > 0, Z, 0.0), lambda Z, A: (Z > 0).astype(Z.dtype)),
     "softplus": (lambda Z: np.logaddexp(0.0, Z), lambda Z, A: 0.5 * (1.0 + np.tanh(0.5 * Z))),
 }
 
@@ -106,18 +106,19 @@ class FullPort(MinimalPort):
             i += (n_in + 1) * n_out
         return out
 
-    def cutoff(self, s, J):
-        return max(J.shape) * np.finfo(float).eps * s.max(initial=0.0)   # relative, as numpy.linalg.pinv
+    def cutoff(self, s, J, rtol=None):
+        """rtol s_1: the kit's rtol, else max(m, p) eps (numpy.linalg.pinv's relative default)."""
+        return (max(J.shape) * np.finfo(float).eps if rtol is None else rtol) * s.max(initial=0.0)
 
-    def basis(self, spec, params, anchors, outputs):
+    def basis(self, spec, params, anchors, outputs, rtol=None):
         """V_r (p, r): right singular vectors of J with s above the cutoff; and U_r S_r^-1 for corrections."""
         J = self.jacobian(spec, params, anchors, outputs)
         U, s, Vt = np.linalg.svd(J, full_matrices=False)
-        keep = s > self.cutoff(s, J)
+        keep = s > self.cutoff(s, J, rtol)
         return Vt[keep].T, U[:, keep] / s[keep]
 
-    def project_out(self, spec, params, grads, anchors, outputs):
-        V, _ = self.basis(spec, params, anchors, outputs)
+    def project_out(self, spec, params, grads, anchors, outputs, rtol=None):
+        V, _ = self.basis(spec, params, anchors, outputs, rtol)
         g = self.flat([(gW.T, gb) for gW, gb in grads])
         return self.unflat(g - V @ (V.T @ g), params)
 
@@ -126,22 +127,22 @@ class FullPort(MinimalPort):
 
     retract_rtol = 1e-12                                     # tol = retract_rtol max(1, max|c0|) (float64's)
 
-    def retract(self, spec, params, anchors, freeze, c0):
+    def retract(self, spec, params, anchors, freeze, c0, rtol=None):
         tol = self.retract_rtol * max(1.0, np.max(np.abs(c0)))
         for _ in range(20):
             r = self.c(spec, params, anchors, freeze) - c0
             if np.max(np.abs(r)) <= tol:
                 return params
-            V, US = self.basis(spec, params, anchors, freeze)
+            V, US = self.basis(spec, params, anchors, freeze, rtol)
             d = self.unflat(V @ (US.T @ r), params)          # minimum-norm Gauss-Newton correction
             params = [(W - dW, b - db) for (W, b), (dW, db) in zip(params, d)]
         raise ArithmeticError(f"retraction did not converge: max |c - c0| = {np.max(np.abs(r)):.1e} > {tol:.1e}")
 
-    def frozen_step(self, spec, params, X, G, freeze, lr, anchors):
+    def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol=None):
         c0 = self.c(spec, params, anchors, freeze)
-        g = self.project_out(spec, params, self.vjp(spec, params, X, G), anchors, freeze)
+        g = self.project_out(spec, params, self.vjp(spec, params, X, G), anchors, freeze, rtol)
         new = [(W - lr * gW, b - lr * gb) for (W, b), (gW, gb) in zip(params, g)]
-        return self.retract(spec, new, anchors, freeze, c0)
+        return self.retract(spec, new, anchors, freeze, c0, rtol)
 
 
 # ----------------------------------------------------------------- seeded bugs
@@ -204,7 +205,7 @@ class WrongNoRetraction(FullPort):
     """Frozen step without the Gauss-Newton retraction: frozen outputs move by O(lr^2)."""
     name = "bug: frozen step without retraction"
 
-    def retract(self, spec, params, anchors, freeze, c0):
+    def retract(self, spec, params, anchors, freeze, c0, rtol=None):
         return params
 
 
@@ -212,5 +213,33 @@ class WrongAbsoluteCutoff(FullPort):
     """Singular values below an absolute 1e-10 dropped (instead of max(m, p) eps s_max)."""
     name = "bug: absolute singular-value cutoff"
 
-    def cutoff(self, s, J):
+    def cutoff(self, s, J, rtol=None):
         return 1e-10
+
+
+# ----------------------------------------------------------------- partial ports (what real libraries are)
+class SgdMomentumOnly(MinimalPort):
+    """A library with SGD and heavy-ball momentum only (torch.optim.SGD without nesterov, say): it declares
+    so, and records every variant it is asked for (an undeclared one is an error, not a skip)."""
+    name = "numpy port, sgd and momentum only"
+    optimizers = ("sgd", "momentum")
+
+    def __init__(self):
+        self.asked = set()
+
+    def optimizer_step(self, name, hyper, params, grads, state):
+        variant = "nesterov" if hyper.get("nesterov") else name
+        self.asked.add(variant)
+        assert variant in self.optimizers, f"asked for {variant}, which the port does not declare"
+        return super().optimizer_step(name, hyper, params, grads, state)
+
+
+class NoAveragedMomentum(MinimalPort):
+    """Declares nothing, and raises NotImplementedError for averaged momentum (as an adapter of a library
+    without it would)."""
+    name = "numpy port, no averaged momentum"
+
+    def optimizer_step(self, name, hyper, params, grads, state):
+        if name == "averaged_momentum":
+            raise NotImplementedError("this library has no averaged momentum")
+        return super().optimizer_step(name, hyper, params, grads, state)

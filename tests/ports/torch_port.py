@@ -7,8 +7,8 @@ and its columns are in ``model.parameters()`` order (W_1 (n_out, n_in)
 row-major, b_1, ...): the port declares both instead of permuting.
 Momentum and SGD are ``torch.optim.SGD`` (dampening 0); incoming-averaged
 momentum is written out (the mean over ``dim=1``, a neuron's incoming weights).
-Projections use ``torch.linalg.pinv`` with its default relative cutoff
-(max(m, p) eps s_max, refnet's definition).
+Projections use ``torch.linalg.pinv`` with the kit's ``rtol`` (refnet's
+relative cutoff; without one, pinv's default max(m, p) eps s_max is the same).
 """
 import numpy as np
 import torch
@@ -74,25 +74,25 @@ class TorchPort:
     def jacobian(self, spec, params, X, outputs):
         return self._jac(spec, self._tensors(params), _t(X), outputs).numpy()
 
-    def _project(self, spec, ps, v, anchors, outputs):
+    def _project(self, spec, ps, v, anchors, outputs, rtol=None):
         """v - J^+ J v on the flat vector (column order does not matter: J and v share it)."""
         J = self._jac(spec, ps, anchors, outputs)
         flat = torch.cat([x.reshape(-1) for x in v])
-        out = flat - torch.linalg.pinv(J) @ (J @ flat)              # default rtol: max(m, p) eps
+        out = flat - torch.linalg.pinv(J, rtol=rtol) @ (J @ flat)   # v - J^+ J v
         return list(torch.split(out, [x.numel() for x in v])), J
 
-    def project_out(self, spec, params, grads, anchors, outputs):
+    def project_out(self, spec, params, grads, anchors, outputs, rtol=None):
         ps = self._tensors(params)
-        parts, _ = self._project(spec, ps, self._tensors(grads), _t(anchors), outputs)
+        parts, _ = self._project(spec, ps, self._tensors(grads), _t(anchors), outputs, rtol)
         return self._pairs([p.reshape(x.shape) for p, x in zip(parts, ps)])
 
-    def frozen_step(self, spec, params, X, G, freeze, lr, anchors):
+    def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol=None):
         ps, A = self._tensors(params), _t(anchors)
         f = self._f(spec)
         c = lambda ps: f(ps, A)[:, list(freeze)].T.reshape(-1)      # frozen outputs, output-major
         c0 = c(ps)
         g = [_t(x) for pair in self.vjp(spec, params, X, G) for x in pair]
-        parts, _ = self._project(spec, ps, g, A, freeze)
+        parts, _ = self._project(spec, ps, g, A, freeze, rtol)
         ps = tuple(p - lr * d.reshape(p.shape) for p, d in zip(ps, parts))
         tol = 1e-12 * max(1.0, float(c0.abs().max()))
         for _ in range(20):                                          # Gauss-Newton retraction
@@ -101,7 +101,7 @@ class TorchPort:
                 break
             J = self._jac(spec, ps, A, freeze)                      # sample-major rows: reorder r to match
             r_rows = r.reshape(len(freeze), -1).T.reshape(-1)
-            d = torch.linalg.pinv(J) @ r_rows
+            d = torch.linalg.pinv(J, rtol=rtol) @ r_rows
             ps = tuple(p - x.reshape(p.shape) for p, x in zip(ps, torch.split(d, [p.numel() for p in ps])))
         return self._pairs(ps)
 
