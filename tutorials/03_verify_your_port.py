@@ -535,27 +535,28 @@ assert slope > 0.999 and err / tol_1 > 100
 # ### Exercise 2
 #
 # Give the port a `project_out` that calls `jnp.linalg.pinv` **without**
-# `rtol`: its default cutoff is $10 \max(m, p)\,\varepsilon\, s_{\max}$, ten
-# times the one the kit passes. Which singular values does it treat differently
-# from refnet, and why does the kit report those cases as ambiguous instead of
-# failing them?
+# `rtol`: its default cutoff is $10 \max(m, p)\,\varepsilon\, s_{\max}$, not
+# the `rtol` the kit passes (refnet's, `refnet.frozen.default_rtol`). Which
+# singular values does it treat differently from refnet, and when does the kit
+# fail it rather than call the case ambiguous?
 #
-# *Hint:* compare the two cutoffs on a spectrum with one value between them,
-# and look up `tolerances.AMBIGUITY`.
+# *Hint:* compare the two cutoffs for the 3-4-2 net with $m = 4$ constraint
+# rows, and look up `tolerances.AMBIGUITY`.
 #
-# **Solution 2.** Singular values in $(\text{cutoff}, 10\,\text{cutoff}]$ are
-# kept by refnet and dropped by `pinv`'s default. They lie inside the kit's
-# ambiguity band (a factor `AMBIGUITY` either side of the cutoff), where
-# rounding alone can move a singular value across: the rank is undefined there,
-# so the kit checks only the directions clear of the band. Outside the band the
-# two agree; passing `rtol=` makes the port agree everywhere.
+# **Solution 2.** The singular values between the two cutoffs are kept by one
+# and dropped by the other. A value within a factor `AMBIGUITY` of refnet's
+# cutoff lies in the kit's ambiguity band, where rounding alone can move it
+# across: the rank is undefined there, so the kit checks only the directions
+# clear of the band. A value between the cutoffs but outside the band is a real
+# difference, and the kit fails the port there. Passing `rtol=` removes both.
 
 # %%
-s_test = np.array([1.0, 5e-15])
-cut = max(3, 4) * tolerances.EPS["float64"] * s_test[0]
-print(f"cutoff {cut:.1e}: refnet keeps 5e-15 ({5e-15 > cut}),",
-      f"pinv's default drops it ({5e-15 <= 10 * cut})")
-assert cut < 5e-15 <= 10 * cut <= cut * tolerances.AMBIGUITY
+m_rows = 4
+kit_rtol = refnet.frozen.default_rtol(spec, m_rows, "float64")
+pinv_rtol = 10 * max(m_rows, spec.n_params) * EPS
+print(f"kit's rtol {kit_rtol:.1e}, pinv's default {pinv_rtol:.1e},",
+      f"ratio {pinv_rtol / kit_rtol:.1f}, AMBIGUITY {tolerances.AMBIGUITY:g}")
+assert kit_rtol != pinv_rtol
 
 # %% [markdown]
 # ### Exercise 3
