@@ -83,6 +83,21 @@ def test_adapter_through_the_cli(adapter, attr, profile, code, tmp_path):
         assert "FAILED: optimizer_step" in done.stdout
 
 
+def test_torch_adapter_softplus_is_exact_where_nn_softplus_is_not():
+    """nn.Softplus returns z above threshold 20; the adapter's logaddexp passes the case where that
+    shows (a saturated softplus case, hidden z in (20, 37)) and nn.Softplus fails it."""
+    require(["torch"])
+    import torch
+    from refnet.conformance import Case, checks
+    spec = importlib.util.spec_from_file_location("torch_port_under_test", PATHS["torch_port"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    case = Case(sizes=(3, 4, 2), activation="softplus", kind="saturated", seed=1)
+    assert checks.check_forward(mod.TorchPort(), case) is None
+    mis = checks.check_forward(mod.TorchPort(softplus=torch.nn.Softplus), case)
+    assert mis is not None and mis.where.startswith("Y[")
+
+
 # ------------------------------------------------------------------ the seed answer's train_ops in TF1
 def _seed_data():
     """The answer's toy problem: 8 samples, x in [0, 1)^3, y1 = sum x, y2 = sum x^2 (+ noise), a 3-4-2
