@@ -173,7 +173,8 @@ class Case:
 
 def core_cases():
     """The fixed cases every run starts with: each activation, square and non-square layers,
-    widths of 1, both losses, several frozen sets, and every hard kind."""
+    widths of 1, both losses, several frozen sets, every hard kind, and softplus far above 20
+    (where torch.nn.Softplus returns z itself)."""
     return [
         Case(),
         Case(sizes=(4, 4, 4), activation="sigmoid", seed=1, n=3, freeze=(1, 2), optimizer="momentum"),
@@ -187,4 +188,5 @@ def core_cases():
         Case(sizes=(3, 4, 2), seed=7, n=4, kind="near_duplicate_anchors", freeze=(1,)),
         Case(sizes=(2, 3, 2), activation="sigmoid", seed=8, n=3, kind="wide_scale"),
         Case(sizes=(2, 2, 2), seed=9, n=1, kind="m_close_to_p", optimizer="momentum"),
+        Case(sizes=(2, 3, 2), activation="softplus", seed=11, n=3, kind="saturated", optimizer="sgd"),  # 20 < z < 34
     ]

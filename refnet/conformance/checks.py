@@ -19,6 +19,7 @@ from . import layout as lay
 from . import tolerances as tl
 from ..backend import is_array, to_numpy
 from ..frozen import RetractionError, default_rtol
+from ..nn import ACTIVATIONS
 
 # quantity -> (port method it needs, quantities it is built on), in computation order
 QUANTITIES = {
@@ -207,6 +208,24 @@ def _dtype(port):
     return getattr(port, "dtype", "float64")
 
 
+def _in_range(eps, *values):
+    """NotComparable when refnet's (float64) values leave float32's range and the port computes in float32
+    (it overflows to inf where refnet does not: no answer to compare). values: arrays, nested lists."""
+    if eps != tl.EPS["float32"]:
+        return
+    flat = [np.asarray(x, np.float64) for x in _leaves(values)]
+    big = max((float(np.max(np.abs(x), initial=0.0)) for x in flat), default=0.0)
+    if not big <= float(np.finfo(np.float32).max):
+        raise NotComparable(f"refnet's values leave float32's range (max |value| {big:.2e} > "
+                            f"{float(np.finfo(np.float32).max):.2e}): a float32 port cannot represent them")
+
+
+def _leaves(x):
+    if isinstance(x, (list, tuple)):
+        return [leaf for item in x for leaf in _leaves(item)]
+    return [] if x is None else [x]
+
+
 def _rtol(spec, anchors, freeze, port):
     """The singular-value cutoff relative to s_1 a port's projection gets (``rtol=``): refnet's own."""
     return default_rtol(spec, len(freeze) * anchors.shape[0], _dtype(port))
@@ -259,9 +278,26 @@ def check_forward(port, case):
     port = guard(port)
     spec, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
-    Es = tl.forward_bound(spec, a["params"], a["X"], eps)[2]
+    As, _, Es, _ = tl.forward_bound(spec, a["params"], a["X"], eps)
+    _in_range(eps, As)
     Y = _host(port.forward(spec, lay.to_layout(a["params"], port.layout), a["X"].copy()))
-    return first_mismatch("forward", [("Y", np.asarray(spec.forward(a["params"], a["X"])), Y, tl.SAFETY * Es[-1])])
+    mis = first_mismatch("forward", [("Y", np.asarray(spec.forward(a["params"], a["X"])), Y, tl.SAFETY * Es[-1])])
+    if mis and "softplus" in (spec.activation, spec.output_activation) and Y.shape == Es[-1].shape and \
+            np.all(np.abs(Y - _forward_softplus_linear_above(spec, a["params"], a["X"], 20.0)) <= tl.SAFETY * Es[-1]):
+        mis = replace(mis, detail="hint: the port matches softplus taken as z itself above 20, which is what "
+                                  "torch.nn.Softplus (threshold=20) and F.softplus do; log(1 + e^z) differs from z "
+                                  "by e^-z there (2e-9 at 20): use torch.logaddexp(z, 0)")
+    return mis
+
+
+def _forward_softplus_linear_above(spec, params, X, threshold):
+    """refnet's forward pass with softplus(z) replaced by z above ``threshold`` (torch.nn.Softplus)."""
+    A, L = X, len(params)
+    for l, (W, b) in enumerate(params, start=1):
+        name = spec.activation if l < L else spec.output_activation
+        Z = A @ W + b                                                      # Z_l = A_{l-1} W_l + b_l
+        A = np.where(Z > threshold, Z, np.logaddexp(0.0, Z)) if name == "softplus" else ACTIVATIONS[name].f(np, Z)
+    return A
 
 
 def _loss_parts(port, case):
@@ -270,6 +306,7 @@ def _loss_parts(port, case):
     eps = tl.eps_of(_dtype(port))
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
     L_ref, g_ref = spec.loss_and_grads(a["params"], a["X"], a["T"], loss=case.loss)
+    _in_range(eps, fwd[0], g_ref)
     _, G, E_L, E_G = tl.loss_bound(case.loss, fwd[0][-1], a["T"], fwd[2][-1], eps)
     L, grads = port.loss_and_grads(spec, lay.to_layout(a["params"], port.layout), a["X"].copy(), a["T"].copy(),
                                    case.loss)
@@ -295,6 +332,7 @@ def check_vjp(port, case):
     fwd = tl.forward_bound(spec, a["params"], a["X"], eps)
     E = tl.backward_bound(spec, a["params"], fwd, a["G"][None], np.zeros_like(a["G"])[None], eps)
     ref = spec.vjp(a["params"], a["X"], a["G"])
+    _in_range(eps, fwd[0], ref)
     cand = _tree(port.vjp(spec, lay.to_layout(a["params"], port.layout), a["X"].copy(), a["G"].copy()), "vjp")
     return _compare_trees("vjp", ref, cand, [(tl.SAFETY * eW, tl.SAFETY * eb) for eW, eb in E], port.layout, "d")
 
@@ -305,7 +343,9 @@ def _jacobian_bound(spec, a, outputs, eps):
     n, n_L = a["X"].shape[0], spec.sizes[-1]
     S = np.broadcast_to(np.eye(n_L)[list(outputs)][:, None, :], (len(outputs), n, n_L))    # one-hot seeds
     E_J = tl.backward_bound(spec, a["params"], fwd, S, np.zeros(S.shape), eps, per_sample=True)
-    return np.asarray(spec.jacobian(a["params"], a["X"], outputs=list(outputs))), E_J
+    J = np.asarray(spec.jacobian(a["params"], a["X"], outputs=list(outputs)))
+    _in_range(eps, fwd[0], J)
+    return J, E_J
 
 
 def check_jacobian(port, case):
@@ -371,9 +411,10 @@ def _invariants_when_ambiguous(quantity, facts, g, g_perp, tol):
     clear_keep[:s.size] = s > max(facts["cutoff"] * tl.AMBIGUITY, facts["noise"])
     clear_drop = np.ones(Vt.shape[0], bool)
     clear_drop[:s.size] = s <= facts["cutoff"] / tl.AMBIGUITY
-    checks_ = [("V_keep^T g_perp (kept directions removed)", clear_keep, _flat(g_perp))]
+    checks_ = [("leaks: V_keep^T g_perp (row-space directions of J not removed)", clear_keep, _flat(g_perp))]
     if not facts["unresolved"]:
-        checks_.append(("V_drop^T (g_perp - g) (dropped directions kept)", clear_drop, _flat(g_perp) - _flat(g)))
+        checks_.append(("over-projects: V_drop^T (g_perp - g) (directions the definition keeps, removed)",
+                        clear_drop, _flat(g_perp) - _flat(g)))
     for name, rows, v in checks_:
         proj = Vt[rows] @ v
         if proj.size and np.max(np.abs(proj)) > tol:
@@ -397,9 +438,36 @@ def check_project_out(port, case):
         if mis is None:
             raise NotComparable(_ambiguous_reason(facts) + "; invariants checked, entries not compared")
         return mis
-    return _compare_trees("project_out", ref, cand, [(tol, tol)] * len(ref), port.layout, "d", "",
-                          f"tol = SAFETY (cutoff + |E_J|_F) / s_r |g|_2 with s_r = {facts['s_r']:.2e}, "
-                          f"s_max = {facts['s_max']:.2e}, cutoff = {facts['cutoff']:.2e}, rank {facts['rank']}")
+    mis = _compare_trees("project_out", ref, cand, [(tol, tol)] * len(ref), port.layout, "d", "",
+                         f"tol = SAFETY (cutoff + |E_J|_F) / s_r |g|_2 with s_r = {facts['s_r']:.2e}, "
+                         f"s_max = {facts['s_max']:.2e}, cutoff = {facts['cutoff']:.2e}, rank {facts['rank']}")
+    if mis is None or not mis.index:
+        return mis
+    return replace(mis, detail=_leak_or_over(facts, _flat(ref), _flat(lay.from_layout(cand, port.layout)), tol)
+                   + "\n  " + mis.detail)
+
+
+def _leak_or_over(facts, g_ref, g_cand, tol):
+    """Which way a projection is wrong: it leaks (leaves part of g in the row space of J, so |J g_perp|
+    is too large) and/or over-projects (removes or changes g along the null space, directions the
+    definition keeps). tol: the entry bound (sqrt(p) tol bounds a norm)."""
+    if not np.all(np.isfinite(g_cand)):
+        return "the port returned NaN or Inf" + (" (J = 0 here: rank 0, g_perp = g)" if facts["rank"] == 0 else "")
+    s, V_r = facts["s"], facts["Vt"][:facts["rank"]]
+    J_norm = lambda v: float(np.linalg.norm(s * (facts["Vt"][:s.size] @ v)))     # |J v|_2 = |S V^T v|_2
+    r = g_cand - g_ref
+    leak = float(np.linalg.norm(V_r @ g_cand))                          # |V_r^T g_perp|: should be ~0
+    over = float(np.linalg.norm(r - V_r.T @ (V_r @ r)))                  # (I - V_r V_r^T)(g_perp - ref)
+    bound = tol * np.sqrt(g_ref.size)
+    says = []
+    if not leak <= bound:
+        says.append(f"leaks: |J g_perp|_2 = {J_norm(g_cand):.2e} (refnet's {J_norm(g_ref):.2e}); it leaves "
+                    f"{leak:.2e} of g in the row space of J, which the projection must remove")
+    if not over <= bound:
+        says.append(f"over-projects: it removed or changed {over:.2e} of g along the null space of J, directions "
+                    f"the definition keeps (rank {facts['rank']}: singular values at or below the cutoff "
+                    f"{facts['cutoff']:.2e} are not constraints)")
+    return "; ".join(says) or f"differs from refnet's g_perp by more than the tolerance ({tol:.2e})"
 
 
 def frozen_reference(spec, params, X, G, freeze, lr, eps):
@@ -503,19 +571,29 @@ def check_optimizer_step(port, case):
     _, a = inputs(port, case)
     eps = tl.eps_of(_dtype(port))
     opt, hyper = _refnet_optimizer(case), case.hyper()
-    params, state, port_state = a["params"], None, None
+    rounded = replace(case, lr=float(np.float32(case.lr)), momentum=float(np.float32(case.momentum)))
+    slip = _refnet_optimizer(rounded)                                   # hyperparameters rounded to float32
+    params, state, slip_state, port_state = a["params"], None, None, None
     for step, grads in ((1, a["grads"]), (2, a["grads2"])):
         state = opt.init(params) if state is None else state
+        slip_state = slip.init(params) if slip_state is None else slip_state
         acc = _accumulation(state)
         new, state = opt.step(params, grads, state)
         out, port_state = port.optimizer_step(case.optimizer, dict(hyper), lay.to_layout(params, port.layout),
                                               lay.to_layout(grads, port.layout), port_state)
         tol = tl.optimizer_tol(params, grads, acc, hyper, eps)
-        mis = _compare_trees("optimizer_step", [(np.asarray(W), np.asarray(b)) for W, b in new],
-                             _tree(out, "optimizer_step"), tol, port.layout, "", f"step {step}, ")
+        out = _tree(out, "optimizer_step")
+        _in_range(eps, new, _accumulation(state))
+        mis = _compare_trees("optimizer_step", _f64(new), out, tol, port.layout, "", f"step {step}, ")
+        slipped, slip_state = slip.step(params, grads, slip_state)
         if mis:
+            if _dtype(port) == "float64" and not _compare_trees("", _f64(slipped), out, tol, port.layout):
+                mis = replace(mis, detail=f"hint: the port matches refnet with lr and momentum rounded to float32 "
+                                          f"(lr {rounded.lr!r}, momentum {rounded.momentum!r}), a relative "
+                                          f"difference of about 1e-9 in float64: pass them as float64 (a Python "
+                                          f"float in a float32 graph, e.g. TF1's, is rounded)")
             return mis
-        params = [(np.asarray(W), np.asarray(b)) for W, b in new]
+        params = _f64(new)
     return None
 
 
@@ -559,7 +637,7 @@ def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
         move = float(np.max(np.abs(_flat(ref) - _flat(prev))))             # |theta_k - theta_{k-1}|
         growth = 1.0 if not last else max(1.0, move / last)              # how the run carries earlier errors
-        tol, last = growth * tol + step_tol, move
+        tol, last = tl.accumulate(tol, step_tol, growth), move
         yield step, ref, tol
 
 
@@ -586,13 +664,17 @@ def _trajectory(port, case, projected):
             raise NotComparable(f"the run overflows at step {step} ({e})") from None
         g = [(np.asarray(W), np.asarray(b)) for W, b in g]
         acc = _accumulation(state.inner if projected else state)
+        try:
+            _in_range(eps, g, acc)
+        except NotComparable as e:
+            raise NotComparable(f"step {step}: {e}") from None
         step_tol = max(float(t.max()) for tt in tl.optimizer_tol(cand, g, acc, hyper, eps) for t in tt)
         if projected:
             _, facts, tol_p = _project_reference(spec, cand, g, X, freeze, eps)
             if facts["ambiguous"].size:
                 raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
             step_tol += 2 * lr * sum(mu ** j for j in range(step)) * tol_p   # g projected, then the update again
-        tol += step_tol                                                  # buffer errors carry over (mu <= 1)
+        tol = tl.accumulate(tol, step_tol)                               # buffer errors carry over (mu <= 1)
         ref, state = opt.step(cast(cand), cast(g), state)                # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice

@@ -77,9 +77,34 @@ def _expected_tree(prefix, tree, tol):
 
 
 def reference(quantity, case):
-    """(arguments, inputs {name: array}, expected {name: (array, tol array)}) of refnet for one case.
+    """refnet's answer for one case of one quantity, with its per-entry tolerances.
 
-    Raises checks.NotComparable when the case has no well-defined answer in float64.
+    Parameters
+    ----------
+    quantity : str
+        One of :data:`QUANTITIES`.
+    case : refnet.conformance.Case
+
+    Returns
+    -------
+    arguments : dict
+        Scalars and index lists (outputs, freeze, lr, loss, optimizer, hyper ...).
+    inputs : dict of str to ndarray
+        W_1, b_1, ..., X and the quantity's other inputs, refnet layout.
+    expected : dict of str to (ndarray, ndarray)
+        Each expected array with its same-shape absolute tolerances.
+
+    Raises
+    ------
+    refnet.conformance.NotComparable
+        The case has no well-defined answer in float64 (the message says why).
+
+    Examples
+    --------
+    >>> from refnet.conformance import Case
+    >>> args, ins, expected = reference("forward", Case())
+    >>> sorted(ins), expected["Y"][0].shape == expected["Y"][1].shape
+    (['W_1', 'W_2', 'X', 'b_1', 'b_2'], True)
     """
     spec, a = case.network(), case.arrays()
     eps = tl.EPS["float64"]
@@ -150,7 +175,29 @@ def _sha256(path):
 
 
 def write_case(root, name, quantity, case):
-    """Write one case's directory under ``root``; returns its manifest entry."""
+    """Write one case's folder ``root/name`` (case.json, the .bin arrays, arrays.npz).
+
+    Parameters
+    ----------
+    root : str or path
+    name : str
+        The case folder's name.
+    quantity : str
+        One of :data:`QUANTITIES`.
+    case : refnet.conformance.Case
+
+    Returns
+    -------
+    dict
+        Its manifest entry: name, quantity, description, npz and files (path: sha256).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from refnet.conformance import Case
+    >>> write_case(tempfile.mkdtemp(), "forward-00", "forward", Case())["description"]
+    'forward-00/case.json'
+    """
     args, ins, expected = reference(quantity, case)
     d = pathlib.Path(root) / name
     d.mkdir(parents=True, exist_ok=True)
@@ -175,7 +222,29 @@ def write_case(root, name, quantity, case):
 
 
 def export(root, cases=None, quantities=QUANTITIES):
-    """Write golden files for ``cases`` (default: the core cases) under ``root``; returns the manifest dict."""
+    """Write golden files (the format in the module docstring) under ``root``.
+
+    Parameters
+    ----------
+    root : str or path
+        Created if needed.
+    cases : list of Case, optional
+        Default: the core cases.
+    quantities : sequence of str, default :data:`QUANTITIES`
+
+    Returns
+    -------
+    dict
+        The manifest written to ``root/manifest.json``; cases with no well-defined answer are listed
+        under "skipped" with the reason.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> m = export(tempfile.mkdtemp(), quantities=("forward",))
+    >>> m["format"], len(m["cases"]) + len(m["skipped"]) == len(core_cases())
+    ('refnet-conformance-golden', True)
+    """
     root = pathlib.Path(root)
     root.mkdir(parents=True, exist_ok=True)
     entries, skipped = [], []
@@ -238,8 +307,39 @@ def _read(d, entry):
 def check(root, results=None):
     """Compare a candidate's result.<name>.bin files with the golden files under ``root``.
 
-    Returns (ok, lines): ok when every file's sha256 matches, at least one case was
-    compared and every compared entry is within its tolerance; lines: one per case.
+    Every path the manifest names is checked to lie inside ``root`` before anything is
+    read, and every golden file's sha256 before it is used.
+
+    Parameters
+    ----------
+    root : str or path
+        The golden folder (with manifest.json).
+    results : str or path, optional
+        Where the candidate's <case>/result.<name>.bin files are (default: ``root``).
+
+    Returns
+    -------
+    ok : bool
+        Every file's sha256 matches, at least one case was compared and every compared
+        entry is within its tolerance.
+    lines : list of str
+        One per case ("PASS", "FAIL" with the first entry outside its tolerance, or "SKIP").
+
+    Raises
+    ------
+    ValueError
+        An unusable manifest (not an object, no "cases", an entry without "files", a path
+        outside ``root``), a file that does not match its sha256, a missing ``results`` folder.
+    OSError
+        No manifest.json.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> _ = export(root, quantities=("forward",))
+    >>> check(root)                    # doctest: +ELLIPSIS
+    (False, ['  SKIP  forward-00: no results', ...])
     """
     root = pathlib.Path(root)
     if results is not None and not pathlib.Path(results).is_dir():
@@ -287,7 +387,26 @@ def check(root, results=None):
 
 
 def save_failure(root, report):
-    """Write each failing quantity's (shrunk) case of a RunReport as golden files under ``root``."""
+    """Write each failing quantity's (shrunk) case of a run as golden files under ``root``.
+
+    Parameters
+    ----------
+    root : str or path
+        A folder (created if needed); its manifest.json lists only these cases.
+    report : refnet.conformance.RunReport
+
+    Returns
+    -------
+    list of dict
+        The manifest entries written (a failing case with no well-defined float64 answer is left out).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from refnet.conformance import RunReport
+    >>> save_failure(tempfile.mkdtemp(), RunReport("port", "refnet", "quick", []))
+    []
+    """
     written = []
     for r in report.results:
         if r.status == "fail" and r.case is not None:

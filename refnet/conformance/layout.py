@@ -33,14 +33,52 @@ def _choice(value, name, options):
 
 
 def to_layout(params, layout):
-    """refnet-layout ``[(W (n_in, n_out), b), ...]`` -> the same parameters in ``layout`` (copies)."""
+    """Parameters in refnet's layout -> the same parameters in ``layout`` (float64 copies).
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,): refnet's layout.
+    layout : {"refnet", "torch"}
+        "torch": ``W_l`` becomes (n_l, n_{l-1}), ``nn.Linear.weight``.
+
+    Returns
+    -------
+    list of (W, b)
+        New NumPy float64 arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W, b = to_layout([(np.zeros((3, 2)), np.zeros(2))], "torch")[0]
+    >>> W.shape, b.shape
+    ((2, 3), (2,))
+    """
     _choice(layout, "layout", LAYOUTS)
     return [(np.array(W.T if layout == "torch" else W, dtype=np.float64), np.array(b, dtype=np.float64))
             for W, b in params]
 
 
 def from_layout(params, layout):
-    """Parameters ``[(W, b), ...]`` in ``layout`` -> refnet layout, as NumPy float64 (copies)."""
+    """Parameters in ``layout`` -> refnet's layout (the inverse of :func:`to_layout`).
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        Arrays (or anything ``numpy.asarray`` takes) in ``layout``.
+    layout : {"refnet", "torch"}
+
+    Returns
+    -------
+    list of (W, b)
+        NumPy float64 copies, ``W_l`` (n_{l-1}, n_l).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from_layout([(np.zeros((2, 3)), np.zeros(2))], "torch")[0][0].shape
+    (3, 2)
+    """
     _choice(layout, "layout", LAYOUTS)
     out = []
     for W, b in params:
@@ -63,17 +101,54 @@ def _blocks(sizes, order):
 
 
 def column_index(sizes, columns):
-    """refnet flat index of each column of a Jacobian (or flat vector) in order ``columns``: (p,) ints.
+    """refnet's flat index of each column of a Jacobian (or flat vector) in order ``columns``.
 
-    ``J_port[:, j]`` is ``J_refnet[:, column_index(sizes, columns)[j]]``.
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths [n_0, ..., n_L].
+    columns : {"refnet", "torch", "bias_first"}
+        The column order (see the module docstring).
+
+    Returns
+    -------
+    ndarray of int, shape (p,)
+        ``J_port[:, j]`` is ``J_refnet[:, column_index(sizes, columns)[j]]``.
+
+    Examples
+    --------
+    >>> column_index([2, 3], "torch").tolist()        # W (2, 3) row-major is 0..5, then b 6..8
+    [0, 3, 1, 4, 2, 5, 6, 7, 8]
+    >>> column_index([2, 3], "bias_first").tolist()
+    [6, 7, 8, 0, 1, 2, 3, 4, 5]
     """
     return np.concatenate([idx.reshape(-1) for _, idx in _blocks(list(sizes), columns)])
 
 
 def column_name(sizes, columns, j, layout="refnet"):
-    """The parameter entry of column j in order ``columns``, e.g. "b_1[2]" or "W_2[0, 3]".
+    """The parameter entry of column ``j`` in order ``columns``.
 
-    W indices are given in ``layout`` ("torch": [out, in]).
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths [n_0, ..., n_L].
+    columns : {"refnet", "torch", "bias_first"}
+    j : int
+        A column index, 0 <= j < p (ValueError otherwise).
+    layout : {"refnet", "torch"}, default "refnet"
+        How W's indices are written ("torch": [out, in]).
+
+    Returns
+    -------
+    str
+        e.g. "b_1[2]" or "W_2[0, 3]".
+
+    Examples
+    --------
+    >>> column_name([2, 3], "torch", 1, layout="torch")
+    'W_1[0, 1]'
+    >>> column_name([2, 3], "bias_first", 0)
+    'b_1[0]'
     """
     refnet_j = int(column_index(sizes, columns)[j])
     for name, idx in _blocks(list(sizes), "refnet"):
@@ -87,14 +162,55 @@ def column_name(sizes, columns, j, layout="refnet"):
 
 
 def row_index(n, K, rows):
-    """Output-major row (k n + i) of each row of a Jacobian with rows in order ``rows``: (n K,) ints."""
+    """The output-major row (k n + i) of each row of a Jacobian whose rows are in order ``rows``.
+
+    Parameters
+    ----------
+    n : int
+        Samples.
+    K : int
+        Outputs (``len(outputs)``).
+    rows : {"output_major", "sample_major"}
+
+    Returns
+    -------
+    ndarray of int, shape (n K,)
+
+    Examples
+    --------
+    >>> row_index(2, 3, "sample_major").tolist()      # row i K + k holds d Y[i, outputs[k]]
+    [0, 2, 4, 1, 3, 5]
+    """
     _choice(rows, "rows", ROW_ORDERS)
     k, i = np.meshgrid(np.arange(K), np.arange(n), indexing="ij" if rows == "output_major" else "xy")
     return (k * n + i).reshape(-1)                                          # sample-major: i varies slowest
 
 
 def jacobian_to_refnet(J, sizes, n, K, rows="output_major", columns="refnet"):
-    """A Jacobian (n K, p) in the port's row/column orders -> refnet's (output-major rows, flatten columns)."""
+    """A Jacobian in the port's row and column orders -> refnet's (output-major rows, refnet columns).
+
+    Parameters
+    ----------
+    J : array_like, shape (n K, p)
+    sizes : list of int
+        Layer widths [n_0, ..., n_L].
+    n, K : int
+        Samples and outputs.
+    rows : {"output_major", "sample_major"}, default "output_major"
+    columns : {"refnet", "torch", "bias_first"}, default "refnet"
+
+    Returns
+    -------
+    ndarray, shape (n K, p)
+        A float64 copy.
+
+    Examples
+    --------
+    >>> import numpy as np                             # sizes [1, 2]: W (1, 2), b (2,); one sample, two outputs
+    >>> jacobian_to_refnet(np.arange(8.0).reshape(2, 4), [1, 2], 1, 2, columns="bias_first")
+    array([[2., 3., 0., 1.],
+           [6., 7., 4., 5.]])
+    """
     J = np.asarray(J, dtype=np.float64)
     out = np.empty_like(J)
     out[np.ix_(row_index(n, K, rows), column_index(sizes, columns))] = J   # J_ref[r(i), c(j)] = J[i, j]
@@ -102,19 +218,73 @@ def jacobian_to_refnet(J, sizes, n, K, rows="output_major", columns="refnet"):
 
 
 def jacobian_from_refnet(J, sizes, n, K, rows="output_major", columns="refnet"):
-    """refnet's Jacobian (n K, p) -> the port's row/column orders (inverse of :func:`jacobian_to_refnet`)."""
+    """refnet's Jacobian -> the port's row and column orders (the inverse of :func:`jacobian_to_refnet`).
+
+    Parameters
+    ----------
+    J : array_like, shape (n K, p)
+        Output-major rows, refnet columns.
+    sizes, n, K, rows, columns
+        As in :func:`jacobian_to_refnet`.
+
+    Returns
+    -------
+    ndarray, shape (n K, p)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> jacobian_from_refnet(np.arange(4.0)[None], [1, 2], 1, 1, columns="bias_first")
+    array([[2., 3., 0., 1.]])
+    """
     return np.asarray(J, dtype=np.float64)[np.ix_(row_index(n, K, rows), column_index(sizes, columns))]
 
 
 def flatten(params, columns="refnet", layout="refnet"):
-    """Parameters [(W, b), ...] given in ``layout`` -> one vector (p,) in order ``columns``."""
+    """Parameters given in ``layout`` -> one vector in order ``columns``.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    columns : {"refnet", "torch", "bias_first"}, default "refnet"
+    layout : {"refnet", "torch"}, default "refnet"
+
+    Returns
+    -------
+    ndarray, shape (p,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flatten([(np.array([[1.0, 2.0]]), np.array([3.0, 4.0]))], columns="bias_first").tolist()
+    [3.0, 4.0, 1.0, 2.0]
+    """
     ref = from_layout(params, layout)
     v = np.concatenate([x.reshape(-1) for W, b in ref for x in (W, b)])    # refnet flatten order
     return v[column_index([W.shape[0] for W, _ in ref] + [ref[-1][0].shape[1]], columns)]
 
 
 def unflatten(v, sizes, columns="refnet", layout="refnet"):
-    """A vector (p,) in order ``columns`` -> [(W, b), ...] in ``layout`` (inverse of :func:`flatten`)."""
+    """A vector in order ``columns`` -> parameters in ``layout`` (the inverse of :func:`flatten`).
+
+    Parameters
+    ----------
+    v : array_like, shape (p,)
+    sizes : list of int
+        Layer widths [n_0, ..., n_L].
+    columns : {"refnet", "torch", "bias_first"}, default "refnet"
+    layout : {"refnet", "torch"}, default "refnet"
+
+    Returns
+    -------
+    list of (W, b)
+        NumPy float64 arrays.
+
+    Examples
+    --------
+    >>> [(W.tolist(), b.tolist()) for W, b in unflatten([3.0, 4.0, 1.0, 2.0], [1, 2], columns="bias_first")]
+    [([[1.0, 2.0]], [3.0, 4.0])]
+    """
     v = np.asarray(v, dtype=np.float64)
     flat = np.empty_like(v)
     flat[column_index(sizes, columns)] = v                                  # back to refnet flatten order

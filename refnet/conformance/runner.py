@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import cases as cases_module
 from . import checks
 from .cases import VARIANTS, Case, core_cases
 from .layout import COLUMN_ORDERS, LAYOUTS, ROW_ORDERS
@@ -149,19 +150,22 @@ def load_port(spec: str):
     obj = getattr(mod, attr)
     if isinstance(obj, type):
         obj = obj()
-    elif isinstance(obj, types.ModuleType) or callable(obj) and not any(hasattr(obj, m) for m in checks.METHODS):
-        what = "a module" if isinstance(obj, types.ModuleType) else f"a {type(obj).__name__}"
-        raise TypeError(f"{spec} is {what}, not a port: give the port object or its class (an object with name, "
-                        f"layout and some of {', '.join(checks.METHODS)})")
+    if isinstance(obj, types.ModuleType) or not (hasattr(obj, "layout")
+                                                 or any(hasattr(obj, m) for m in checks.METHODS)):
+        raise TypeError(f"{spec} is {type(obj).__name__} {_short(obj)}, not a port: give the port object or its class "
+                        f"(an object with name, layout and some of {', '.join(checks.METHODS)})")
     return validate_port(obj)
+
+
+def _short(obj, n=60):
+    text = repr(obj)
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def validate_port(port):
     """The port's declared attributes must be valid (TypeError/ValueError naming the attribute)."""
     if not isinstance(getattr(port, "name", None), str):
-        kind = type(port).__name__
-        raise TypeError(f"port.name must be a string, got {getattr(port, 'name', None)!r}"
-                        + ("" if hasattr(port, "layout") else f" (is this a port? it is a {kind})"))
+        raise TypeError(f"port.name must be a string, got {_short(getattr(port, 'name', None))}")
     for attr, options, default in (("layout", LAYOUTS, None), ("jacobian_rows", ROW_ORDERS, "output_major"),
                                    ("jacobian_columns", COLUMN_ORDERS, "refnet"),
                                    ("dtype", ("float64", "float32"), "float64")):
@@ -232,24 +236,27 @@ class _Found(Exception):
         self.mismatch, self.case = mismatch, case
 
 
-# the architectures the quick profile draws from: a small fixed set, so that a port that compiles per
-# shape (JAX, torch.compile) compiles each once; "deep" draws any shape (refnet.strategies.conformance_cases)
-QUICK_SHAPES = ((1, 1), (3, 2), (2, 3, 1), (1, 4, 2), (3, 3, 3), (2, 5, 1, 3))
-QUICK_N = (1, 2, 4)
+def _quick_shapes():
+    """The (sizes, n) pairs of the core cases (m close to p aside): what the quick profile draws from, so
+    that a port that compiles per shape (JAX, torch.compile) compiles little beyond the core cases."""
+    return sorted({(c.sizes, c.n) for c in cases_module.core_cases() if c.kind != "m_close_to_p"})
 
 
 def _case_strategy(quantity, declared, fixed_shapes):
     """Hypothesis cases for ``quantity``: the optimizer variant drawn from the declared ones (for the
-    quantities that run an optimizer), and with ``fixed_shapes`` the architecture and n from QUICK_SHAPES."""
+    quantities that run an optimizer), and with ``fixed_shapes`` the architecture and n drawn from the core
+    cases' (:func:`_quick_shapes`; at most two frozen outputs; "m_close_to_p" on the core case's net)."""
     from hypothesis import strategies as st
     from ..strategies import conformance_cases
     base = conformance_cases()
     if fixed_shapes:
         def fix(args):
-            case, sizes, n = args
-            freeze = sorted({k % sizes[-1] for k in case.freeze})
+            case, (sizes, n) = args
+            if case.kind == "m_close_to_p":
+                sizes, n = (2, 2, 2), 1
+            freeze = sorted({k % sizes[-1] for k in case.freeze})[:2]
             return dataclasses.replace(case, sizes=sizes, n=n, freeze=tuple(freeze))
-        base = st.tuples(base, st.sampled_from(QUICK_SHAPES), st.sampled_from(QUICK_N)).map(fix)
+        base = st.tuples(base, st.sampled_from(_quick_shapes())).map(fix)
     if quantity in _OPTIMIZER_QUANTITIES:
         base = st.tuples(base, st.sampled_from(declared)).map(lambda cv: cv[0].with_variant(cv[1]))
     return base
@@ -365,9 +372,9 @@ def _unverified_layout(port, declared):
         depends.append("optimizer_step (averaged momentum's axis)")
     if not depends:
         return []
-    return [f"layout {port.layout!r} is not verified: the port has no {', '.join(_LAYOUT_METHODS)}, and "
-            f"{', '.join(depends)} depend on it (a transposed layout turns outgoing averaging into incoming); "
-            f"add forward, or run with --strict to make this a failure"]
+    return [f"layout {port.layout!r} is not verified: the port has none of {', '.join(_LAYOUT_METHODS)}, and "
+            f"what depends on it ({', '.join(depends)}) passes whichever way round its W is (a transposed layout "
+            f"turns outgoing averaging into incoming); add forward, or run with --strict to make this a failure"]
 
 
 def run(port, profile="quick", quantities=None, case=None, replay=None, timeout=checks.DEFAULT_TIMEOUT,
@@ -376,8 +383,8 @@ def run(port, profile="quick", quantities=None, case=None, replay=None, timeout=
 
     Arguments::
 
-        profile: "quick" (core cases, then 25 hypothesis examples per quantity, architectures
-            from QUICK_SHAPES), "deep" (1000, any architecture) or "core" (the core cases only);
+        profile: "quick" (core cases, then 25 hypothesis examples per quantity, on the core
+            cases' architectures), "deep" (1000, any architecture) or "core" (the core cases only);
             hypothesis is optional: without it only the core cases run (the report says so).
         quantities: a subset of checks.QUANTITIES (default: all); case: run only this Case.
         replay: the command prefix printed for replays (e.g. "python -m refnet conformance run --port m:P").
