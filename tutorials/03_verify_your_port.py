@@ -50,7 +50,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 import refnet
-from refnet.conformance import Case, layout, run
+from refnet.conformance import layout, run
 
 FAST = os.environ.get("REFNET_FAST") == "1"
 OUT = os.environ.get("REFNET_OUT", ".")
