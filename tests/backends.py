@@ -120,7 +120,7 @@ def _cuda_available():
         return False
 
 
-F32 = dict(rtol=2e-4, atol=2e-5)    # float32 vs float64: documented in README "Tolerances"
+F32 = dict(rtol=2e-4, atol=2e-5)    # float32 vs float64: documented in tutorials/errors.md "Tolerances"
 
 # name -> (constructor, skip reason or None)
 ALL = {

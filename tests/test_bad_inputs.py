@@ -1,7 +1,7 @@
 """A catalogue of bad inputs to every public function (issue 7).
 
 Each row: an id, a builder ``env -> (function, args, kwargs)``, the exception
-type the contract documents (design.md section 5, README "Errors": ValueError
+type the contract documents (design.md section 5, tutorials/errors.md: ValueError
 for bad values and shapes, TypeError for wrong kinds, FloatingPointError for a
 result that would hold NaN/Inf) and a message fragment that names the argument.
 
