@@ -73,8 +73,9 @@ def test_torch_port_passes():
 def test_jax_port_passes():
     pytest.importorskip("jax")
     from ports.jax_port import JaxPort
-    # JAX compiles per shape: the core cases (every kind of case, ~10 shapes) keep this under a minute
-    report = assert_conforms(JaxPort(), profile="core")
+    # JAX compiles per shape: the port jit-compiles per network, and the quick profile draws the core
+    # cases' shapes (it found XLA's tanh 6 ulps off, which the core cases alone did not)
+    report = assert_conforms(JaxPort(), profile="quick")
     assert _status(report)["frozen_step"] == "skip" and "no frozen_step" in str(report)
     assert {s for q, s in _status(report).items() if q != "frozen_step"} == {"pass"}, str(report)
 
