@@ -137,18 +137,92 @@ class RetractionError(ArithmeticError):
         self.residual, self.iterations = residual, iterations
 
 
-def default_tol(xp, c0) -> float:
-    """1e-12 max(1, max|c0|) in float64, 1e-5 max(1, max|c0|) in float32."""
-    return (1e-12 if c0.dtype == xp.float64 else 1e-5) * max(1.0, float(xp.max(xp.abs(c0))))
+def default_tol(xp, c_scale, dtype) -> float:
+    r"""The retraction's default tolerance on :math:`\max_i |c_i(\theta) - c_{0,i}|`.
+
+    Each frozen value :math:`c_{ik} = \phi_L(z_{ik})`, :math:`z_{ik} = A_{L-1,i} W_L[:, k] + b_L[k]`,
+    is a sum whose rounding is about :math:`\epsilon` times the magnitudes that cancel in it, not
+    :math:`\epsilon |c|`: weights of ~180 that cancel to c ~ 0.04 round to ~7e-12. So, rowwise,
+    :math:`M_{ik} = |\phi_L'(z_{ik})| (|A_{L-1,i}| |W_L[:, k]| + |b_L[k]|) + |c_{ik}|` on the anchors
+    (``c_scale`` = max M), and
+
+    .. math:: \mathrm{tol} = \rho \max(1, \max_{ik} M_{ik}), \quad \rho = 10^{-12}
+              \text{ (float64)}, \ 10^{-5} \text{ (float32)}
+
+    (about 4500 and 84 epsilons: room for the sums' lengths and the corrections' own rounding).
+    """
+    return (1e-12 if "float64" in str(dtype) else 1e-5) * max(1.0, c_scale)
+
+
+def _c_scale(xp, net, params, trace, outputs):
+    """max_ik M_ik = |phi_L'(z_ik)| (|A_{L-1,i}| |W_L[:, k]| + |b_L[k]|) + |c_ik| (``default_tol``)."""
+    idx = xp.asarray(outputs, dtype=xp.int64, device=device(trace.As[-1]))
+    W, b = params[-1]
+    Z, A = xp.take(trace.Zs[-1], idx, axis=1), xp.take(trace.As[-1], idx, axis=1)   # z, c    (n_a, K)
+    mag = xp.abs(trace.As[-2]) @ xp.abs(xp.take(W, idx, axis=1)) + xp.abs(xp.take(b, idx, axis=0))  # |A||W| + |b|
+    M = xp.abs(net.phis[-1].df(xp, Z, A)) * mag + xp.abs(A)                       # M_ik          (n_a, K)
+    return float(xp.max(M))
 
 
 def default_rtol(net, m, dtype) -> float:
-    """The singular-value cutoff relative to s_1 for ``net`` with ``m`` constraint rows in ``dtype``
-    (a NumPy dtype or an array library's dtype object). Currently the array-API ``pinv`` default
-    ``max(m, p) eps``."""
+    r"""The default singular-value cutoff of J relative to :math:`s_1`, from J's own rounding error.
+
+    J is computed by backprop, not from p numbers at once: every entry
+    :math:`J_{(k,i),j} = a_{l-1,i,u}\,\delta^{(k)}_{l,i,v}` is a product of one forward and one
+    backward quantity, each the end of a chain of sums, the forward ones
+    :math:`Z_l = A_{l-1} W_l + b_l` of length :math:`n_{l-1} + 1` (l = 1 .. L), the backward ones
+    :math:`\Delta_{l-1} = (\Delta_l W_l^T) \odot \phi'` of length :math:`n_l` (l = 2 .. L). With
+    rounding errors that are independent and of mean zero (Higham and Mary's probabilistic model),
+    an entry carries a relative error of about :math:`\sqrt{k}\,\epsilon`, where
+
+    .. math:: k = \sum_{l=1}^{L} (n_{l-1} + 1) + \sum_{l=2}^{L} n_l
+
+    is the total length of those sums (below :math:`2 L n_{max} + L`: the widest layer and the depth,
+    never p). So :math:`\|E\|_2 \le \|E\|_F \approx \sqrt{k}\,\epsilon \|J\|_F \le \sqrt{m k}\,\epsilon\, s_1`,
+    and singular values below :math:`U = \sqrt{m k}\,\epsilon\, s_1` are not determined by J. The
+    cutoff is ten times that:
+
+    .. math:: \mathrm{rtol} = 10 \sqrt{m k}\, \epsilon_J
+
+    so that a singular value that is pure rounding (an exact rank deficiency, at most U) lies a
+    factor 10 below the cutoff, outside the band :math:`(\mathrm{rtol}/10, 10\,\mathrm{rtol}]\, s_1`
+    where the rank is ambiguous (ProjectionAccuracyWarning). The float64 SVD of the (upcast) J adds
+    only about :math:`\epsilon_{64} s_1`.
+
+    Parameters
+    ----------
+    net : refnet.MLP
+        The network (its ``sizes`` give k).
+    m : int
+        The number of constraint rows, ``len(freeze) * n_anchors``.
+    dtype : dtype
+        The parameters' dtype (a NumPy dtype, a name, or an array library's dtype object);
+        :math:`\epsilon_J` is float32's epsilon for float32, float64's otherwise.
+
+    Returns
+    -------
+    float
+        rtol: singular values :math:`s \le \mathrm{rtol}\, s_1` are treated as zero.
+
+    Notes
+    -----
+    A port that uses the array API's ``pinv`` (default cutoff ``max(m, p) eps``, which grows with p
+    and in float32 reaches :math:`s_1` at about 8 M parameters) passes ``rtol=default_rtol(...)``
+    explicitly to get refnet's projection.
+
+    Examples
+    --------
+    >>> import refnet
+    >>> from refnet.frozen import default_rtol
+    >>> net = refnet.MLP([64, 1024, 1024, 10])
+    >>> round(default_rtol(net, 8, "float32"), 6)          # k = 3149, 10 sqrt(8 * 3149) eps32
+    0.000189
+    """
     import numpy as np
     eps = float(np.finfo(np.float32).eps) if "float32" in str(dtype) else EPS64
-    return max(m, net.n_params) * eps
+    sizes = list(net.sizes)
+    k = sum(sizes[:-1]) + (len(sizes) - 1) + sum(sizes[2:])                      # forward n_{l-1}+1, backward n_l
+    return 10.0 * eps * math.sqrt(max(int(m), 1) * k)                           # 10 sqrt(m k) eps_J
 
 
 def _c(xp, Y, outputs):
@@ -166,53 +240,110 @@ def _count(xp, mask) -> int:
     return int(xp.sum(xp.astype(mask, xp.int64)))
 
 
-class _Linearization:
-    """c and J at one parameter point, factored once; then ``project`` vectors onto
-    the null space of J and compute minimum-norm ``correction``s J^+ r.
+def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=None):
+    """c and J at one parameter point, factored once by route ``method`` ("dense": ``_Dense``, the
+    definition; "gram": ``_Gram``, matrix-free). Both then ``project`` vectors onto the null space
+    of J and compute minimum-norm ``correction`` s J^+ r, with the same attributes: c (m,), m, p,
+    rank, nullity, cond (s_1 / s_r), route, warning, tau (the cutoff rtol), method.
+    params: [(W_l, b_l)], anchors: (n_a, n_0), outputs: the K frozen indices."""
+    trace = net._forward(xp, params, anchors) if trace is None else trace
+    c = _c(xp, trace.As[-1], outputs)                                           # c(theta)          (m,)
+    if not check.all_finite(xp, c):
+        raise FloatingPointError("the frozen outputs overflowed to NaN or Inf on the anchors (params and "
+                                 "anchors are finite): scale params or anchors down")
+    seeds = net._output_seeds(xp, anchors, outputs)                             # e_k               (K, 1, n_L)
+    deltas = net._backward(xp, params, trace, seeds)                            # Delta_l           (K, n_a, n_l)
+    tau = default_rtol(net, c.shape[0], params[0][0].dtype) if rtol is None else rtol
+    if method == "dense":
+        lin = _Dense(xp, params, c, net._jacobian_from(xp, trace, deltas), tau)
+    else:
+        lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, net.n_params)
+    lin.method, lin.c_scale = method, _c_scale(xp, net, params, trace, outputs)   # c_scale: default_tol's M
+    return lin
 
-    params: [(W_l, b_l)], anchors: (n_a, n_0), outputs: the K frozen indices.
-    Attributes: c (m,), rank, nullity, cond (s_1 / s_r), route, warning.
-    Flat vectors are float64 columns (p, k) in flatten order. The gram route works with
-    J / scale (Delta_l / scale), which has the same projection and J^+ = (J / scale)^+ / scale.
-    """
 
-    def __init__(self, net, xp, params, anchors, outputs, method, trace=None):
-        trace = net._forward(xp, params, anchors) if trace is None else trace
-        self.xp, self.params, self.method = xp, params, method
-        self.c = _c(xp, trace.As[-1], outputs)                                  # c(theta)          (m,)
-        if not check.all_finite(xp, self.c):
-            raise FloatingPointError("the frozen outputs overflowed to NaN or Inf on the anchors (params and "
-                                     "anchors are finite): scale params or anchors down")
-        seeds = net._output_seeds(xp, anchors, outputs)                         # e_k               (K, 1, n_L)
-        deltas = net._backward(xp, params, trace, seeds)                        # Delta_l           (K, n_a, n_l)
-        self.m, self.p = self.c.shape[0], net.n_params
-        self.tau = default_rtol(net, self.m, params[0][0].dtype)                # cutoff / s_1
-        self.warning, self.Vb = None, None
-        if method == "dense":
-            self._dense(xp, net._jacobian_from(xp, trace, deltas))
-        else:
-            self.As = [_as(xp, A, xp.float64) for A in trace.As[:-1]]           # A_{l-1}           (n_a, n_{l-1})
-            self.Ds = [_as(xp, D, xp.float64) for D in deltas]                  # Delta_l           (K, n_a, n_l)
-            big = max(float(xp.max(xp.abs(D))) for D in self.Ds)
-            self.scale = math.ldexp(0.5, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
-            self.Ds = [D / self.scale for D in self.Ds]                          # J / scale (a power of 2: exact, <= 2),
-            self._gram(xp)                                                       # so w = s^2 cannot under/overflow
-        self.nullity = self.p - self.rank
+class _Linearized:
+    """What both routes share: c, the cutoff, trees <-> flat float64 columns (p, k), the
+    ambiguity warning. A route sets rank, cond, route and implements _project, _correct."""
 
-    # -- factorizations -----------------------------------------------------------------
-    def _dense(self, xp, J):
+    def __init__(self, xp, params, c, p, tau):
+        self.xp, self.params, self.c, self.tau = xp, params, c, tau
+        self.m, self.p, self.warning = c.shape[0], p, None
+
+    @property
+    def nullity(self):
+        return self.p - self.rank
+
+    def _warn(self, message):
+        self.warning = message if self.warning is None else f"{self.warning}; {message}"
+        warnings.warn(message, ProjectionAccuracyWarning, stacklevel=5)
+
+    def _check_ambiguity(self, xp, s, s_1):
+        """Warn when a singular value s (any order) lies within a factor 10 of the cutoff tau s_1."""
+        cut = self.tau * s_1
+        n = _count(xp, (s > cut / 10) & (s <= cut * 10)) if s.shape[0] and cut > 0 else 0
+        if n:
+            self._warn(f"rank ambiguous: {n} singular value(s) of J lie within a factor 10 of the cutoff "
+                       f"rtol s_1 = {cut:.2e} (rtol = {self.tau:.2e}); rank {self.rank} and the projection can "
+                       f"differ in another implementation or dtype: pass rtol= to choose the cutoff")
+
+    def project(self, v):
+        """The nearest vector to v with J v_perp = 0 (module docstring), as [(dW, db)]. v: [(dW, db)]."""
+        xp = self.xp
+        if self.nullity == 0:                                                    # null space {0}: no step
+            return [(xp.zeros_like(dW), xp.zeros_like(db)) for dW, db in v]
+        t = xp.reshape(_as(xp, _flat(xp, v), xp.float64), (-1, 1))              # v               (p, 1)
+        return _unflat(xp, _as(xp, self._project(t)[:, 0], self.params[0][0].dtype), v)
+
+    def correction(self, r):
+        """Minimum-norm d with J d = r in the least-squares sense, J^+ r, as [(dW, db)]. r: (m,)."""
+        xp = self.xp
+        d = self._correct(xp.reshape(_as(xp, r, xp.float64), (-1, 1)))
+        return _unflat(xp, _as(xp, d[:, 0], self.params[0][0].dtype), self.params)
+
+
+class _Dense(_Linearized):
+    """The definition: J (m, p), its thin SVD J = U diag(s) V^T, the cutoff s > tau s_1, and
+    V_r (p, r): g_perp = (I - V_r V_r^T) g, J^+ r = V_r diag(s_r)^-1 U_r^T r. Memory O(m p)."""
+    route = "dense"
+
+    def __init__(self, xp, params, c, J, tau):
+        super().__init__(xp, params, c, J.shape[1], tau)
         J = _as(xp, J, xp.float64)                                              # J                 (m, p)
         V, s, Ut = xp.linalg.svd(J.T, full_matrices=False)                      # J^T = V diag(s) U^T (tall: ~2x faster)
         s_1 = float(s[0]) if s.shape[0] else 0.0
         if not math.isfinite(s_1):
             raise FloatingPointError("|J| overflows (its largest singular value is not a finite float): "
                                      "scale the anchors or params down")
-        self.rank = r = _count(xp, s > self.tau * s_1)                          # s sorted descending: a prefix
+        self.rank = r = _count(xp, s > tau * s_1)                               # s sorted descending: a prefix
         self.V, self.Ut, self.s = V[:, :r], Ut[:r, :], s[:r]                    # V_r (p, r), U_r^T (r, m), s_r
         self.cond = s_1 / float(s[r - 1]) if r else 1.0
-        self.route = "dense"
+        self._check_ambiguity(xp, s, s_1)
 
-    def _gram(self, xp):
+    def _project(self, t):
+        return t - self.V @ (self.V.T @ t)                                      # (I - V_r V_r^T) t
+
+    def _correct(self, r):
+        return self.V @ ((self.Ut @ r) / self.s[:, None])                       # V_r S_r^-1 U_r^T r
+
+
+class _Gram(_Linearized):
+    """The matrix-free route (module docstring): the same projection and J^+ as ``_Dense`` to the
+    error model, from J J^T (m, m), J T and J^T L, never forming J. Memory O(m^2 + m sum_l n_l).
+    It works with J / scale (Delta_l / scale, scale a power of 2), which has the same projection
+    and J^+ = (J / scale)^+ / scale."""
+
+    def __init__(self, xp, params, c, As, deltas, tau, p):
+        super().__init__(xp, params, c, p, tau)
+        self.Vb = None
+        self.As = [_as(xp, A, xp.float64) for A in As]                          # A_{l-1}           (n_a, n_{l-1})
+        self.Ds = [_as(xp, D, xp.float64) for D in deltas]                      # Delta_l           (K, n_a, n_l)
+        big = max(float(xp.max(xp.abs(D))) for D in self.Ds)
+        self.scale = math.ldexp(0.5, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
+        self.Ds = [D / self.scale for D in self.Ds]                              # J / scale (a power of 2: exact, <= 2),
+        self._factor(xp)                                                         # so w = s^2 cannot under/overflow
+
+    def _factor(self, xp):
         m, p = self.m, self.p
         S = 0.0
         for A, D in zip(self.As, self.Ds):
@@ -233,42 +364,50 @@ class _Linearization:
         n_c = _count(xp, w >= w_max / kappa_c ** 2) if w_max > 0 else 0          # clear: a suffix of w
         b = m - n_c                                                              # band: the rest (all if J = 0)
         self.route = "gram"
-        if n_c and b and not no_band and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES:
-            self.warning = (f"the gram route cannot resolve {b} small singular value(s) of J (m = {m}, "
-                            f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}: rank and projection are "
-                            f"the Gram matrix's (accurate to ~ sqrt(m eps) s_1 only); use fewer or less similar "
-                            f"anchors, or method='dense' if J fits in memory")
-            warnings.warn(self.warning, ProjectionAccuracyWarning, stacklevel=4)
-            self.route = "gram (band unresolved)"
+        unresolved = n_c and b and not no_band and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES
+        if unresolved:
             n_c = _count(xp, w > max(m * EPS64, self.tau ** 2) * w_max)          # the Gram matrix's own cutoff
             b, kappa_c = m - n_c, math.inf                                       # (and always two passes)
         self.Qc, self.inv_c = Q[:, b:], 1.0 / w[b:]                              # Q_c (m, n_c), w_c^-1
         cond_c = math.sqrt(w_max / float(w[b])) if n_c else 1.0                  # s_1 / smallest clear s
         self.passes = 1 if m * cond_c <= max(m, p) and kappa_c < math.inf else 2
         self.rank, self.cond = n_c, cond_c
-        if n_c and b and not no_band and self.route == "gram":
+        s = xp.sqrt(xp.clip(w, 0.0, None))                                       # s = sqrt(w) as the Gram matrix sees it
+        if unresolved:
+            self.route = "gram (band unresolved)"
+            self._warn(f"the gram route cannot resolve {b} small singular value(s) of J (m = {m}, "
+                       f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}: rank and projection are "
+                       f"the Gram matrix's (accurate to ~ sqrt(m eps) s_1 only); use fewer or less similar "
+                       f"anchors, or method='dense' if J fits in memory")
+            self._check_ambiguity(xp, s[b:], math.sqrt(w_max))                   # only the clear ones are known
+        elif n_c and b and not no_band:
             Qb = Q[:, :b]                                                         # Q_b               (m, b)
             Bp = self._clear(self._JT(Qb))                                        # B' = (I - P_c) J^T Q_b  (p, b)
             Vb, sb, Wbt = xp.linalg.svd(Bp, full_matrices=False)                  # B' = V_b diag(s_b) W_b^T
             s_1 = max(math.sqrt(w_max), float(sb[0]))
-            r_b = _count(xp, sb > self.tau * s_1)                                 # the pinv cutoff on the band
+            r_b = _count(xp, sb > self.tau * s_1)                                 # the cutoff on the band
             self.Qb, self.Vb, self.sb, self.Wbt = Qb, Vb[:, :r_b], sb[:r_b], Wbt[:r_b, :]
             self.rank, self.route = n_c + r_b, "gram+band"
             self.cond = s_1 / float(sb[r_b - 1]) if r_b else cond_c
+            self._check_ambiguity(xp, xp.concat([s[b:], sb]), s_1)
+        else:
+            self._check_ambiguity(xp, s, math.sqrt(w_max))                       # no band: every w is resolved
 
     def _all_clear(self, xp, S, kappa_c):
         """Fast path (no eigendecomposition) where a Cholesky factor S = L L^T certifies that every
-        eigenvalue is clear: lambda_max / lambda_min <= trace(S) |L^-1|_F^2 <= kappa_c^2 / 4. Then
-        rank = m, no band, and S^-1 = L^-T L^-1 (explicit: L is well-conditioned here)."""
+        eigenvalue is clear and unambiguous: lambda_max / lambda_min <= trace(S) |L^-1|_F^2 <= bound,
+        bound = min(kappa_c^2 / 4, (10 tau)^-2). Then rank = m, no band, no singular value within a
+        factor 10 of the cutoff, and S^-1 = L^-T L^-1 (explicit: L is well-conditioned here)."""
+        bound = min(kappa_c ** 2 / 4, (10 * self.tau) ** -2)
         try:
             Linv = xp.linalg.inv(xp.linalg.cholesky(S))                           # L^-1              (m, m)
         except (ValueError, RuntimeError):                                        # not positive definite
             return False
         trace, big = float(xp.linalg.trace(S)), float(xp.max(xp.abs(Linv)))
-        if not trace * big * big <= kappa_c ** 2 / 4:                             # a lower bound of cond2; tiny pivots:
+        if not trace * big * big <= bound:                                        # a lower bound of cond2; tiny pivots:
             return False                                                          # Linv^2 would overflow (NaN: failed)
         cond2 = trace * float(xp.sum(Linv * Linv))                               # >= (s_1 / s_m)^2
-        if not cond2 <= kappa_c ** 2 / 4:
+        if not cond2 <= bound:
             return False
         self.Linv, self.route, self.rank, self.cond = Linv, "gram", self.m, math.sqrt(cond2)
         self.passes = 1 if self.m * self.cond <= max(self.m, self.p) else 2
@@ -311,92 +450,121 @@ class _Linearization:
             T = T - self._JT(self._solve(self._J(T)))                            # T - J^T (J J^T)_c^+ J T
         return T
 
-    # -- public operations --------------------------------------------------------------
-    def project(self, v):
-        """The nearest vector to v with J v_perp = 0 (module docstring), as [(dW, db)]. v: [(dW, db)]."""
-        xp = self.xp
-        if self.nullity == 0:                                                    # null space {0}: no step
-            return [(xp.zeros_like(dW), xp.zeros_like(db)) for dW, db in v]
-        t = xp.reshape(_as(xp, _flat(xp, v), xp.float64), (-1, 1))              # v               (p, 1)
-        if self.route == "dense":
-            t = t - self.V @ (self.V.T @ t)                                      # (I - V_r V_r^T) v
-        else:
-            if self.Vb is not None:
-                t = t - self.Vb @ (self.Vb.T @ t)                                # (I - V_b V_b^T) v
-            t = self._clear(t)                                                   # (I - P_c) ...
-        return _unflat(xp, _as(xp, t[:, 0], self.params[0][0].dtype), v)
+    def _project(self, t):
+        if self.Vb is not None:
+            t = t - self.Vb @ (self.Vb.T @ t)                                    # (I - V_b V_b^T) t
+        return self._clear(t)                                                    # (I - P_c) ...
 
-    def correction(self, r):
-        """Minimum-norm d with J d = r in the least-squares sense, J^+ r, as [(dW, db)]. r: (m,)."""
-        xp = self.xp
-        r = xp.reshape(_as(xp, r, xp.float64), (-1, 1))
-        if self.route == "dense":
-            d = self.V @ ((self.Ut @ r) / self.s[:, None])                       # V_r S_r^-1 U_r^T r
-        else:
-            r = r / self.scale                                                   # J^+ r = (J / scale)^+ (r / scale)
-            d = self._JT(self._solve(r))                                         # d_c = J^T Q_c w_c^-1 Q_c^T r
-            if self.Vb is not None:                                              # + V_b S_b^-1 W_b^T Q_b^T (r - J d_c)
-                d = d + self.Vb @ ((self.Wbt @ (self.Qb.T @ (r - self._J(d)))) / self.sb[:, None])
-        return _unflat(xp, _as(xp, d[:, 0], self.params[0][0].dtype), self.params)
+    def _correct(self, r):
+        r = r / self.scale                                                       # J^+ r = (J / scale)^+ (r / scale)
+        d = self._JT(self._solve(r))                                             # d_c = J^T Q_c w_c^-1 Q_c^T r
+        if self.Vb is not None:                                                  # + V_b S_b^-1 W_b^T Q_b^T (r - J d_c)
+            d = d + self.Vb @ ((self.Wbt @ (self.Qb.T @ (r - self._J(d)))) / self.sb[:, None])
+        return d
 
 
-def _advice(lin, history, tol, max_iter):
-    """What the residual history (max|c - c0| before each correction) says, and what would help."""
+def _advice(lin0, lin, history, tol, max_iter, stalled):
+    """What the residual history (max|c - c0| before each correction) says, and what would help.
+    lin0: the factorization at the step's start (its rank is the one that matters: a rank measured at
+    a diverged point says nothing about the constraints); lin: the last one."""
     first, last = history[0], history[-1]
     hints = []
     if not math.isfinite(last):
-        hints.append("the parameters overflowed: use a smaller lr")
-    elif lin.warning:
-        hints.append("the gram route could not resolve J's small singular values (ProjectionAccuracyWarning): "
-                     "use method='dense', or fewer / less similar anchors")
-    if math.isfinite(last) and last >= first:
-        hints.append(f"the residual did not decrease ({first:.1e} -> {last:.1e}): the step left Gauss-Newton's "
-                     f"basin; use a smaller lr (the first residual is O(lr^2))")
-    elif math.isfinite(last):
-        rate = (last / first) ** (1 / max(len(history) - 1, 1))
+        hints.append("the frozen outputs overflowed (a non-finite residual): use a smaller lr")
+    elif stalled and last <= 1e-6 * max(1.0, lin0.c_scale):                       # c restored to a floor
+        hints.append(f"it reached a floor at {last:.1e} (from {first:.1e}) that no correction lowers"
+                     + (f": J is ill-conditioned (cond_r ~ {lin.cond:.1e}; near-duplicate anchors or saturated "
+                        f"units), so" if lin.cond > 1e6 else ":") + f" raise tol above {last:.1e}")
+    elif stalled:
+        hints.append(f"no correction reduced |c - c0| any more ({first:.1e} -> {last:.1e}), not even "
+                     f"damped to 2^-{MAX_HALVINGS} of a Gauss-Newton step: the step left Gauss-Newton's basin; "
+                     f"use a smaller lr (the first residual is O(lr^2))")
+    else:
+        rate = (last / first) ** (1 / max(len(history) - 1, 1)) if first > 0 else 1.0
         if rate < 0.5:
             hints.append(f"it was still converging (~{rate:.1e} per correction): raise max_iter (now {max_iter})")
         else:
-            hints.append(f"it stalls at {last:.1e} (~{rate:.2f} per correction)"
+            hints.append(f"it converges slowly (~{rate:.2f} per correction)"
                          + (f": J is ill-conditioned (cond_r ~ {lin.cond:.1e}; near-duplicate anchors or "
-                            f"saturated units), so raise tol above this floor or use a smaller lr"
-                            if lin.cond > 1e6 else ": use a smaller lr or raise tol"))
-    if lin.rank < lin.m:
-        hints.append(f"J has rank {lin.rank} < m = {lin.m} constraints on p = {lin.p} parameters (nullity "
-                     f"{lin.nullity}): more anchors than the frozen outputs' own parameters (or duplicates), so "
-                     f"a finite step can move c where no correction reaches; use a smaller lr or fewer anchors")
+                            f"saturated units), so raise tol above {last:.1e} or use a smaller lr"
+                            if lin.cond > 1e6 else ": use a smaller lr"))
+    if lin0.warning:
+        hints.append(f"at the step's start: {lin0.warning} (method='dense', rtol=, or fewer / less similar anchors)")
+    if lin0.rank < lin0.m:
+        hints.append(f"J has rank {lin0.rank} < m = {lin0.m} constraints on p = {lin0.p} parameters at the step's "
+                     f"start (nullity {lin0.nullity}): more anchors than the frozen outputs' own parameters (or "
+                     f"duplicates), so a finite step can move c where no correction reaches; use a smaller lr or "
+                     f"fewer anchors")
     return "; ".join(hints)
 
 
+MAX_HALVINGS = 10               # a retraction correction is damped by at most 2^-10 before it stops
+
+
 def _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin):
-    """Remove the drift: while max|c(theta) - c0| > tol: theta <- theta - J^+ (c(theta) - c0).
+    """Remove the drift: while max|c(theta) - c0| > tol: theta <- theta - t J^+ (c(theta) - c0).
 
     Gauss-Newton: the first correction uses ``lin``, the factorization at the step's start
     that the projection made; every later one re-factors J at the current parameters
-    (quadratic convergence at full row rank). Returns (params, corrections applied,
-    residual, the last factorization); raises RetractionError when max_iter corrections do
-    not reach tol or the residual becomes non-finite.
+    (quadratic convergence at full row rank). t = 1 whenever the full correction reduces
+    |r|_2 (so the quadratic convergence is kept); otherwise t is halved (J^+ r is a descent
+    direction of |r|_2^2 / 2, so a small enough t reduces it unless J^T r = 0), at most
+    MAX_HALVINGS times, then it stops. A non-finite residual stops at once. Returns (params,
+    corrections applied, residual); raises RetractionError, with advice, when max_iter
+    corrections do not reach tol, the residual is not finite or no damped correction helps.
     """
-    history = []
+    lin0, history, stalled = lin, [], False
+
+    def residual(theta):
+        trace = net._forward(xp, theta, anchors)
+        r = _c(xp, trace.As[-1], outputs) - c0                                    # r = c(theta) - c0   (m,)
+        res = float(xp.max(xp.abs(r)))                                            # max|r|, then |r|_2 without
+        norm = res * float(xp.linalg.vector_norm(r / res)) if 0 < res < math.inf else res   # overflow
+        return r, res, norm, trace
+
+    def relinearize(theta, trace):                                                # J at theta
+        with warnings.catch_warnings():                                           # (the step's start already warned)
+            warnings.simplefilter("ignore", ProjectionAccuracyWarning)
+            return _Linearization(net, xp, theta, anchors, outputs, lin.method, trace=trace, rtol=lin.tau)
+
+    def damped(lin):
+        """theta - t J^+ r with the largest t in 1, 1/2, ... 2^-MAX_HALVINGS that reduces |r|_2 (or makes it
+        non-finite: then it stops at once), or None."""
+        d, t = lin.correction(r), 1.0
+        for _ in range(MAX_HALVINGS + 1):
+            trial = apply_update(xp, params, [(t * dW, t * db) for dW, db in d])  # theta - t J^+ r
+            out = residual(trial)
+            if not (math.isfinite(out[2]) and out[2] >= norm):
+                return (trial,) + out
+            t /= 2
+        return None
+
+    r, res, norm, trace = residual(params)
     for it in range(max_iter + 1):
-        trace = net._forward(xp, params, anchors)
-        r = _c(xp, trace.As[-1], outputs) - c0                                   # r = c(theta) - c0   (m,)
-        res = float(xp.max(xp.abs(r)))
         history.append(res)
         if res <= tol:
-            return params, it, res, lin
-        if not math.isfinite(res) or it == max_iter:
+            return params, it, res
+        if not math.isfinite(norm) or it == max_iter:
             break
-        if it:                                                                    # J at the current theta
-            lin = _Linearization(net, xp, params, anchors, outputs, lin.method, trace=trace)
-        params = apply_update(xp, params, lin.correction(r))                     # theta <- theta - J^+ r
+        if it:
+            lin = relinearize(params, trace)
+        step = damped(lin)
+        if step is None and it == 0:                                              # J of the step's start is stale
+            lin = relinearize(params, trace)                                      # (e.g. a relu output came alive)
+            step = damped(lin)
+        if step is None:
+            stalled = True
+            break
+        params, r, res, norm, trace = step
     raise RetractionError(f"retraction did not converge: max |c - c0| = {res:.3e} > tol = {tol:.3e} after "
-                          f"{it} correction(s), route {lin.route!r}, rank {lin.rank}, nullity {lin.nullity}. "
-                          + _advice(lin, history, tol, max_iter), res, it)
+                          f"{it} correction(s), route {lin0.route!r}, rank {lin0.rank} at the step's start, "
+                          f"nullity {lin0.nullity}. " + _advice(lin0, lin, history, tol, max_iter, stalled),
+                          res, it)
 
 
-def _frozen_args(net, params, anchors, outputs, outputs_name, method, tol, max_iter):
+def _frozen_args(net, params, anchors, outputs, outputs_name, method, tol, max_iter, rtol=None):
     """Shared validation of the frozen-output arguments; returns (xp, outputs, tol or None, max_iter)."""
+    _rtol(rtol)
     check.network(net)
     xp, _ = check.params(params, net.sizes)
     check.tree_finite(xp, params, "params")
@@ -413,7 +581,17 @@ def _finite_params(xp, params):
     return params
 
 
-def project_out(net, params, grads, anchors, outputs=(0,), method="gram"):
+def _rtol(rtol):
+    """rtol: None (the default, ``default_rtol``) or a float in (0, 1)."""
+    if rtol is None:
+        return None
+    v = check.positive_finite(rtol, "rtol")
+    if not v < 1:
+        raise ValueError(f"rtol must be in (0, 1) (a cutoff relative to the largest singular value), got {rtol!r}")
+    return v
+
+
+def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=None):
     """Project ``grads`` onto the null space of J, the Jacobian of outputs K on anchors.
 
     Returns g_perp = (I - V_r V_r^T) g as [(dW_l, db_l)], V_r the right singular
@@ -424,16 +602,16 @@ def project_out(net, params, grads, anchors, outputs=(0,), method="gram"):
     "dense" (explicit J and SVD). Warns ProjectionAccuracyWarning where the gram
     route cannot resolve J (its band exceeds BAND_MAX_ENTRIES).
     """
-    xp, outputs, _, _ = _frozen_args(net, params, anchors, outputs, "outputs", method, None, 1)
+    xp, outputs, _, _ = _frozen_args(net, params, anchors, outputs, "outputs", method, None, 1, rtol)
     check.like_params(grads, params, "grads", xp, params[0][0].dtype)
     check.tree_finite(xp, grads, "grads")
     if not outputs:
         return [(gW + 0.0, gb + 0.0) for gW, gb in grads]                         # nothing frozen: g (a copy)
-    return _Linearization(net, xp, params, anchors, outputs, method).project(grads)
+    return _Linearization(net, xp, params, anchors, outputs, method, rtol=rtol).project(grads)
 
 
 def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retract=True,
-                tol=None, max_iter=20):
+                tol=None, max_iter=20, rtol=None):
     """One gradient step on output gradient G that keeps outputs ``freeze`` constant on ``anchors``.
 
     g = backprop of G (n, n_L) at X (n, n_0); theta' = theta - lr g_perp
@@ -451,14 +629,14 @@ def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retr
     grads, trace = net._vjp(params, X, G)
     lr = check.positive_finite(lr, "lr")
     anchors = X if anchors is None else anchors
-    xp, freeze, tol, max_iter = _frozen_args(net, params, anchors, freeze, "freeze", method, tol, max_iter)
+    xp, freeze, tol, max_iter = _frozen_args(net, params, anchors, freeze, "freeze", method, tol, max_iter, rtol)
     if not freeze:
         new = apply_update(xp, params, [(lr * gW, lr * gb) for gW, gb in grads])   # theta - lr g
         return _finite_params(xp, new), FrozenInfo(0.0, 0, 0, net.n_params, True, tol or 0.0)
     lin = _Linearization(net, xp, params, anchors, freeze, method,
-                         trace=trace if anchors is X else None)                  # reuse the forward pass on X
+                         trace=trace if anchors is X else None, rtol=rtol)       # reuse the forward pass on X
     c0 = lin.c                                                                    # frozen values   (m,)
-    tol = default_tol(xp, c0) if tol is None else tol
+    tol = default_tol(xp, lin.c_scale, params[0][0].dtype) if tol is None else tol
     d = lin.project(grads)                                                        # g_perp
     new = apply_update(xp, params, [(lr * dW, lr * db) for dW, db in d])          # theta - lr g_perp
     new, its, res = _settle(net, xp, new, anchors, freeze, c0, tol, max_iter, lin, retract)
@@ -472,7 +650,7 @@ def _info(lin, res, its, tol):
 def _settle(net, xp, params, anchors, outputs, c0, tol, max_iter, lin, retract):
     """Retract (retract=True) or only measure the residual max|c(theta) - c0|."""
     if retract:
-        return _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin)[:3]
+        return _retract(net, xp, params, anchors, outputs, c0, tol, max_iter, lin)
     r = _c(xp, net._forward(xp, params, anchors).As[-1], outputs) - c0            # c(theta) - c0
     return params, 0, float(xp.max(xp.abs(r)))
 
@@ -495,12 +673,15 @@ class Projected:
     (kept in the state, so drift cannot accumulate step by step).
     """
 
-    def __init__(self, inner, net, anchors, freeze=(0,), retract=True, method="gram", tol=None, max_iter=20):
+    def __init__(self, inner, net, anchors, freeze=(0,), retract=True, method="gram", tol=None, max_iter=20,
+                 rtol=None):
         if not (hasattr(inner, "update") and hasattr(inner, "init")):
             raise TypeError(f"inner must be a refnet optimizer (SGD, Momentum, AveragedMomentum), got {inner!r}")
         self.inner, self.net = inner, check.network(net)
-        self.anchors = check.batch(anchors, "anchors", net.sizes[0], what="anchors")
-        self.freeze = check.indices(freeze, "freeze", net.sizes[-1])
+        check.batch(anchors, "anchors", net.sizes[0], what="anchors")
+        self.anchors = check.namespace({"anchors": anchors}).asarray(anchors, copy=True)  # a copy: the caller's
+        self.freeze = check.indices(freeze, "freeze", net.sizes[-1])             # buffer may be reused later
+        self.rtol = _rtol(rtol)
         self.method = check.choice(method, "method", METHODS)
         self.tol = None if tol is None else check.positive_finite(tol, "tol")
         self.max_iter = check.count(max_iter, "max_iter", 1)
@@ -510,7 +691,8 @@ class Projected:
         return f"Projected({self.inner!r}, freeze={self.freeze}, method={self.method!r}, retract={self.retract})"
 
     def _args(self, params):
-        return _frozen_args(self.net, params, self.anchors, self.freeze, "freeze", self.method, self.tol, self.max_iter)
+        return _frozen_args(self.net, params, self.anchors, self.freeze, "freeze", self.method, self.tol,
+                            self.max_iter, self.rtol)
 
     def init(self, params):
         """State holding the inner state and the frozen values c0 = c(params) on the anchors."""
@@ -529,11 +711,12 @@ class Projected:
         check.shape(state.frozen, "state.frozen", (len(freeze) * self.anchors.shape[0],))
         check.float_dtype(xp, state.frozen, "state.frozen", params[0][0].dtype)
         check.finite(xp, state.frozen, "state.frozen")                            # O(m): c0 of init
-        tol = default_tol(xp, state.frozen) if tol is None else tol
-        if not freeze:
+        if not freeze:                                                            # nothing frozen: the inner step
             new, inner = self.inner.step(params, grads, state.inner)
-            return new, ProjectedState(inner, state.frozen, FrozenInfo(0.0, 0, 0, self.net.n_params, True, tol))
-        lin = _Linearization(self.net, xp, params, self.anchors, freeze, self.method)
+            return new, ProjectedState(inner, state.frozen, FrozenInfo(0.0, 0, 0, self.net.n_params, True,
+                                                                       tol or 0.0))
+        lin = _Linearization(self.net, xp, params, self.anchors, freeze, self.method, rtol=self.rtol)
+        tol = default_tol(xp, lin.c_scale, params[0][0].dtype) if tol is None else tol
         U, inner = self.inner.update(lin.project(grads), state.inner, params)     # inner update of g_perp
         new = apply_update(xp, params, lin.project(U))                            # theta - U_perp
         new, its, res = _settle(self.net, xp, new, self.anchors, freeze, state.frozen, tol, max_iter,
