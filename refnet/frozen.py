@@ -95,6 +95,7 @@ from .optim import apply_update
 
 METHODS = ("gram", "dense")
 EPS64 = 2.0 ** -52
+EPS32 = 2.0 ** -23
 BAND_MAX_ENTRIES = 2 ** 25       # float64 entries the band resolution may hold: b (p + m sum_l n_l) (256 MiB)
 
 
@@ -218,8 +219,7 @@ def default_rtol(net, m, dtype) -> float:
     >>> round(default_rtol(net, 8, "float32"), 6)          # k = 3149, 10 sqrt(8 * 3149) eps32
     0.000189
     """
-    import numpy as np
-    eps = float(np.finfo(np.float32).eps) if "float32" in str(dtype) else EPS64
+    eps = EPS32 if "float32" in str(dtype) else EPS64
     sizes = list(net.sizes)
     k = sum(sizes[:-1]) + (len(sizes) - 1) + sum(sizes[2:])                      # forward n_{l-1}+1, backward n_l
     return 10.0 * eps * math.sqrt(max(int(m), 1) * k)                           # 10 sqrt(m k) eps_J

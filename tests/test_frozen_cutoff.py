@@ -147,3 +147,77 @@ def test_a_singular_value_just_below_the_cutoff_warns(method):
     with pytest.warns(refnet.ProjectionAccuracyWarning, match="rank ambiguous"):
         lin = _Linearization(net, np, params, A, [0], method)
     assert lin.rank == 1 and "rank ambiguous" in lin.warning
+
+
+# ----------------------------------------------------------------------------- the gram route's decisions
+def certificate(J):
+    """trace(S) |L^-1|_F^2 = trace(S) trace(S^-1) for S = J J^T (>= cond(J)^2), from the oracle's eigenvalues."""
+    w = np.linalg.eigvalsh(J @ J.T)
+    return float(np.sum(w) * np.sum(1.0 / w))
+
+
+def documented_bound(m, p, rtol):
+    """The fast path's condition (refnet/frozen.py ``_Gram._all_clear``): certificate <= min(kappa_c^2 / 4,
+    (10 rtol)^-2), kappa_c = min((max(m, p) / (m^2 eps64))^(1/3) / 4, 1 / rtol)."""
+    kappa_c = min((max(m, p) / (m * m * EPS64)) ** (1 / 3) / 4, 1 / rtol)
+    return min(kappa_c ** 2 / 4, (10 * rtol) ** -2)
+
+
+@pytest.mark.parametrize("side", [0.5, 2.0])
+def test_fast_path_exactly_when_the_certificate_holds_kappa_bound(side):
+    """float64, linear 2 -> 1 on anchors [1, 0], [1, delta] (J rows [x_i, 1]): kappa_c^2 / 4 is the binding
+    term. delta puts the certificate at ``side`` x the bound: Cholesky fast path iff it is below."""
+    net = refnet.MLP([2, 1], activation="identity")
+    params = [(np.array([[0.3], [-0.2]]), np.array([0.1]))]
+    rtol = frozen.default_rtol(net, 2, "float64")
+    bound = documented_bound(2, 3, rtol)
+    assert bound == pytest.approx(documented_bound(2, 3, 1e-100))                  # the kappa term binds
+    delta = math.sqrt(8 / (side * bound))                                          # certificate ~ 8 / delta^2
+    A = np.array([[1.0, 0.0], [1.0, delta]])
+    J = np.array([[1.0, 0.0, 1.0], [1.0, delta, 1.0]])                             # [x_i, 1]
+    cert = certificate(J)
+    assert (cert <= bound) == (side < 1) and abs(math.log(cert / (side * bound))) < 0.1
+    lin = _Linearization(net, np, params, A, [0], "gram")
+    assert (lin.Linv is not None) == (side < 1) and lin.rank == 2
+
+
+@pytest.mark.parametrize("side", [0.5, 2.0])
+def test_fast_path_exactly_when_the_certificate_holds_ambiguity_bound(side):
+    """float32, the 64-64-1 window case: (10 rtol)^-2 is the binding term (the certificate must also rule
+    out a singular value within a factor 10 of the cutoff)."""
+    net = refnet.MLP([64, 64, 1], "tanh")
+    rtol = frozen.default_rtol(net, 2, "float32")
+    bound = documented_bound(2, net.n_params, rtol)
+    assert bound == pytest.approx((10 * rtol) ** -2) and bound < documented_bound(2, net.n_params, 1e-100)
+    net, params, A, J, s, Vt = window_case(1 / math.sqrt(side * bound))           # certificate ~ (s_1 / s_2)^2
+    cert = certificate(J)
+    assert (cert <= bound) == (side < 1)
+    if side < 1:                                                                    # s_2 >= 14 rtol s_1: clear
+        lin = _Linearization(net, np, params, A, [0], "gram")
+        assert lin.Linv is not None and lin.rank == 2 and lin.warning is None
+    else:                                                                           # s_2 ~ 7 rtol s_1: ambiguous
+        with pytest.warns(refnet.ProjectionAccuracyWarning, match="rank ambiguous"):
+            lin = _Linearization(net, np, params, A, [0], "gram")
+        assert lin.Linv is None and lin.rank == 2
+
+
+def test_band_correction_solves_for_what_the_clear_part_left():
+    """gram+band route: one anchor pair 1e-3 apart (a clear but ill-conditioned direction, s ~ 3e-4 s_1) and
+    one 1e-8 apart (the band, s ~ 2e-9 s_1). J^+ r for consistent r equals the oracle's V_r S_r^-1 U_r^T r
+    to ~1e-7 (measured 1e-8 .. 9e-8). The band term acts on r - J d_c, what the clear part left: on r
+    instead, the clear part's Gram rounding (~ m eps w_max / w_c) reaches the band solve (measured 1e-5)."""
+    net = refnet.MLP([3, 8, 8, 2], "tanh")
+    rng = np.random.default_rng(0)
+    base, u = rng.uniform(-1, 1, (2, 3)), rng.standard_normal((2, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    A = np.concatenate([base, base + np.array([[1e-3], [1e-8]]) * u])
+    params = net.init(seed=3)
+    lin = _Linearization(net, np, params, A, [0], "gram")
+    J = net.jacobian(params, A, [0])
+    U, s, Vt = np.linalg.svd(J, full_matrices=False)
+    assert lin.route == "gram+band" and lin.rank == 4 and 1e-4 < s[2] / s[0] < 1e-3 and s[3] / s[0] < 1e-8
+    for _ in range(3):
+        r = J @ rng.standard_normal(net.n_params)                                  # consistent: r in range(J)
+        d = theta_of(lin.correction(r))
+        want = Vt.T @ ((U.T @ r) / s)                                              # J^+ r
+        assert np.linalg.norm(d - want) <= 1e-6 * np.linalg.norm(want)
