@@ -10,11 +10,28 @@ unchanged to first order; a Gauss-Newton *retraction* then removes the O(lr^2)
 remainder:  repeat  r = c(theta) - c0;  theta <- theta - J^+ r.
 
 One definition. Let ``J = U diag(s) V^T`` be the thin SVD, s_1 >= s_2 >= ...,
-``tau = max(m, p) * eps_J * s_1`` (eps_J: the epsilon of the parameters' dtype;
-the array-API ``pinv`` default cutoff) and ``V_r`` the right singular vectors
-with s_i > tau. refnet's projection is ``g_perp = (I - V_r V_r^T) g``, its rank
-``r`` and nullity ``p - r``, and the retraction's correction is ``J^+ r`` with the
-same cutoff. Every route computes this, to the error model below.
+``tau = rtol * s_1`` and ``V_r`` the right singular vectors with s_i > tau.
+refnet's projection is ``g_perp = (I - V_r V_r^T) g``, its rank ``r`` and nullity
+``p - r``, and the retraction's correction is ``J^+ r`` with the same cutoff.
+Every route computes this, to the error model below.
+
+The cutoff (``rtol=``, default ``default_rtol(net, m, dtype)``) comes from J's own
+rounding error, never from p. J is built by backprop: each entry is a forward
+activation times a backward delta, the ends of chains of sums of lengths
+n_{l-1} + 1 (forward, l = 1..L) and n_l (backward, l = 2..L), in all
+``k = sum_l (n_{l-1} + 1) + sum_{l>=2} n_l`` (< 2 L n_max + L). Rounding errors
+of mean zero give each entry a relative error ~ sqrt(k) eps_J, so
+``|E|_2 <= |E|_F ~ sqrt(k) eps_J |J|_F <= sqrt(m k) eps_J s_1``: singular values
+below that are not determined by J. refnet cuts at ten times it,
+
+    rtol = 10 sqrt(m k) eps_J          (eps_J: float32's eps for float32 params)
+
+so pure rounding (an exact rank deficiency) lies a factor 10 below the cutoff, and
+a singular value within a factor 10 of tau (either side) makes the rank ambiguous:
+``ProjectionAccuracyWarning`` "rank ambiguous", on every route, recorded in
+``FrozenInfo.warning``. (The array-API ``pinv`` default ``max(m, p) eps`` grows with
+p: in float32 it reaches s_1 at ~8 M parameters, and a 64-4096-4096-10 net froze
+nothing. A port that uses ``pinv`` passes ``rtol=`` explicitly.)
 
 Routes (``method=``):
 
@@ -27,8 +44,9 @@ Routes (``method=``):
       J^T lam: dW_l = A_{l-1}^T (lam * Delta_l),  db_l = colsum(lam * Delta_l)
 
   Fast path: a Cholesky factor ``J J^T = L L^T`` whose ``trace(J J^T) |L^-1|_F^2``
-  (>= cond(J)^2) is below ``kappa_c^2 / 4`` certifies that every eigenvalue is
-  clear (below); then ``(J J^T)^-1 = L^-T L^-1`` and there is no band. Otherwise
+  (>= cond(J)^2) is at most ``min(kappa_c^2 / 4, (10 rtol)^-2)`` certifies that every
+  eigenvalue is clear (below) and that none is within a factor 10 of the cutoff; then
+  ``(J J^T)^-1 = L^-T L^-1`` and there is no band. Otherwise
   the eigendecomposition ``J J^T = Q diag(w) Q^T``. The Gram matrix holds s^2, and
   rounding puts an absolute error of about ``m eps64 w_max`` on every w, so it
   resolves only the *clear* eigenvalues, ``w_i >= w_max / kappa_c^2`` with
@@ -81,6 +99,15 @@ re-factors J at the current point, so the residual converges quadratically
 while J has full row rank. Measured on the benchmark's medium case, this is
 faster than a chord method that keeps J_0 (two corrections instead of three
 to five: a chord contracts only linearly, by ~ |J(theta) - J(theta_0)| cond_r).
+Damping: a correction is taken whole when it reduces |r|_2 (so the quadratic
+convergence is kept: measured r_{k+1} ~ 40 r_k^2, order q ~ 2.0 on the seed net),
+otherwise halved, at most MAX_HALVINGS times (J^+ r is a descent direction of
+|r|_2^2 / 2, so some t reduces it unless J^T r = 0); if none does, or the residual
+is not finite (then at once), it stops with a RetractionError whose advice uses the
+rank at the step's start. The default tolerance (``default_tol``) scales with the
+magnitudes that cancel into c, ``|phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|`` on the
+anchors, not with |c| alone: weights ~180 cancelling to c ~ 0.04 round to ~7e-12,
+which a tol of 1e-12 max(1, |c0|) could never reach (the long property run's failure).
 """
 from __future__ import annotations
 
@@ -100,24 +127,44 @@ BAND_MAX_ENTRIES = 2 ** 25       # float64 entries the band resolution may hold:
 
 
 class ProjectionAccuracyWarning(RuntimeWarning):
-    """The gram route could not resolve J's small singular values (the band did not fit
-    ``BAND_MAX_ENTRIES``): its projection and rank are the Gram matrix's, not the definition's."""
+    """The projection's rank is not well determined: a singular value of J lies within a factor 10
+    of the cutoff ("rank ambiguous", any route: another implementation or dtype may count it on the
+    other side), or the gram route could not resolve J's small singular values (the band did not fit
+    ``BAND_MAX_ENTRIES``: projection and rank are the Gram matrix's). ``FrozenInfo.warning`` records it."""
 
 
 class FrozenInfo(NamedTuple):
-    """What a frozen step did.
+    r"""What a frozen step did (``frozen_step``'s second result, ``ProjectedState.info``).
 
-    Fields::
+    Attributes
+    ----------
+    residual : float
+        :math:`\max_i |c_i(\theta_{new}) - c_{0,i}|` over frozen outputs and anchors, measured.
+    iterations : int
+        Retraction corrections applied.
+    rank : int
+        Rank r of J at the starting parameters: singular values :math:`s > \mathrm{rtol}\, s_1`
+        (``default_rtol``).
+    nullity : int
+        :math:`p - r`, the dimension of the directions that keep c constant to first order.
+    converged : bool
+        ``residual <= tol``.
+    tol : float
+        The tolerance it was held to (``tol=`` or ``default_tol``).
+    route : str
+        Which computation ran: "gram", "gram+band", "gram (band unresolved)", "dense", or
+        "none" (nothing frozen).
+    warning : str or None
+        The ProjectionAccuracyWarning message(s) ("rank ambiguous", "band unresolved"), or None.
 
-        residual:   max |c(theta_new) - c0| over frozen outputs and anchors (measured)
-        iterations: retraction corrections applied
-        rank:       rank of J at the starting parameters (the pinv definition's, module docstring)
-        nullity:    p - rank, the dimension of the directions that keep c constant
-        converged:  residual <= tol
-        tol:        the tolerance it was held to
-        route:      which computation ran: "gram", "gram+band", "gram (band unresolved)",
-                    "dense", or "none" (nothing frozen)
-        warning:    the ProjectionAccuracyWarning message, or None
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], "tanh")
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    >>> _, info = refnet.frozen_step(net, net.init(seed=0), X, np.ones((5, 2)), [0], 0.1)
+    >>> info.converged, info.rank, info.nullity, info.route
+    (True, 5, 21, 'gram')
     """
     residual: float
     iterations: int
@@ -592,15 +639,61 @@ def _rtol(rtol):
 
 
 def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=None):
-    """Project ``grads`` onto the null space of J, the Jacobian of outputs K on anchors.
+    r"""Project ``grads`` onto the null space of J, the Jacobian of the outputs K on the anchors.
 
-    Returns g_perp = (I - V_r V_r^T) g as [(dW_l, db_l)], V_r the right singular
-    vectors of J above the pinv cutoff (module docstring): the nearest vector to g
-    with J g_perp = 0, so a small step along it leaves the frozen outputs unchanged
-    to first order. anchors: (n_a, n_0); outputs: frozen indices K; method:
-    "gram" (default: matrix-free, exact to the module's error model on any J) or
-    "dense" (explicit J and SVD). Warns ProjectionAccuracyWarning where the gram
-    route cannot resolve J (its band exceeds BAND_MAX_ENTRIES).
+    .. math:: g_\perp = (I - V_r V_r^T)\, g = g - J^T \lambda, \qquad (J J^T) \lambda = J g
+
+    with :math:`V_r` the right singular vectors of J (m, p) with :math:`s > \mathrm{rtol}\, s_1`
+    (module docstring): the nearest vector to g with :math:`J g_\perp = 0`, so a small step along
+    it leaves the frozen outputs unchanged to first order.
+
+    Parameters
+    ----------
+    net : refnet.MLP
+    params : list of (W_l (n_{l-1}, n_l), b_l (n_l,))
+    grads : list of (dW_l, db_l)
+        Shaped like ``params`` (e.g. ``net.vjp``'s result).
+    anchors : array, shape (n_a, n_0)
+        Inputs on which the outputs stay constant; m = len(outputs) * n_a constraints.
+    outputs : sequence of int, default (0,)
+        The frozen output indices K.
+    method : {"gram", "dense"}
+        "gram" (default): matrix-free, memory O(m^2 + m sum_l n_l); "dense": explicit J and
+        its SVD, memory O(m p). Both compute the same projection (to the error model).
+    rtol : float in (0, 1), optional
+        The singular-value cutoff relative to :math:`s_1`; default ``default_rtol(net, m, dtype)``
+        (from J's rounding, :math:`10 \sqrt{m k}\, \epsilon`). A port that uses the array API's
+        ``pinv`` passes it explicitly: ``pinv``'s default :math:`\max(m, p)\, \epsilon` grows with p.
+
+    Returns
+    -------
+    list of (dW_l, db_l)
+        :math:`g_\perp`, in the params' library, device and dtype (a new list; grads is untouched).
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (the message names the argument).
+    FloatingPointError
+        The frozen outputs or J overflow on the anchors.
+
+    Warns
+    -----
+    ProjectionAccuracyWarning
+        A singular value within a factor 10 of the cutoff ("rank ambiguous"), or a gram band
+        larger than ``BAND_MAX_ENTRIES``.
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], "tanh")
+    >>> params = net.init(seed=0)
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    >>> g = net.vjp(params, X, np.ones((5, 2)))
+    >>> gp = refnet.project_out(net, params, g, X, [0])
+    >>> J = net.jacobian(params, X, [0])                         # (5, 26)
+    >>> bool(np.abs(J @ refnet.flatten(gp)).max() < 1e-14)
+    True
     """
     xp, outputs, _, _ = _frozen_args(net, params, anchors, outputs, "outputs", method, None, 1, rtol)
     check.like_params(grads, params, "grads", xp, params[0][0].dtype)
@@ -612,17 +705,64 @@ def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=N
 
 def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retract=True,
                 tol=None, max_iter=20, rtol=None):
-    """One gradient step on output gradient G that keeps outputs ``freeze`` constant on ``anchors``.
+    r"""One gradient step on the output gradient G that keeps the outputs ``freeze`` constant on ``anchors``.
 
-    g = backprop of G (n, n_L) at X (n, n_0); theta' = theta - lr g_perp
-    (``project_out``); then, with ``retract=True``, corrections J^+ r until
-    ``max |c(theta') - c(theta)| <= tol`` on the anchors (default: X).
-    tol defaults to 1e-12 max(1, max|c0|) in float64 and 1e-5 max(1, max|c0|)
-    in float32. Returns (new params, FrozenInfo). Raises RetractionError (with
-    ``.residual`` and a message saying what would help) when the retraction does
-    not converge in ``max_iter`` corrections. An empty ``freeze`` is a plain
-    gradient step; a trivial null space (rank J = p) gives a zero step with
-    ``info.nullity == 0``.
+    g is the backprop of G at X; the step is :math:`\theta' = \theta - \mathrm{lr}\, g_\perp`
+    (``project_out``), then, with ``retract=True``, damped Gauss-Newton corrections
+    :math:`\theta \leftarrow \theta - t J^+ r`, :math:`r = c(\theta) - c(\theta_0)`, until
+    :math:`\max |r| \le \mathrm{tol}` (module docstring, "Retraction").
+
+    Parameters
+    ----------
+    net : refnet.MLP
+    params : list of (W_l, b_l)
+    X : array, shape (n, n_0)
+        The batch.
+    G : array, shape (n, n_L)
+        Output gradient dL/dY.
+    freeze : sequence of int
+        Frozen output indices K; empty: a plain gradient step.
+    lr : float > 0
+    anchors : array, shape (n_a, n_0), optional
+        Where the frozen outputs are held; default X.
+    method : {"gram", "dense"}
+        As in ``project_out``.
+    retract : bool, default True
+        False: only the projected step (the drift is O(lr^2), reported in ``info.residual``).
+    tol : float > 0, optional
+        Default ``default_tol``: :math:`10^{-12}` (float64) or :math:`10^{-5}` (float32) times
+        :math:`\max(1, \max_{ik} |\phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|)` on the anchors.
+    max_iter : int >= 1, default 20
+        Most retraction corrections.
+    rtol : float in (0, 1), optional
+        The singular-value cutoff (``project_out``; a port using ``pinv`` passes it explicitly).
+
+    Returns
+    -------
+    new_params : list of (W_l, b_l)
+    info : FrozenInfo
+        Residual, corrections, rank and nullity at the start, tolerance, route, warning. A trivial
+        null space (rank J = p) gives a zero step with ``info.nullity == 0``.
+
+    Raises
+    ------
+    RetractionError
+        The retraction did not reach tol (``.residual``, ``.iterations``; the message says what
+        was detected and what would help).
+    FloatingPointError
+        The step overflowed (the new params would not be finite).
+    TypeError, ValueError
+        Invalid arguments (the message names the argument).
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], "tanh")
+    >>> params = net.init(seed=0)
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    >>> new, info = refnet.frozen_step(net, params, X, np.ones((5, 2)), [0], 0.1)
+    >>> bool(np.abs(net.forward(new, X)[:, 0] - net.forward(params, X)[:, 0]).max() <= info.tol)
+    True
     """
     check.network(net)
     check.flag(retract, "retract")
@@ -663,14 +803,46 @@ class ProjectedState(NamedTuple):
 
 
 class Projected:
-    """Wrap any optimizer so that outputs ``freeze`` (indices K) stay constant on ``anchors`` (n_a, n_0).
+    r"""Wrap any optimizer so that outputs ``freeze`` (indices K) stay constant on ``anchors``.
 
-    Each step, at the current parameters: project the gradient before it enters
-    the inner optimizer (no pressure against the constraint builds up in its
-    buffer), project the inner optimizer's final update again (stale momentum
-    directions, computed at older parameters, cannot leak into the frozen
-    outputs), apply it, then retract to the values frozen at ``init``
-    (kept in the state, so drift cannot accumulate step by step).
+    Each step, at the current parameters :math:`\theta`: project the gradient before it enters
+    the inner optimizer (no pressure against the constraint builds up in its buffer), project
+    the inner optimizer's final update U again (stale momentum directions, computed at older
+    parameters, cannot leak into the frozen outputs), apply it, then retract to the values
+    :math:`c_0` frozen at ``init`` (kept in the state, so drift cannot accumulate step by step):
+
+    .. math:: U = \mathrm{inner}(P g), \qquad \theta' = \mathrm{retract}(\theta - P U),
+              \qquad P = I - V_r V_r^T \text{ at } \theta
+
+    Parameters
+    ----------
+    inner : SGD, Momentum or AveragedMomentum
+        The wrapped optimizer (its own state lives in ``ProjectedState.inner``).
+    net : refnet.MLP
+    anchors : array, shape (n_a, n_0)
+        Copied at construction: reusing the caller's buffer later changes nothing.
+    freeze : sequence of int, default (0,)
+        Frozen output indices K (copied). Empty: every step is exactly ``inner.step``.
+    retract, method, tol, max_iter, rtol
+        As in ``frozen_step``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (the message names the argument).
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], "tanh")
+    >>> params = net.init(seed=0)
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    >>> opt = refnet.Projected(refnet.Momentum(0.1, 0.9), net, X, freeze=[0])
+    >>> state = opt.init(params)
+    >>> for _ in range(3):
+    ...     params, state = opt.step(params, net.vjp(params, X, np.ones((5, 2))), state)
+    >>> bool(np.abs(net.forward(params, X)[:, 0] - state.frozen).max() <= state.info.tol)
+    True
     """
 
     def __init__(self, inner, net, anchors, freeze=(0,), retract=True, method="gram", tol=None, max_iter=20,
@@ -695,13 +867,46 @@ class Projected:
                             self.max_iter, self.rtol)
 
     def init(self, params):
-        """State holding the inner state and the frozen values c0 = c(params) on the anchors."""
+        """The initial state.
+
+        Parameters
+        ----------
+        params : list of (W_l, b_l)
+
+        Returns
+        -------
+        ProjectedState
+            ``inner``: the inner optimizer's state; ``frozen``: c0 (m,), the frozen outputs on the
+            anchors at these params (output-major); ``info``: None until the first step.
+        """
         xp, *_ = self._args(params)
         c0 = _c(xp, self.net._forward(xp, params, self.anchors).As[-1], self.freeze)
         return ProjectedState(self.inner.init(params), c0, None)
 
     def step(self, params, grads, state):
-        """Projected, retracted step. Returns (new params, ProjectedState with .info)."""
+        """One projected, retracted step.
+
+        Parameters
+        ----------
+        params : list of (W_l, b_l)
+        grads : list of (dW_l, db_l)
+            Shaped like params.
+        state : ProjectedState
+            From ``init`` or the previous step.
+
+        Returns
+        -------
+        new_params : list of (W_l, b_l)
+        state : ProjectedState
+            With ``.info`` the step's FrozenInfo.
+
+        Raises
+        ------
+        RetractionError
+            As in ``frozen_step`` (params and state are the caller's, untouched).
+        TypeError, ValueError
+            Invalid arguments (the message names the argument).
+        """
         xp, freeze, tol, max_iter = self._args(params)
         if not isinstance(state, ProjectedState):
             raise TypeError(f"state must be a ProjectedState from Projected.init, got {type(state).__name__}")
@@ -727,12 +932,41 @@ class Projected:
 def masked_grads(net, params, X, G, freeze, head_only=False):
     """The seed answer's baselines, for comparison (they do not keep outputs constant in general).
 
-    Masking: zero the columns ``freeze`` of G = dL/dY (the frozen outputs drop out
-    of the loss) and backprop to every layer. With ``head_only=True`` only the
-    last layer is trained: since its frozen columns get zero gradient, only the
-    other outputs' columns W_L[:, k], b_L[k] move, which keeps frozen outputs
-    exactly constant but lets a single layer learn. X: (n, n_0), G: (n, n_L).
-    Returns [(dW_l (n_{l-1}, n_l), db_l (n_l,))].
+    Masking: zero the columns ``freeze`` of G = dL/dY (the frozen outputs drop out of the loss)
+    and backprop to every layer. With ``head_only=True`` only the last layer is trained: its
+    frozen columns get zero gradient, so only the other outputs' columns W_L[:, k], b_L[k] move,
+    which keeps the frozen outputs exactly constant but lets a single layer learn.
+
+    Parameters
+    ----------
+    net : refnet.MLP
+    params : list of (W_l, b_l)
+    X : array, shape (n, n_0)
+    G : array, shape (n, n_L)
+        Output gradient dL/dY.
+    freeze : sequence of int
+        Output indices whose columns of G are zeroed.
+    head_only : bool, default False
+        Zero every layer's gradient but the last.
+
+    Returns
+    -------
+    list of (dW_l (n_{l-1}, n_l), db_l (n_l,))
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid arguments (the message names the argument).
+
+    Examples
+    --------
+    >>> import numpy as np, refnet
+    >>> net = refnet.MLP([3, 4, 2], "tanh")
+    >>> params = net.init(seed=0)
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (5, 3))
+    >>> g = refnet.masked_grads(net, params, X, np.ones((5, 2)), [0], head_only=True)
+    >>> float(np.abs(g[0][0]).max()), float(np.abs(g[1][0][:, 0]).max())
+    (0.0, 0.0)
     """
     xp, _ = check.params(params, net.sizes)
     freeze = check.indices(freeze, "freeze", net.sizes[-1])

@@ -221,3 +221,10 @@ def test_band_correction_solves_for_what_the_clear_part_left():
         d = theta_of(lin.correction(r))
         want = Vt.T @ ((U.T @ r) / s)                                              # J^+ r
         assert np.linalg.norm(d - want) <= 1e-6 * np.linalg.norm(want)
+
+
+def test_the_docstring_examples_run():
+    """project_out, frozen_step, Projected, masked_grads, FrozenInfo and default_rtol show runnable examples."""
+    import doctest
+    result = doctest.testmod(frozen, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 6
