@@ -190,11 +190,17 @@ def default_tol(xp, c_scale, dtype) -> float:
 
     Each frozen value :math:`c_{ik} = \phi_L(z_{ik})`, :math:`z_{ik} = A_{L-1,i} W_L[:, k] + b_L[k]`,
     is a sum whose rounding is about :math:`\epsilon` times the magnitudes that cancel in it, not
-    :math:`\epsilon |c|`: weights of ~180 that cancel to c ~ 0.04 round to ~7e-12. So, rowwise,
-    :math:`M_{ik} = |\phi_L'(z_{ik})| (|A_{L-1,i}| |W_L[:, k]| + |b_L[k]|) + |c_{ik}|` on the anchors
-    (``c_scale`` = max M), and
+    :math:`\epsilon |c|`: weights of ~180 that cancel to c ~ 0.04 round to ~7e-12. The same holds
+    upstream (a hidden unit that cancels to ~0 carries the rounding of its large terms into
+    :math:`A_{L-1}`), so the magnitudes are propagated through the layers, rowwise on the anchors:
 
-    .. math:: \mathrm{tol} = \rho \max(1, \max_{ik} M_{ik}), \quad \rho = 10^{-12}
+    .. math:: S_0 = 0, \quad S_l = |\phi_l'(Z_l)| \odot \big((S_{l-1} + |A_{l-1}|)\, |W_l| + |b_l|\big)
+              + |A_l|
+
+    (for the last layer: :math:`|\phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|` plus what upstream
+    rounding contributes; ``c_scale`` = the largest entry of :math:`S_L` on the frozen columns), and
+
+    .. math:: \mathrm{tol} = \rho \max(1, \max_{ik} S_{L,ik}), \quad \rho = 10^{-12}
               \text{ (float64)}, \ 10^{-5} \text{ (float32)}
 
     (about 4500 and 84 epsilons: room for the sums' lengths and the corrections' own rounding).
@@ -203,13 +209,17 @@ def default_tol(xp, c_scale, dtype) -> float:
 
 
 def _c_scale(xp, net, params, trace, outputs):
-    """max_ik M_ik = |phi_L'(z_ik)| (|A_{L-1,i}| |W_L[:, k]| + |b_L[k]|) + |c_ik| (``default_tol``)."""
+    """max_ik S_L[i, K_k], the magnitudes whose rounding reaches c (``default_tol``): S_0 = 0,
+    S_l = |phi_l'(Z_l)| ((S_{l-1} + |A_{l-1}|) |W_l| + |b_l|) + |A_l|  (the last layer on K only)."""
     idx = xp.asarray(outputs, dtype=xp.int64, device=device(trace.As[-1]))
-    W, b = params[-1]
-    Z, A = xp.take(trace.Zs[-1], idx, axis=1), xp.take(trace.As[-1], idx, axis=1)   # z, c    (n_a, K)
-    mag = xp.abs(trace.As[-2]) @ xp.abs(xp.take(W, idx, axis=1)) + xp.abs(xp.take(b, idx, axis=0))  # |A||W| + |b|
-    M = xp.abs(net.phis[-1].df(xp, Z, A)) * mag + xp.abs(A)                       # M_ik          (n_a, K)
-    return float(xp.max(M))
+    S, L = 0.0, len(params)
+    for l, ((W, b), phi) in enumerate(zip(params, net.phis), start=1):
+        Z, A = trace.Zs[l], trace.As[l]
+        if l == L:                                                                # the frozen columns
+            W, b, Z, A = (xp.take(W, idx, axis=1), xp.take(b, idx, axis=0),
+                          xp.take(Z, idx, axis=1), xp.take(A, idx, axis=1))
+        S = xp.abs(phi.df(xp, Z, A)) * ((S + xp.abs(trace.As[l - 1])) @ xp.abs(W) + xp.abs(b)) + xp.abs(A)
+    return float(xp.max(S))                                                       # S_l  (n_a, n_l)
 
 
 def default_rtol(net, m, dtype) -> float:
@@ -305,7 +315,7 @@ def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=N
         lin = _Dense(xp, params, c, net._jacobian_from(xp, trace, deltas), tau)
     else:
         lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, net.n_params)
-    lin.method, lin.c_scale = method, _c_scale(xp, net, params, trace, outputs)   # c_scale: default_tol's M
+    lin.method, lin.c_scale = method, _c_scale(xp, net, params, trace, outputs)   # default_tol's max S_L
     return lin
 
 

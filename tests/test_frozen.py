@@ -19,6 +19,7 @@ seen by each property test.
 """
 import math
 import os
+import warnings
 
 import autograd
 import numpy as np
@@ -75,15 +76,16 @@ def oracle_J(net, theta, X, outputs):
 
 def oracle_tol(net, params, X, outputs, rho=1e-12):
     """The retraction's documented default tolerance (refnet.frozen.default_tol), written independently:
-    rho max(1, max_ik |phi_L'(z_ik)| (|A_{L-1,i}| |W_L[:, k]| + |b_L[k]|) + |c_ik|) on the anchors X."""
-    params = [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in params]
-    A = X if len(net.sizes) == 2 else np.asarray(oracles.forward(
-        refnet.MLP(net.sizes[:-1], net.activation, output_activation=net.activation), theta_of(params[:-1]), X))
-    W, b = params[-1][0][:, list(outputs)], params[-1][1][list(outputs)]
-    phi = oracles.ANP_ACTIVATIONS[net.output_activation]
-    Z = A @ W + b
-    M = np.abs(autograd.elementwise_grad(phi)(Z)) * (np.abs(A) @ np.abs(W) + np.abs(b)) + np.abs(phi(Z))
-    return rho * max(1.0, float(M.max()))
+    rho max(1, max S_L[:, K]) on the anchors X, S_0 = 0,
+    S_l = |phi_l'(Z_l)| ((S_{l-1} + |A_{l-1}|) |W_l| + |b_l|) + |A_l|."""
+    A, S, L = np.asarray(X, np.float64), 0.0, len(params)
+    for l, (W, b) in enumerate(params, start=1):
+        W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+        phi = oracles.ANP_ACTIVATIONS[net.activation if l < L else net.output_activation]
+        Z = A @ W + b
+        S = np.abs(autograd.elementwise_grad(phi)(Z)) * ((S + np.abs(A)) @ np.abs(W) + np.abs(b)) + np.abs(phi(Z))
+        A = phi(Z)
+    return rho * max(1.0, float(S[:, list(outputs)].max()))
 
 
 def oracle_grad(net, theta, X, G):
@@ -536,7 +538,13 @@ def test_projected_optimizers_random_nets(prob, name):
         params, state = opt.step(params, [(scale * gW, scale * gb) for gW, gb in net.vjp(params, X, G)], state)
     change = np.abs(oracle_c(net, theta_of(params), anchors, K) - c0).max()
     record("Projected(random)", change)
-    assert change <= 1e-10 and state.info.converged
+    # The contract is |c - c0| <= tol, tol from the magnitudes that round into c (frozen.default_tol).
+    # A constant push can grow the weights without bound (a width-1 bottleneck under Momentum: x 3.7 per
+    # 10 steps, 3000 after 100): then c's own rounding, and tol, grow with them. Bounded weights keep the
+    # float64 tolerance at the 1e-10 scale.
+    assert state.info.converged and change <= 2 * state.info.tol
+    if max(np.abs(W).max() for W, _ in params) <= 10:
+        assert change <= 1e-10
 
 
 # ----------------------------------------------------------------------------- float32
@@ -549,9 +557,13 @@ def test_float32_frozen_step(method, prob, frac):
     p32 = [(W.astype(np.float32), b.astype(np.float32)) for W, b in params]
     X32, G32, A32 = X.astype(np.float32), G.astype(np.float32), anchors.astype(np.float32)
     theta = theta_of(p32)
-    gp = theta_of(refnet.project_out(net, p32, net.vjp(p32, X32, G32), A32, K, method=method))
-    lr = frac * max(np.linalg.norm(theta), 1.0) / np.linalg.norm(gp) if np.any(gp) else 0.1
-    new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
+    with warnings.catch_warnings(record=True) as caught:                          # float32: a singular value
+        warnings.simplefilter("always", refnet.ProjectionAccuracyWarning)        # near rtol is a documented,
+        gp = theta_of(refnet.project_out(net, p32, net.vjp(p32, X32, G32), A32, K, method=method))  # recorded
+        lr = frac * max(np.linalg.norm(theta), 1.0) / np.linalg.norm(gp) if np.any(gp) else 0.1  # warning
+        new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
+    assert all("rank ambiguous" in str(w.message) for w in caught)
+    assert (info.warning is not None) == bool(caught)
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in new)
     c0 = oracle_c(net, theta, A32.astype(np.float64), K)
     tol = oracle_tol(net, p32, A32.astype(np.float64), K, rho=1e-5)

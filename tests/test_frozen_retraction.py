@@ -116,19 +116,41 @@ def test_damping_brings_back_a_step_that_plain_gauss_newton_loses(monkeypatch):
 
 
 def test_default_tol_follows_the_magnitudes_that_cancel_into_c():
-    """Weights x 200 on the last layer, c ~ c0 small: the tolerance is 1e-12 times |A_{L-1}| |W_L| + |b_L|
-    (rounding of c is that large), not 1e-12 max(1, |c0|), and the step converges."""
+    """Identity 3-4-2 net, last layer x 200: the tolerance is 1e-12 times the magnitudes whose rounding
+    reaches c, S_2 = ((S_1 + |A_1|) |W_2| + |b_2|) + |c| with S_1 = |X| |W_1| + |b_1| + |A_1| (written
+    out here), not 1e-12 max(1, |c0|), and the step converges."""
     net = refnet.MLP([3, 4, 2], "identity")
-    params = net.init(seed=0)
-    X = np.random.default_rng(1).uniform(0, 1, (6, 3))
-    W2, b2 = params[1]
+    (W1, b1), (W2, b2) = net.init(seed=0)
     W2 = W2 * 200.0
-    params = [params[0], (W2, b2)]
+    params = [(W1, b1), (W2, b2)]
+    X = np.random.default_rng(1).uniform(0, 1, (6, 3))
     _, info = refnet.frozen_step(net, params, X, np.ones((6, 2)), [0], 1e-3)
-    A = X @ params[0][0] + params[0][1]
-    M = np.abs(A) @ np.abs(W2[:, 0]) + abs(b2[0]) + np.abs(A @ W2[:, 0] + b2[0])
-    assert info.converged and info.tol == pytest.approx(1e-12 * max(1.0, M.max()), rel=1e-12)
-    assert info.tol > 1e-12 * max(1.0, np.abs(A @ W2[:, 0] + b2[0]).max())
+    A1 = X @ W1 + b1
+    S1 = np.abs(X) @ np.abs(W1) + np.abs(b1) + np.abs(A1)
+    c = A1 @ W2[:, 0] + b2[0]
+    S2 = (S1 + np.abs(A1)) @ np.abs(W2[:, 0]) + abs(b2[0]) + np.abs(c)
+    assert info.converged and info.tol == pytest.approx(1e-12 * max(1.0, S2.max()), rel=1e-12)
+    assert info.tol > 3 * 1e-12 * max(1.0, np.abs(c).max())
+
+
+def test_default_tol_sees_cancellation_upstream():
+    """The deep property run's case: a width-1 bottleneck whose weights grew to ~250 (Momentum, 81 steps)
+    cancels in the hidden unit; the last layer alone (|A_1| |W_2| + |b_2|) gives tol ~1e-11, below the
+    floor 1.7e-11 the corrections reach. S propagates the first layer's magnitudes: it converges."""
+    net = refnet.MLP([5, 1, 4], activation="identity", output_activation="softplus")
+    params = [(np.array([[-0.659], [0.649], [0.510], [0.240], [-0.163]]), np.array([0.0])),
+              (np.array([[-0.249, 1.061, -1.927, -0.747]]), np.zeros(4))]
+    X = np.array([[-0.346, 0.580, 1.267, 1.250, -1.606]])
+    A = np.array([[1.310, 0.613, 0.178, 0.131, 1.645]])
+    G = np.array([[0.908, 0.211, 1.852, -1.250]])
+    opt = refnet.Projected(refnet.Momentum(0.2, 0.9), net, A, freeze=[0, 1, 2, 3])
+    state = opt.init(params)
+    scale = 0.05 / max(1.0, np.linalg.norm(theta_of(net.vjp(params, X, G))))
+    for _ in range(90):
+        params, state = opt.step(params, [(scale * gW, scale * gb) for gW, gb in net.vjp(params, X, G)], state)
+    assert state.info.converged and np.abs(params[0][0]).max() > 100                # the weights did grow
+    c0 = oracles.forward(net, theta_of(params), A)
+    assert np.abs(c0.ravel() - state.frozen).max() <= 2 * state.info.tol
 
 
 # ----------------------------------------------------------------------------- Projected
