@@ -105,8 +105,8 @@ otherwise halved, at most MAX_HALVINGS times (J^+ r is a descent direction of
 |r|_2^2 / 2, so some t reduces it unless J^T r = 0); if none does, or the residual
 is not finite (then at once), it stops with a RetractionError whose advice uses the
 rank at the step's start. The default tolerance (``default_tol``) scales with the
-magnitudes that cancel into c, ``|phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|`` on the
-anchors, not with |c| alone: weights ~180 cancelling to c ~ 0.04 round to ~7e-12,
+magnitudes that cancel into c (``|phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|`` on the
+anchors, propagated through the layers in quadrature), not with |c| alone: weights ~180 cancelling to c ~ 0.04 round to ~7e-12,
 which a tol of 1e-12 max(1, |c0|) could never reach (the long property run's failure).
 """
 from __future__ import annotations
@@ -192,13 +192,15 @@ def default_tol(xp, c_scale, dtype) -> float:
     is a sum whose rounding is about :math:`\epsilon` times the magnitudes that cancel in it, not
     :math:`\epsilon |c|`: weights of ~180 that cancel to c ~ 0.04 round to ~7e-12. The same holds
     upstream (a hidden unit that cancels to ~0 carries the rounding of its large terms into
-    :math:`A_{L-1}`), so the magnitudes are propagated through the layers, rowwise on the anchors:
+    :math:`A_{L-1}`), so the magnitudes are propagated through the layers, rowwise on the anchors,
+    as root-sum-squares (rounding errors of mean zero add in quadrature, as in ``default_rtol``):
 
-    .. math:: S_0 = 0, \quad S_l = |\phi_l'(Z_l)| \odot \big((S_{l-1} + |A_{l-1}|)\, |W_l| + |b_l|\big)
-              + |A_l|
+    .. math:: S_0 = 0, \quad S_l^2 = \phi_l'(Z_l)^2 \odot \big((S_{l-1}^2 + A_{l-1}^2)\, W_l^2 + b_l^2\big)
+              + A_l^2
 
-    (for the last layer: :math:`|\phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|` plus what upstream
-    rounding contributes; ``c_scale`` = the largest entry of :math:`S_L` on the frozen columns), and
+    (squares elementwise; for the last layer alone this is the 2-norm form of
+    :math:`|\phi_L'| (|A_{L-1}| |W_L| + |b_L|) + |c|`; ``c_scale`` = the largest entry of
+    :math:`S_L` on the frozen columns), and
 
     .. math:: \mathrm{tol} = \rho \max(1, \max_{ik} S_{L,ik}), \quad \rho = 10^{-12}
               \text{ (float64)}, \ 10^{-5} \text{ (float32)}
@@ -209,17 +211,23 @@ def default_tol(xp, c_scale, dtype) -> float:
 
 
 def _c_scale(xp, net, params, trace, outputs):
-    """max_ik S_L[i, K_k], the magnitudes whose rounding reaches c (``default_tol``): S_0 = 0,
-    S_l = |phi_l'(Z_l)| ((S_{l-1} + |A_{l-1}|) |W_l| + |b_l|) + |A_l|  (the last layer on K only)."""
+    """max_ik S_L[i, K_k], the magnitude whose rounding reaches c (``default_tol``), root-sum-square:
+    S_0 = 0, S_l^2 = phi_l'(Z_l)^2 ((S_{l-1}^2 + A_{l-1}^2) W_l^2 + b_l^2) + A_l^2 (last layer: K only)."""
     idx = xp.asarray(outputs, dtype=xp.int64, device=device(trace.As[-1]))
-    S, L = 0.0, len(params)
+    S2, L = 0.0, len(params)
+    f64 = lambda x: _as(xp, x, xp.float64)                                        # squares in float64
     for l, ((W, b), phi) in enumerate(zip(params, net.phis), start=1):
         Z, A = trace.Zs[l], trace.As[l]
         if l == L:                                                                # the frozen columns
             W, b, Z, A = (xp.take(W, idx, axis=1), xp.take(b, idx, axis=0),
                           xp.take(Z, idx, axis=1), xp.take(A, idx, axis=1))
-        S = xp.abs(phi.df(xp, Z, A)) * ((S + xp.abs(trace.As[l - 1])) @ xp.abs(W) + xp.abs(b)) + xp.abs(A)
-    return float(xp.max(S))                                                       # S_l  (n_a, n_l)
+        W, b, A_in, A, dphi = f64(W), f64(b), f64(trace.As[l - 1]), f64(A), f64(phi.df(xp, Z, A))
+        S2 = dphi * dphi * ((S2 + A_in * A_in) @ (W * W) + b * b) + A * A        # S_l^2   (n_a, n_l)
+    scale = math.sqrt(float(xp.max(S2)))
+    if not math.isfinite(scale):
+        raise FloatingPointError("the magnitudes on the anchors overflow when squared (|values| > 1e154), so "
+                                 "the default retraction tolerance is undefined: pass tol= or scale params down")
+    return scale
 
 
 def default_rtol(net, m, dtype) -> float:
@@ -315,7 +323,7 @@ def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=N
         lin = _Dense(xp, params, c, net._jacobian_from(xp, trace, deltas), tau)
     else:
         lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, net.n_params)
-    lin.method, lin.c_scale = method, _c_scale(xp, net, params, trace, outputs)   # default_tol's max S_L
+    lin.method, lin.trace, lin.net, lin.outputs = method, trace, net, outputs
     return lin
 
 
@@ -330,6 +338,11 @@ class _Linearized:
     @property
     def nullity(self):
         return self.p - self.rank
+
+    @property
+    def c_scale(self):
+        """default_tol's max S_L on the anchors at this point (computed on demand: only the step's start)."""
+        return _c_scale(self.xp, self.net, self.params, self.trace, self.outputs)
 
     def _warn(self, message):
         self.warning = message if self.warning is None else f"{self.warning}; {message}"

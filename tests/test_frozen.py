@@ -77,15 +77,15 @@ def oracle_J(net, theta, X, outputs):
 def oracle_tol(net, params, X, outputs, rho=1e-12):
     """The retraction's documented default tolerance (refnet.frozen.default_tol), written independently:
     rho max(1, max S_L[:, K]) on the anchors X, S_0 = 0,
-    S_l = |phi_l'(Z_l)| ((S_{l-1} + |A_{l-1}|) |W_l| + |b_l|) + |A_l|."""
-    A, S, L = np.asarray(X, np.float64), 0.0, len(params)
+    S_l^2 = phi_l'(Z_l)^2 ((S_{l-1}^2 + A_{l-1}^2) W_l^2 + b_l^2) + A_l^2."""
+    A, S2, L = np.asarray(X, np.float64), 0.0, len(params)
     for l, (W, b) in enumerate(params, start=1):
         W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
         phi = oracles.ANP_ACTIVATIONS[net.activation if l < L else net.output_activation]
         Z = A @ W + b
-        S = np.abs(autograd.elementwise_grad(phi)(Z)) * ((S + np.abs(A)) @ np.abs(W) + np.abs(b)) + np.abs(phi(Z))
+        S2 = autograd.elementwise_grad(phi)(Z) ** 2 * ((S2 + A ** 2) @ W ** 2 + b ** 2) + phi(Z) ** 2
         A = phi(Z)
-    return rho * max(1.0, float(S[:, list(outputs)].max()))
+    return rho * max(1.0, float(np.sqrt(S2[:, list(outputs)].max())))
 
 
 def oracle_grad(net, theta, X, G):
