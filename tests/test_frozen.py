@@ -19,6 +19,7 @@ seen by each property test.
 """
 import math
 import os
+import warnings
 
 import autograd
 import numpy as np
@@ -29,8 +30,13 @@ import oracles
 import refnet
 from refnet.backend import namespace
 from refnet.data import seed_regression
-from refnet.frozen import _Linearization
+from refnet.frozen import _Linearization, default_rtol
 from refnet.strategies import SMOOTH, frozen_subsets, inputs, problems
+
+# Random nets can draw a singular value within a factor 10 of the cutoff: refnet then warns "rank
+# ambiguous" (ProjectionAccuracyWarning, tested in test_frozen_cutoff.py) and these properties hold the
+# rank to the oracle's bounds (Spectrum.rank_bounds) instead. The warning is not their subject.
+pytestmark = pytest.mark.filterwarnings("ignore::refnet.ProjectionAccuracyWarning")
 
 EPS = np.finfo(np.float64).eps
 EPS32 = float(np.finfo(np.float32).eps)
@@ -73,19 +79,33 @@ def oracle_J(net, theta, X, outputs):
     return np.transpose(J[:, list(outputs), :], (1, 0, 2)).reshape(-1, theta.size)
 
 
+def oracle_tol(net, params, X, outputs, rho=1e-12):
+    """The retraction's documented default tolerance (refnet.frozen.default_tol), written independently:
+    rho max(1, max S_L[:, K]) on the anchors X, S_0 = 0,
+    S_l^2 = phi_l'(Z_l)^2 ((S_{l-1}^2 + A_{l-1}^2) W_l^2 + b_l^2) + A_l^2."""
+    A, S2, L = np.asarray(X, np.float64), 0.0, len(params)
+    for l, (W, b) in enumerate(params, start=1):
+        W, b = np.asarray(W, np.float64), np.asarray(b, np.float64)
+        phi = oracles.ANP_ACTIVATIONS[net.activation if l < L else net.output_activation]
+        Z = A @ W + b
+        S2 = autograd.elementwise_grad(phi)(Z) ** 2 * ((S2 + A ** 2) @ W ** 2 + b ** 2) + phi(Z) ** 2
+        A = phi(Z)
+    return rho * max(1.0, float(np.sqrt(S2[:, list(outputs)].max())))
+
+
 def oracle_grad(net, theta, X, G):
     """g = d/dtheta sum(G * Y(theta)) by autograd.  (p,)"""
     return autograd.grad(lambda t: np.sum(oracles.forward(net, t, X) * G))(theta)
 
 
 class Spectrum:
-    """Singular values of the oracle J, the pinv cutoff and the null space."""
+    """Singular values of the oracle J, the cutoff rtol (frozen.default_rtol: the definition's) and the null space."""
 
-    def __init__(self, J):
+    def __init__(self, J, rtol):
         m, p = J.shape
         _, self.s, Vt = np.linalg.svd(J, full_matrices=True)                      # J = U S V^T, s_1 >= ... >= 0
         self.s_max = float(self.s[0]) if self.s.size else 0.0
-        self.dense = max(m, p) * EPS                                              # relative cutoffs
+        self.dense = rtol                                                         # relative cutoffs
         self.gram = math.sqrt(max(m * EPS, self.dense ** 2))
         rel = self.s / self.s_max if self.s_max > 0 else np.zeros_like(self.s)
         self.rel = rel
@@ -127,7 +147,7 @@ def test_projection_properties(backend, prob, seed):
     g = net.vjp(p_, backend.asarray(X), backend.asarray(G))
     gf = flat(backend, g)
     J = oracle_J(net, theta_of(params), anchors, K)                               # (m, p)
-    sp, (m, p) = Spectrum(J), J.shape
+    sp, (m, p) = Spectrum(J, default_rtol(net, J.shape[0], "float64")), J.shape
     g_norm = np.linalg.norm(gf)
     lo, hi = sp.rank_bounds(sp.dense)
     # the numpy oracle: g - pinv(J) J g, via the minimum-norm least-squares solution of J x = J g
@@ -278,7 +298,7 @@ def test_retraction_keeps_every_frozen_output(backend, prob, frac, method):
         # no correction reaches (the message says so). The cause is the step size: a smaller step retracts.
         WORST["retraction failures (honest; retried at a smaller lr)"] = WORST.get(
             "retraction failures (honest; retried at a smaller lr)", 0) + 1
-        assert e.iterations == 20 and not e.residual <= 1e-12 * max(1.0, np.abs(c0).max())
+        assert e.iterations <= 20 and not e.residual <= oracle_tol(net, params, anchors, K)
         assert "smaller lr" in str(e)
         for shrink in (16, 1e3, 1e5):                                             # drift ~ lr^2: 1e-10 of it
             try:
@@ -295,9 +315,10 @@ def test_retraction_keeps_every_frozen_output(backend, prob, frac, method):
     assert change <= 1e-10, change
     # info: measured residual, converged honestly, rank and nullity of the oracle J
     assert info.converged and info.residual <= info.tol
-    assert info.tol == pytest.approx(1e-12 * max(1.0, np.abs(c0).max()), rel=1e-12)
+    assert info.tol == pytest.approx(oracle_tol(net, params, anchors, K), rel=1e-12)
     assert abs(info.residual - change) <= 64 * EPS * max(1.0, np.abs(c0).max())
-    sp = Spectrum(oracle_J(net, theta, anchors, K))
+    J = oracle_J(net, theta, anchors, K)
+    sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
     lo, hi = sp.rank_bounds(sp.dense)                                             # the pinv rank, every route
     assert lo <= info.rank <= hi, (info.rank, lo, hi, sp.rel)
     assert info.nullity == net.n_params - info.rank
@@ -376,7 +397,8 @@ def full_rank_problems(draw):
 @given(full_rank_problems())
 def test_trivial_null_space_gives_an_exactly_zero_step(backend, prob):
     net, params, X, G, K = prob
-    sp = Spectrum(oracle_J(net, theta_of(params), X, K))
+    J = oracle_J(net, theta_of(params), X, K)
+    sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
     assume(sp.rank_bounds(sp.dense) == (net.n_params, net.n_params))               # oracle: rank J = p
     p_, X_, G_ = backend.params(params), backend.asarray(X), backend.asarray(G)
     for method in METHODS:
@@ -420,7 +442,7 @@ def test_rank_deficient_J_gives_no_nan_and_the_oracle_rank(backend, prob):
     p_, A = backend.params(params), backend.asarray(anchors)
     theta = theta_of(params)
     J = oracle_J(net, theta, anchors, K)
-    sp = Spectrum(J)
+    sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
     g = net.vjp(p_, backend.asarray(X), backend.asarray(G))
     g_norm = np.linalg.norm(flat(backend, g))
     for method in METHODS:
@@ -464,7 +486,7 @@ def test_gram_route_on_nearly_parallel_rows(backend, t, seed):
     anchors = np.array([[1.0, 0.0], [1.0, delta]])
     X, G = rng.standard_normal((3, 2)), rng.standard_normal((3, 1))
     J = oracle_J(net, theta_of(params), anchors, [0])
-    sp = Spectrum(J)
+    sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
     assert sp.rel[-1] == pytest.approx(t * sp.gram, rel=1e-3) and sp.resolved == (t > BAND)
     p_, A = backend.params(params), backend.asarray(anchors)
     g = net.vjp(p_, backend.asarray(X), backend.asarray(G))
@@ -523,7 +545,13 @@ def test_projected_optimizers_random_nets(prob, name):
         params, state = opt.step(params, [(scale * gW, scale * gb) for gW, gb in net.vjp(params, X, G)], state)
     change = np.abs(oracle_c(net, theta_of(params), anchors, K) - c0).max()
     record("Projected(random)", change)
-    assert change <= 1e-10 and state.info.converged
+    # The contract is |c - c0| <= tol, tol from the magnitudes that round into c (frozen.default_tol).
+    # A constant push can grow the weights without bound (a width-1 bottleneck under Momentum: x 3.7 per
+    # 10 steps, 3000 after 100): then c's own rounding, and tol, grow with them. Bounded weights keep the
+    # float64 tolerance at the 1e-10 scale.
+    assert state.info.converged and change <= 2 * state.info.tol
+    if max(np.abs(W).max() for W, _ in params) <= 10:
+        assert change <= 1e-10
 
 
 # ----------------------------------------------------------------------------- float32
@@ -536,12 +564,16 @@ def test_float32_frozen_step(method, prob, frac):
     p32 = [(W.astype(np.float32), b.astype(np.float32)) for W, b in params]
     X32, G32, A32 = X.astype(np.float32), G.astype(np.float32), anchors.astype(np.float32)
     theta = theta_of(p32)
-    gp = theta_of(refnet.project_out(net, p32, net.vjp(p32, X32, G32), A32, K, method=method))
-    lr = frac * max(np.linalg.norm(theta), 1.0) / np.linalg.norm(gp) if np.any(gp) else 0.1
-    new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
+    with warnings.catch_warnings(record=True) as caught:                          # float32: a singular value
+        warnings.simplefilter("always", refnet.ProjectionAccuracyWarning)        # near rtol is a documented,
+        gp = theta_of(refnet.project_out(net, p32, net.vjp(p32, X32, G32), A32, K, method=method))  # recorded
+        lr = frac * max(np.linalg.norm(theta), 1.0) / np.linalg.norm(gp) if np.any(gp) else 0.1  # warning
+        new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
+    assert all("rank ambiguous" in str(w.message) for w in caught)
+    assert (info.warning is not None) == bool(caught)
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in new)
     c0 = oracle_c(net, theta, A32.astype(np.float64), K)
-    tol = 1e-5 * max(1.0, np.abs(c0).max())
+    tol = oracle_tol(net, p32, A32.astype(np.float64), K, rho=1e-5)
     assert info.converged and info.tol == pytest.approx(tol, rel=1e-5)
     change = np.abs(oracle_c(net, theta_of(new), A32.astype(np.float64), K) - c0).max()
     record("float32", change)

@@ -1,7 +1,8 @@
 """One projection definition on every route (refnet/frozen.py docstring), against an independent oracle.
 
-The definition: J (m, p) = U diag(s) V^T, tau = max(m, p) eps s_1, V_r the right singular
-vectors with s > tau; g_perp = (I - V_r V_r^T) g, rank r, J^+ with the same cutoff.
+The definition: J (m, p) = U diag(s) V^T, tau = rtol s_1 with rtol = frozen.default_rtol(net, m,
+dtype) (10 sqrt(m k) eps, k the lengths of the sums that build J; pinned in test_frozen_cutoff.py),
+V_r the right singular vectors with s > tau; g_perp = (I - V_r V_r^T) g, rank r, J^+ with the same cutoff.
 The oracle: ``numpy.linalg.svd`` of the autograd Jacobian (tests/oracles.py), float64.
 The documented error model, with cond_r = s_1 / s_r:
 
@@ -70,11 +71,11 @@ class Pinv:
     ~ E are not determined by it (ambiguous, like those near tau).
     """
 
-    def __init__(self, J, E=0.0):
+    def __init__(self, J, rtol, E=0.0):
         m, p = J.shape
         U, s, Vt = np.linalg.svd(J, full_matrices=False)
         self.s_1 = s[0] if s.size else 0.0
-        self.tau = max(m, p) * EPS * self.s_1
+        self.tau = rtol * self.s_1
         self.rank = r = int(np.sum(s > self.tau))
         self.V, self.U, self.s = Vt[:r].T, U[:, :r], s[:r]
         self.s_r = s[r - 1] if r else np.inf
@@ -105,7 +106,7 @@ def test_every_route_is_the_pinv_projection_on_hard_cases(prob, seed):
     # the error model is for normal numbers: entries near the subnormal range (|J_ij| < tiny / eps, e.g.
     # softplus' = e^-700) have absolute, not relative, precision, different in every formula for J
     assume(not np.any((J != 0) & (np.abs(J) < np.finfo(np.float64).tiny / EPS)))
-    pinv = Pinv(J, np.linalg.norm(net.jacobian(params, anchors, K) - J, 2))
+    pinv = Pinv(J, frozen.default_rtol(net, J.shape[0], "float64"), np.linalg.norm(net.jacobian(params, anchors, K) - J, 2))
     assume(not pinv.ambiguous)
     g = theta_of(net.vjp(params, X, G))
     rng = np.random.default_rng(seed)
@@ -147,7 +148,7 @@ def near_duplicate_case():
 def test_near_duplicate_anchors_default_route(method):
     net, params, A, G = near_duplicate_case()
     J = oracle_J(net, theta_of(params), A, [0])
-    pinv = Pinv(J)
+    pinv = Pinv(J, frozen.default_rtol(net, J.shape[0], "float64"))
     assert pinv.rank == 8 and pinv.cond > 1e8 and not pinv.ambiguous
     g = net.vjp(params, A, G)
     kw = {} if method == "gram" else {"method": method}                          # the default: no method given
@@ -170,7 +171,7 @@ def test_seed_net_with_21_anchors_converges(method):
     params = net.init(seed=0)
     G = np.tile([0.0, -1.0], (21, 1)) / 21
     kw = {} if method == "gram" else {"method": method}
-    assert Pinv(oracle_J(net, theta_of(params), X, [0])).rank == 21
+    assert Pinv(oracle_J(net, theta_of(params), X, [0]), frozen.default_rtol(net, 21, "float64")).rank == 21
     y0 = oracles.forward(net, theta_of(params), X)
     free = np.zeros(net.n_params, bool)
     free[[16 + 2 * i + 1 for i in range(4)] + [25]] = True                        # W_2[:, 1] and b_2[1]
@@ -196,7 +197,7 @@ def test_rank_is_invariant_to_the_scale_of_J(method, scale):
     params = net.init(seed=0)
     A = scale * inputs(np.random.default_rng(0), 5, 3)
     A = np.concatenate([A, A[:2]])                                                # exact duplicates
-    assert Pinv(oracle_J(net, theta_of(params), A, [0])).rank == 4
+    assert Pinv(oracle_J(net, theta_of(params), A, [0]), frozen.default_rtol(net, 7, "float64")).rank == 4
     lin = _Linearization(net, np, params, A, [0], method)
     assert lin.rank == 4 and lin.nullity == net.n_params - 4
 
@@ -210,7 +211,7 @@ def test_tiny_J_whose_squares_underflow(method):
     A = np.array([[1.0, 1.0], [1.1, 0.9]])
     J = oracle_J(net, theta_of(params), A, [0])
     assert 1e-180 < np.abs(J).max() < 1e-170
-    pinv = Pinv(J, np.linalg.norm(net.jacobian(params, A, [0]) - J, 2))
+    pinv = Pinv(J, frozen.default_rtol(net, 2, "float64"), np.linalg.norm(net.jacobian(params, A, [0]) - J, 2))
     assert pinv.rank == 2 and not pinv.ambiguous
     g = np.random.default_rng(0).standard_normal(net.n_params)
     assert _Linearization(net, np, params, A, [0], method).rank == 2
@@ -317,22 +318,27 @@ def test_checkpoint_written_before_route_and_warning_loads(tmp_path):
 @pytest.mark.parametrize("method", ROUTES)
 @pytest.mark.parametrize("width", [300, 1000])
 def test_float32_cutoff_is_tau_on_every_route(method, width):
-    """float32 with many parameters: tau = max(m, p) eps32 (~2e-4 .. 7e-4) lies above the Gram matrix's
-    clear range (s >= ~3e-6 s_1), so a singular value between them (two anchors 1e-5 apart: ~7e-6 s_1,
-    30x below tau) is one the Gram matrix resolves but the definition drops. Oracle: numpy's SVD of the
-    float32 J that refnet's backprop computes, with eps32 in tau (the module docstring)."""
+    """float32: a singular value 30x below tau = default_rtol s_1 (two anchors whose gap is chosen so
+    that s_2 ~ tau / 30) is dropped by every route, and the projection is (I - v_1 v_1^T) g. Oracle:
+    numpy's SVD of the float32 J that refnet's backprop computes, with eps32 in tau."""
     net = refnet.MLP([3, width, 2], "tanh")
     params = [(W.astype(np.float32), b.astype(np.float32)) for W, b in net.init(seed=0)]
     base = np.random.default_rng(0).uniform(-1, 1, (1, 3))
-    A = np.concatenate([base, base + 1e-5]).astype(np.float32)
-    J = net.jacobian(params, A, [0]).astype(np.float64)
-    U, s, Vt = np.linalg.svd(J, full_matrices=False)
-    eps32 = float(np.finfo(np.float32).eps)
-    tau = max(J.shape) * eps32 * s[0]
-    assert s[1] < tau / CLEAR                                                     # not ambiguous: rank 1
+    rtol = frozen.default_rtol(net, 2, "float32")
+
+    def spectrum(gap):
+        A = np.concatenate([base, base + gap]).astype(np.float32)
+        J = net.jacobian(params, A, [0]).astype(np.float64)
+        return A, J, np.linalg.svd(J, full_matrices=False)
+
+    A, J, (U, s, Vt) = spectrum(1e-3)
+    A, J, (U, s, Vt) = spectrum(1e-3 * rtol / 30 / (s[1] / s[0]))                 # s_2 is linear in the gap
+    tau = rtol * s[0]
+    assert tau / 100 < s[1] < tau / CLEAR                                          # dropped, not ambiguous
     lin = _Linearization(net, np, params, A, [0], method)
     assert lin.rank == 1 and lin.nullity == net.n_params - 1, (lin.route, lin.rank)
     g = np.random.default_rng(1).standard_normal(net.n_params).astype(np.float32)
     gp = theta_of(refnet.project_out(net, params, refnet.unflatten(g, params), A, [0], method=method))
     want = g - Vt[0] * (Vt[0] @ g)                                                # (I - v_1 v_1^T) g
+    eps32 = float(np.finfo(np.float32).eps)
     assert np.linalg.norm(gp - want) <= C * max(J.shape) * eps32 * np.linalg.norm(g)   # cond_r = 1
