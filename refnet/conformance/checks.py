@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import queue
 import threading
 from dataclasses import dataclass, replace
 
@@ -61,10 +62,10 @@ class Guarded:
     """A port whose calls cannot change the kit's case, hang the run or slip a wrong result through.
 
     Each call of a protocol method gets deep copies of its arguments (the port's
-    ``state`` excepted: it is the port's own), runs in a daemon thread that is
-    abandoned after ``timeout`` seconds (Python cannot kill a thread: a hung call
-    keeps running in the background until the process exits, but the run goes on
-    and reports it), and its result is checked: complex values, or a dtype other
+    ``state`` excepted: it is the port's own), runs on a daemon worker thread and
+    is abandoned after ``timeout`` seconds (Python cannot kill a thread: a hung
+    call keeps running in the background until the process exits, but the run
+    goes on, on a new worker, and reports it), and its result is checked: complex values, or a dtype other
     than the port's declared ``dtype``, are a :class:`PortFailure`;
     ``NotImplementedError`` is :class:`Skipped`. ``timeout=None`` calls inline.
     ``project_out`` and ``frozen_step`` get ``rtol`` (the last positional
@@ -74,7 +75,28 @@ class Guarded:
     def __init__(self, port, timeout=DEFAULT_TIMEOUT):
         if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
             raise ValueError(f"timeout must be a number of seconds > 0 (or None), got {timeout!r}")
-        self._port, self._timeout = port, timeout
+        self._port, self._timeout, self._worker = port, timeout, None
+
+    def _in_worker(self, target):
+        """Run ``target`` on this port's worker thread (one thread for all its calls, so libraries with
+        per-thread state, such as XLA's compilers, keep it); False when it did not finish within the
+        limit: that worker is abandoned (stuck in the call) and the next call starts a new one."""
+        if self._worker is None:
+            inbox = queue.SimpleQueue()
+
+            def serve():
+                while True:
+                    job, done = inbox.get()
+                    job()
+                    done.set()
+            threading.Thread(target=serve, name="refnet-conformance-port", daemon=True).start()
+            self._worker = inbox
+        done = threading.Event()
+        self._worker.put((target, done))
+        if not done.wait(self._timeout):
+            self._worker = None
+            return False
+        return True
 
     def __getattr__(self, name):
         value = getattr(self._port, name)
@@ -116,13 +138,9 @@ class Guarded:
 
         if self._timeout is None:
             target()
-        else:
-            worker = threading.Thread(target=target, name=f"refnet-conformance-{name}", daemon=True)
-            worker.start()
-            worker.join(self._timeout)
-            if worker.is_alive():
-                raise PortFailure(f"{name} took longer than {self._timeout:g} s (the per-call limit, --timeout); "
-                                  f"the call was abandoned")
+        elif not self._in_worker(target):
+            raise PortFailure(f"{name} took longer than {self._timeout:g} s (the per-call limit, --timeout); "
+                              f"the call was abandoned")
         if "error" in out:
             e = out["error"]
             if isinstance(e, NotImplementedError):
