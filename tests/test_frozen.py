@@ -263,7 +263,10 @@ def test_drift_without_retraction_is_second_order(prob, data):
     assume(np.linalg.norm(gp) > 1e-3 * np.linalg.norm(g))                         # a real projected step
     c0 = oracle_c(net, theta, X, K)
     steps = max(np.linalg.norm(theta), 1.0) * np.array([1e-4, 2e-4, 4e-4, 8e-4])   # |lr g_perp|
-    drift, control = [], []
+    J = oracle_J(net, theta, X, K)
+    sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
+    assume(not np.any((sp.rel > 1e3 * EPS) & (sp.rel <= CLEAR * sp.dense)))      # a dropped (or ambiguous)
+    drift, control = [], []                                                       # s > 0 leaks at first order
     for h in steps:
         new, info = refnet.frozen_step(net, params, X, G, K, h / np.linalg.norm(gp), retract=False)
         drift.append(np.abs(oracle_c(net, theta_of(new), X, K) - c0).max())
@@ -272,6 +275,8 @@ def test_drift_without_retraction_is_second_order(prob, data):
     # the O(lr^2) coefficient must stand clear of rounding (~1e-16 |c|) at the smallest step
     assume(drift[0] > 1e4 * EPS * max(1.0, np.abs(c0).max()))
     slope = np.polyfit(np.log(steps), np.log(drift), 1)[0]
+    # the control is first order only where J g's term dominates its own O(lr^2) part (~ the drift)
+    assume(np.abs(J @ g).max() * steps[0] / np.linalg.norm(g) > 100 * drift[-1])
     slope_control = np.polyfit(np.log(steps), np.log(control), 1)[0]
     assert 1.8 <= slope <= 2.2, (slope, drift)
     assert 0.8 <= slope_control <= 1.2, (slope_control, control)
@@ -542,6 +547,11 @@ def test_projected_optimizers_random_nets(prob, name):
     c0 = oracle_c(net, theta_of(params), anchors, K)
     scale = 0.05 / max(1.0, np.linalg.norm(theta_of(net.vjp(params, X, G))))     # bounded pushes
     for _ in range(100):
+        # A constant output gradient G is a linear objective: under momentum the weights can grow without
+        # bound (x 3.7 per 10 steps seen), and then one step moves c by O(10) where Gauss-Newton has no
+        # basin. That is outside the contract (small steps from bounded weights): stop the run there.
+        if np.abs(theta_of(params)).max() > 50:
+            break
         params, state = opt.step(params, [(scale * gW, scale * gb) for gW, gb in net.vjp(params, X, G)], state)
     change = np.abs(oracle_c(net, theta_of(params), anchors, K) - c0).max()
     record("Projected(random)", change)
