@@ -7,10 +7,12 @@ reported; such cases are skipped, not passed).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import queue
 import threading
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,7 +21,7 @@ import refnet
 from . import layout as lay
 from . import tolerances as tl
 from ..backend import is_array, to_numpy
-from ..frozen import RetractionError, default_rtol
+from ..frozen import ProjectionAccuracyWarning, RetractionError, default_rtol
 from ..nn import ACTIVATIONS
 
 # quantity -> (port method it needs, quantities it is built on), in computation order
@@ -387,6 +389,11 @@ def check_jacobian(port, case):
                    "jacobian_columns (refnet.conformance.layout) if they are not refnet's")
 
 
+def _eps_dtype(eps):
+    """The dtype name whose unit roundoff is ``eps`` (the port's: float32 or float64)."""
+    return "float32" if eps == tl.EPS["float32"] else "float64"
+
+
 def _at(eps, x):
     """An array or [(W, b)] as the dtype whose eps this is: refnet's rank cutoff and retraction
     tolerance follow its inputs' dtype, so a float32 port's reference drops what float32 drops."""
@@ -398,12 +405,24 @@ def _f64(tree):
     return [(np.asarray(W, np.float64), np.asarray(b, np.float64)) for W, b in tree]
 
 
+@contextlib.contextmanager
+def _judged_by_the_kit():
+    """refnet's 'rank ambiguous' warning silenced in the reference: the kit finds the same singular
+    values next to the same cutoff itself (svd_facts) and reports such a case as not comparable."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProjectionAccuracyWarning)
+        yield
+
+
 def _project_reference(spec, params, grads, X, freeze, eps):
-    """refnet's g_perp (dense: the definition, in the port's dtype), the SVD facts of J and the entry tolerance."""
+    """refnet's g_perp (dense: the definition, in the port's dtype), the SVD facts of J and the entry tolerance,
+    all with refnet's one cutoff rtol s_max (the rtol the port is given)."""
     J, E_J = _jacobian_bound(spec, {"params": params, "X": X}, freeze, eps)
-    facts = tl.svd_facts(J, eps, noise=float(np.linalg.norm(E_J)))
-    g_perp = _f64(refnet.project_out(spec, _at(eps, params), _at(eps, grads), _at(eps, X), outputs=list(freeze),
-                                     method="dense"))
+    rtol = default_rtol(spec, J.shape[0], _eps_dtype(eps))
+    facts = tl.svd_facts(J, eps, noise=float(np.linalg.norm(E_J)), rtol=rtol)
+    with _judged_by_the_kit():
+        g_perp = _f64(refnet.project_out(spec, _at(eps, params), _at(eps, grads), _at(eps, X),
+                                         outputs=list(freeze), method="dense", rtol=rtol))
     g_norm = float(np.linalg.norm(np.concatenate([x.ravel() for W, b in grads for x in (W, b)])))
     return [(np.asarray(W), np.asarray(b)) for W, b in g_perp], facts, tl.projection_tol(facts, E_J, g_norm)
 
@@ -414,7 +433,7 @@ def _ambiguous_reason(facts):
                 f"is within its own error bound)")
     s = facts["ambiguous"]
     return (f"rank ambiguous at this precision: singular value(s) {', '.join(f'{v:.2e}' for v in s[:3])} "
-            f"within a factor {tl.AMBIGUITY:g} of the cutoff max(m, p) eps s_max = {facts['cutoff']:.2e}"
+            f"within a factor {tl.AMBIGUITY:g} of the cutoff rtol s_max = {facts['cutoff']:.2e}"
             + (f" or within J's own error bound {facts['noise']:.2e} of it" if facts["unresolved"] else ""))
 
 
@@ -495,8 +514,9 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
     detail (how tol was made)); raises NotComparable when refnet's retraction fails or the rank is ambiguous.
     """
     try:
-        new, info = refnet.frozen_step(spec, _at(eps, params), _at(eps, X), _at(eps, G), freeze=freeze, lr=lr,
-                                       method="dense")                   # (in the port's dtype: rank, tol)
+        with _judged_by_the_kit():
+            new, info = refnet.frozen_step(spec, _at(eps, params), _at(eps, X), _at(eps, G), freeze=freeze, lr=lr,
+                                           method="dense")               # (in the port's dtype: rank, tol)
     except RetractionError as e:
         raise NotComparable(f"refnet's own retraction does not converge here ({e})") from None
     new = _f64(new)

@@ -29,8 +29,9 @@ What each quantity asks for (inputs -> expected):
 * vjp: W_l, b_l, X, G -> dW_l, db_l
 * jacobian: W_l, b_l, X, arguments.outputs -> J (len(outputs) n, p): rows
   output-major (row k n + i = d Y[i, outputs[k]]), columns W_1 row-major, b_1, W_2, ...
-* project_out: W_l, b_l, grads gW_l, gb_l, anchors X, arguments.outputs -> dW_l, db_l
-* frozen_step: W_l, b_l, X (also the anchors), G, arguments.freeze, arguments.lr -> W_l, b_l
+* project_out: W_l, b_l, grads gW_l, gb_l, anchors X, arguments.outputs, arguments.rtol
+  (singular values <= rtol s_max are not constraints) -> dW_l, db_l
+* frozen_step: W_l, b_l, X (also the anchors), G, arguments.freeze, arguments.lr, arguments.rtol -> W_l, b_l
 * optimizer_step: W_l, b_l, step-1 gradients g1W_l, g1b_l, step-2 gradients
   g2W_l, g2b_l, arguments.optimizer, arguments.hyper -> step1W_l, step1b_l (one
   step from a zero state) and step2W_l, step2b_l (the next step from the
@@ -137,14 +138,17 @@ def reference(quantity, case):
         if facts["ambiguous"].size:
             raise checks.NotComparable(checks._ambiguous_reason(facts))
         ins.update(_param_arrays("g", a["grads"]))
-        return {"outputs": freeze}, ins, _expected_tree("d", g_perp, [(tol, tol)] * len(params))
+        rtol = checks.default_rtol(spec, len(freeze) * X.shape[0], checks._eps_dtype(eps))   # the cutoff used
+        return {"outputs": freeze, "rtol": rtol}, ins, _expected_tree("d", g_perp, [(tol, tol)] * len(params))
     if quantity == "frozen_step":
         ref = checks.frozen_reference(spec, params, X, a["G"], freeze, case.lr, eps)
         if ref["unpinned"]:
             raise checks.NotComparable(ref["unpinned"])
         ins["G"] = a["G"]
         tol = ref["tol"]
-        return {"freeze": freeze, "lr": case.lr}, ins, _expected_tree("", ref["new"], [(tol, tol)] * len(params))
+        rtol = checks.default_rtol(spec, len(freeze) * X.shape[0], checks._eps_dtype(eps))   # the port's cutoff
+        return {"freeze": freeze, "lr": case.lr, "rtol": rtol}, ins, \
+            _expected_tree("", ref["new"], [(tol, tol)] * len(params))
     if quantity == "optimizer_step":
         opt, hyper = checks._refnet_optimizer(case), case.hyper()
         ins.pop("X")

@@ -26,11 +26,10 @@ The bounds, per quantity (ASCII math; ``|x|`` is the entrywise absolute value)::
       with loss_and_grads the error of the seed G = dL/dY (from E_Y) enters E_D_L.
     * jacobian: the same per row (one sample, one one-hot seed), without the sums over samples.
     * project_out: the projector of the thin SVD of J with singular values at or
-      below cutoff = max(m, p) eps s_max dropped. Perturbation theory of
+      below cutoff = rtol s_max dropped (rtol = refnet.frozen.default_rtol). Perturbation theory of
       orthogonal projectors (Wedin) gives
           |g_perp_port - g_perp_ref| <= SAFETY (cutoff + |E_J|_F) / s_r |g|_2,
-      s_r the smallest kept singular value (so the bound is eps cond_r(J) |g| times
-      max(m, p)). A singular value within a factor AMBIGUITY of the cutoff can be
+      s_r the smallest kept singular value (so the bound is about rtol cond_r(J) |g|). A singular value within a factor AMBIGUITY of the cutoff can be
       kept by one correct implementation and dropped by another (rounding moves
       it by about eps s_max); then the rank is ill-defined at this precision, the
       entries are not compared, and only the directions clear of the cutoff are
@@ -41,8 +40,8 @@ The bounds, per quantity (ASCII math; ``|x|`` is the entrywise absolute value)::
       the null space, which the definition keeps).
     * frozen_step: invariants first, then parameters:
           frozen outputs on the anchors within tol_c = tol + SAFETY max E_Y, tol
-          being refnet's retraction tolerance (1e-12 max(1, max|c0|) in float64,
-          1e-5 ... in float32);
+          being refnet's retraction tolerance (refnet.frozen.default_tol: 1e-12 max(1, S)
+          in float64, 1e-5 max(1, S) in float32, S the magnitudes that cancel into c);
           progress: <g, theta' - theta> at most half refnet's (negative) value;
           parameters within SAFETY (tol_c / s_r + lr tol_proj + delta |dJ|_2 / s_r):
           two minimum-norm retractions that both stop within tol_c differ by about
@@ -268,8 +267,11 @@ def loss_bound(loss, Y, T, E_Y, eps):
     return L, G, E_L, E_G
 
 
-def svd_facts(J, eps, noise=0.0):
-    """Singular values of refnet's J and what the cutoff makes of them.
+def svd_facts(J, eps, noise=0.0, rtol=None):
+    """Singular values of refnet's J and what the cutoff ``rtol s_max`` makes of them.
+
+    rtol: refnet's cutoff relative to s_max (``refnet.frozen.default_rtol(net, m, dtype)``, which
+    the kit passes to ports); None: the array-API ``pinv`` default ``max(m, p) eps``.
 
     noise: a bound on the error of J's entries (|E_J|_F >= |E_J|_2, which bounds how far
     rounding moves any singular value, Weyl). A singular value within noise of the cutoff
@@ -285,7 +287,8 @@ def svd_facts(J, eps, noise=0.0):
     J : ndarray, shape (m, p)
     eps : float
     noise : float, default 0
-        |E_J|_F.
+        ``|E_J|_F``.
+    rtol : float or None, default None
 
     Returns
     -------
@@ -304,7 +307,7 @@ def svd_facts(J, eps, noise=0.0):
     m, p = J.shape
     _, s, Vt = np.linalg.svd(J, full_matrices=True)
     s_max = float(s.max(initial=0.0)) + 0.0                                  # (no -0.0 in reports)
-    cutoff = max(m, p) * eps * s_max
+    cutoff = (max(m, p) * eps if rtol is None else rtol) * s_max                # tau = rtol s_max
     keep = s > cutoff
     at_noise = bool(noise > 0 and s_max <= SAFETY * noise)               # (J = 0 exactly, no error: rank 0)
     s_all = np.concatenate([s, np.zeros(min(m, p) - s.size)])             # (thin SVD: s has min(m, p) values)

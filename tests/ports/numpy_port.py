@@ -210,7 +210,7 @@ class WrongNoRetraction(FullPort):
 
 
 class WrongAbsoluteCutoff(FullPort):
-    """Singular values below an absolute 1e-10 dropped (instead of max(m, p) eps s_max)."""
+    """Singular values below an absolute 1e-10 dropped (instead of refnet's relative rtol s_max)."""
     name = "bug: absolute singular-value cutoff"
 
     def cutoff(self, s, J, rtol=None):
