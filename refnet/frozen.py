@@ -116,7 +116,7 @@ import warnings
 from typing import Any, NamedTuple, Optional
 
 from . import _checks as check
-from .backend import device
+from .backend import device, values_only
 from .mlp import _flat, _unflat
 from .optim import apply_update
 
@@ -661,6 +661,7 @@ def _rtol(rtol):
     return v
 
 
+@values_only
 def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=None):
     r"""Project ``grads`` onto the null space of J, the Jacobian of the outputs K on the anchors.
 
@@ -726,6 +727,7 @@ def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=N
     return _Linearization(net, xp, params, anchors, outputs, method, rtol=rtol).project(grads)
 
 
+@values_only
 def frozen_step(net, params, X, G, freeze, lr, anchors=None, method="gram", retract=True,
                 tol=None, max_iter=20, rtol=None):
     r"""One gradient step on the output gradient G that keeps the outputs ``freeze`` constant on ``anchors``.
@@ -868,14 +870,15 @@ class Projected:
     True
     """
 
+    @values_only
     def __init__(self, inner, net, anchors, freeze=(0,), retract=True, method="gram", tol=None, max_iter=20,
                  rtol=None):
         if not (hasattr(inner, "update") and hasattr(inner, "init")):
             raise TypeError(f"inner must be a refnet optimizer (SGD, Momentum, AveragedMomentum), got {inner!r}")
         self.inner, self.net = inner, check.network(net)
         check.batch(anchors, "anchors", net.sizes[0], what="anchors")
-        self.anchors = check.namespace({"anchors": anchors}).asarray(anchors, copy=True)  # a copy: the caller's
-        self.freeze = check.indices(freeze, "freeze", net.sizes[-1])             # buffer may be reused later
+        self.anchors = anchors + 0.0                                              # a copy (no history): the
+        self.freeze = check.indices(freeze, "freeze", net.sizes[-1])             # caller's buffer may be reused
         self.rtol = _rtol(rtol)
         self.method = check.choice(method, "method", METHODS)
         self.tol = None if tol is None else check.positive_finite(tol, "tol")
@@ -889,6 +892,7 @@ class Projected:
         return _frozen_args(self.net, params, self.anchors, self.freeze, "freeze", self.method, self.tol,
                             self.max_iter, self.rtol)
 
+    @values_only
     def init(self, params):
         """The initial state.
 
@@ -906,6 +910,7 @@ class Projected:
         c0 = _c(xp, self.net._forward(xp, params, self.anchors).As[-1], self.freeze)
         return ProjectedState(self.inner.init(params), c0, None)
 
+    @values_only
     def step(self, params, grads, state):
         """One projected, retracted step.
 
@@ -952,8 +957,9 @@ class Projected:
         return _finite_params(xp, new), ProjectedState(inner, state.frozen, _info(lin, res, its, tol))
 
 
+@values_only
 def masked_grads(net, params, X, G, freeze, head_only=False):
-    """The seed answer's baselines, for comparison (they do not keep outputs constant in general).
+    """The original answer's baselines (masking the loss), for comparison (they do not keep outputs constant in general).
 
     Masking: zero the columns ``freeze`` of G = dL/dY (the frozen outputs drop out of the loss)
     and backprop to every layer. With ``head_only=True`` only the last layer is trained: its

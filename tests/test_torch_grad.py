@@ -134,8 +134,6 @@ def test_no_torch_warning_in_a_fresh_process():
     assert r.returncode == 0, r.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="refnet/frozen.py's public functions (project_out, frozen_step, "
-                                       "Projected.init/update/step) are not yet wrapped in backend.values_only")
 def test_frozen_outputs_on_tensors_that_require_grad_record_no_graph():
     net = refnet.MLP(SIZES, activation="tanh")
     X, T = _data()
