@@ -408,7 +408,7 @@ class _Gram(_Linearized):
         self.Vb = None
         self.As = [_as(xp, A, xp.float64) for A in As]                          # A_{l-1}           (n_a, n_{l-1})
         self.Ds = [_as(xp, D, xp.float64) for D in deltas]                      # Delta_l           (K, n_a, n_l)
-        big = max(float(xp.max(xp.abs(D))) for D in self.Ds)
+        big = float(xp.max(xp.stack([xp.max(xp.abs(D)) for D in self.Ds])))     # max |Delta|: one transfer
         self.scale = math.ldexp(0.5, math.frexp(big)[1]) if 0 < big < math.inf else 1.0
         self.Ds = [D / self.scale for D in self.Ds]                              # J / scale (a power of 2: exact, <= 2),
         self._factor(xp)                                                         # so w = s^2 cannot under/overflow

@@ -18,6 +18,11 @@ The contract pinned here, with every validation and finiteness check on:
   raises its own errors, so each needs one value back; one transfer per step
   would mean the step skipping its overflow check or reporting it a call later.
 * None of these numbers depends on the size of the network.
+* The frozen-output calls decide on the host (rank, route, the fast path's
+  certificate, the retraction's residual), so they make a few transfers, but a
+  fixed number for any depth and width (``FROZEN_COUNTS``): ``project_out`` 8,
+  ``frozen_step`` 11 plus at most 6 per retraction correction, ``Projected.init``
+  2 and ``Projected.step`` 13 plus the same per correction.
 """
 from __future__ import annotations
 
@@ -110,3 +115,36 @@ def test_errors_are_still_found_and_named():
     _, grads = net.loss_and_grads(params, X, T)
     with pytest.raises(FloatingPointError, match="the step overflowed"):
         refnet.SGD(1e308).step(params, [(g * 1e300, gb * 1e300) for g, gb in grads], refnet.SGD(1.0).init(params))
+
+
+# --------------------------------------------------------------------------- frozen outputs
+FROZEN_COUNTS = {"project_out": 8, "frozen_step(retract=False)": 11, "frozen_step(freeze=[])": 4,
+                 "Projected.init": 2, "Projected.step(retract=False)": 13}
+PER_CORRECTION = 6                  # each retraction correction: residual, its norm, a re-factored J
+
+
+@pytest.mark.parametrize("method", ["gram", "dense"])
+@pytest.mark.parametrize("sizes", NETS, ids=["small", "deep"])
+def test_frozen_outputs_make_a_fixed_number_of_transfers(sizes, method):
+    """The projection decides on the host (rank, route, certificate), so it needs a few values back,
+    but a fixed number, whatever the depth and width: per-layer reductions are stacked first. Each
+    retraction correction adds at most PER_CORRECTION (its residual, its norm, the re-factored J)."""
+    net, params, X, T, _ = _problem(sizes)
+    anchors = X[:3, ...]
+    grads = net.vjp(params, X, T)
+    opt = refnet.Projected(refnet.Momentum(0.01, 0.9), net, anchors, freeze=[0], retract=False, method=method)
+    state = opt.init(params)
+    counts = {
+        "project_out": transfers(lambda: refnet.project_out(net, params, grads, anchors, [0], method=method)),
+        "frozen_step(retract=False)": transfers(lambda: refnet.frozen_step(
+            net, params, X, T, freeze=[0], lr=0.01, anchors=anchors, retract=False, method=method)),
+        "frozen_step(freeze=[])": transfers(lambda: refnet.frozen_step(net, params, X, T, freeze=[], lr=0.01)),
+        "Projected.init": transfers(lambda: opt.init(params)),
+        "Projected.step(retract=False)": transfers(lambda: opt.step(params, grads, state)),
+    }
+    assert counts == FROZEN_COUNTS
+    out = []
+    n = transfers(lambda: out.append(refnet.frozen_step(net, params, X, T, freeze=[0], lr=0.01, anchors=anchors,
+                                                        method=method)[1]))
+    its = out[0].iterations
+    assert its >= 1 and n <= FROZEN_COUNTS["frozen_step(retract=False)"] + PER_CORRECTION * its, (n, its)
