@@ -254,7 +254,12 @@ NONLINEAR = ["sigmoid", "tanh", "softplus"]
 
 @given(problems(min_layers=2, max_layers=3, activations=NONLINEAR, max_n=4), st.data())
 def test_drift_without_retraction_is_second_order(prob, data):
-    """max |c(theta - lr g_perp) - c0| ~ lr^2 (fitted log-log slope near 2); unprojected control ~ lr."""
+    """c(theta - h u) - c0 has no first-order term along u = g_perp / |g_perp| (unprojected control: ~ h).
+
+    The signed drift d(h) is fitted by c1 h + c2 h^2 + c3 h^3 on four step sizes and the first-order
+    part c1 h must be negligible at the smallest. (A log-log slope of max|d| is not a test of order: a
+    third-order term of the opposite sign bends it below 2 where the function is still second order,
+    as on a 2-4-7-2 tanh net the deep profile drew: d/h^2 = 1.67, 1.51, 1.19, 0.55 e-11 for doubling h.)"""
     net, params, X, G = prob
     K = data.draw(frozen_subsets(net.sizes[-1]))
     theta = theta_of(params)
@@ -266,19 +271,21 @@ def test_drift_without_retraction_is_second_order(prob, data):
     J = oracle_J(net, theta, X, K)
     sp = Spectrum(J, default_rtol(net, J.shape[0], "float64"))
     assume(not np.any((sp.rel > 1e3 * EPS) & (sp.rel <= CLEAR * sp.dense)))      # a dropped (or ambiguous)
-    drift, control = [], []                                                       # s > 0 leaks at first order
+    drift, control, signed = [], [], []                                           # s > 0 leaks at first order
     for h in steps:
         new, info = refnet.frozen_step(net, params, X, G, K, h / np.linalg.norm(gp), retract=False)
-        drift.append(np.abs(oracle_c(net, theta_of(new), X, K) - c0).max())
+        signed.append(oracle_c(net, theta_of(new), X, K) - c0)                    # d(h)   (m,)
+        drift.append(np.abs(signed[-1]).max())
         assert info.iterations == 0 and info.residual == pytest.approx(drift[-1], rel=1e-6, abs=1e-15)
         control.append(np.abs(oracle_c(net, theta - (h / np.linalg.norm(g)) * g, X, K) - c0).max())
     # the O(lr^2) coefficient must stand clear of rounding (~1e-16 |c|) at the smallest step
     assume(drift[0] > 1e4 * EPS * max(1.0, np.abs(c0).max()))
-    slope = np.polyfit(np.log(steps), np.log(drift), 1)[0]
+    u = steps / steps[0]                                                          # h in units of the smallest
+    coef = np.linalg.lstsq(np.stack([u, u ** 2, u ** 3], axis=1), np.array(signed), rcond=None)[0]   # (3, m)
+    assert np.abs(coef[0]).max() <= 0.05 * drift[0], (coef[0], drift)               # c1 h_min: first order
     # the control is first order only where J g's term dominates its own O(lr^2) part (~ the drift)
     assume(np.abs(J @ g).max() * steps[0] / np.linalg.norm(g) > 100 * drift[-1])
     slope_control = np.polyfit(np.log(steps), np.log(control), 1)[0]
-    assert 1.8 <= slope <= 2.2, (slope, drift)
     assert 0.8 <= slope_control <= 1.2, (slope_control, control)
 
 
