@@ -373,6 +373,10 @@ HOST_SIDE = ("data.py", "io.py", "conformance.py", "conformance/*", "strategies.
 # must create those arrays: they may import a library, but only inside a function, so that
 # importing them never requires it.
 PEER_TOOLS = ("bench*.py", "bench/*")
+# Adapters are other libraries' ports (PyTorch, optax, Keras, TensorFlow) checked by the kit: each is a
+# standalone file of that library's code, run by path and never imported by refnet, so the rule does
+# not apply to them (test_adapters_are_not_imported_by_refnet pins the "never imported").
+ADAPTERS = "conformance/adapters/"
 # Host-side code inside an array module: function qualname -> why
 HOST_FUNCTIONS = {"mlp.py": {"MLP.init": "random draws on the host with numpy.random.Generator"}}
 # Methods NumPy arrays have but array-API arrays do not (use xp.<function>(x) instead).
@@ -442,9 +446,20 @@ def test_only_backend_py_knows_array_libraries():
     problems = []
     for path in sorted(REFNET.rglob("*.py")):
         rel = path.relative_to(REFNET).as_posix()
-        if rel != "backend.py":
+        if rel != "backend.py" and not rel.startswith(ADAPTERS):
             problems += _violations(rel, path.read_text())
     assert not problems, "backend rule violated:\n" + "\n".join(problems)
+
+
+def test_adapters_are_not_imported_by_refnet():
+    """Importing refnet (and its kit) loads no adapter, so no peer library is needed to use it."""
+    import subprocess
+    import sys
+    code = ("import sys, refnet, refnet.conformance, refnet.conformance.cli; "
+            "print([m for m in sys.modules if m.startswith('refnet.conformance.adapters.') "
+            "or m.split('.')[0] in ('optax', 'keras', 'tensorflow')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 @pytest.mark.parametrize("source,rel,bad", [
