@@ -26,9 +26,18 @@ PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "re
 def x64(method):
     @functools.wraps(method)
     def wrapped(*args, **kw):
+        _bound_caches()
         with jax.enable_x64(True):
             return jax.tree_util.tree_map(np.asarray, method(*args, **kw))
     return wrapped
+
+
+def _bound_caches(limit=300):
+    """XLA keeps every compiled program mapped in memory; a deep run (any shape) compiles thousands and
+    reaches the kernel's limit on memory maps (vm.max_map_count, 65530: 'LLVM compilation error: Cannot
+    allocate memory', then a crash). Past ``limit`` programs, start afresh (the quick profile needs ~150)."""
+    if sum(getattr(f, "_cache_size", lambda: 0)() for f in _JITTED) > limit:
+        jax.clear_caches()
 
 
 def _net(acts, tree, X):
@@ -93,6 +102,9 @@ def _optimizer_step(name, nesterov, include_bias, lr, mu, tree, g, acc):
     acc = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc)  # a <- g + mu a
     step = jax.tree_util.tree_map(lambda d, a: d + mu * a, g, acc) if nesterov else acc
     return jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step), acc
+
+
+_JITTED = (_forward, _vjp, _loss_and_grads, _jacobian, _project, _optimizer_step)
 
 
 class JaxPort:
