@@ -179,20 +179,20 @@ def gram_schmidt_basis(J):
     return np.array(basis)
 
 
-def project_gram_schmidt(J, g):
+def project_gram_schmidt(J, g, rtol):
     U = gram_schmidt_basis(J)
     return g - U.T @ (U @ g)                                          # g - U^T U g
 
 
-def project_qr(J, g):
+def project_qr(J, g, rtol):
     """QR of J^T keeping all min(m, p) columns of Q (what CL-style OGD code does)."""
     Q, _ = np.linalg.qr(J.T)                                          # J^T = Q R, Q (p, min(m, p))
     return g - Q @ (Q.T @ g)                                          # g - Q Q^T g
 
 
-def project_pinv(J, g):
-    """The definition: singular values at or below rtol s_max dropped, rtol passed explicitly."""
-    rtol = max(J.shape) * float(np.finfo(J.dtype).eps)
+def project_pinv(J, g, rtol):
+    """The definition: singular values at or below rtol s_max dropped, rtol (refnet.frozen.default_rtol,
+    what the kit passes) given explicitly: pinv's own default max(m, p) eps grows with p."""
     return g - np.linalg.pinv(J, rtol=rtol) @ (J @ g)                 # g - J^+ J g
 
 
@@ -231,11 +231,12 @@ def projection_study(seed=1):
             J = np.asarray(net.jacobian(params, X, outputs=[0]))                # (m, p) float64
             g = rng.standard_normal(J.shape[1])
             _, s, Vt = np.linalg.svd(J)
-            rank = int(np.sum(s > max(J.shape) * np.finfo(dtype).eps * s.max(initial=0.0)))
+            rtol = refnet.frozen.default_rtol(net, J.shape[0], dtype)          # the definition's cutoff
+            rank = int(np.sum(s > rtol * s.max(initial=0.0)))
             for name, f in METHODS.items():
                 try:
                     with np.errstate(all="ignore"):
-                        gp = f(J.astype(dtype), g.astype(dtype)).astype(np.float64)
+                        gp = f(J.astype(dtype), g.astype(dtype), rtol).astype(np.float64)
                 except Exception as e:                                      # noqa: BLE001 (reported)
                     rows.append((dtype.__name__, kind, name, *J.shape, rank, np.nan, np.nan, False,
                                  f"{type(e).__name__}"))
@@ -303,7 +304,7 @@ def page(work) -> str:
                 "off a basis of the rows of J. Two constructions are common; below they are "
                 "re-implemented from their published descriptions (`refnet.conformance.adapters."
                 "matrix`) beside the definition refnet uses, `g - pinv(J, rtol=rtol) J g`, here "
-                "with rtol = max(m, p) eps passed explicitly:", 88), "",
+                "with refnet's rtol (`refnet.frozen.default_rtol`, 10 sqrt(m k) eps) passed explicitly:", 88), "",
             "- Gram-Schmidt: classical, no re-orthogonalization, every row normalized;",
             "- QR min(m, p): `Q, R = qr(J^T)`, all min(m, p) columns of Q kept;",
             "- pinv rtol: singular values at or below rtol s_max dropped.", "",
