@@ -603,8 +603,12 @@ def test_float32_frozen_step(method, prob, frac):
         warnings.simplefilter("always", refnet.ProjectionAccuracyWarning)        # near rtol is a documented,
         gp = theta_of(refnet.project_out(net, p32, net.vjp(p32, X32, G32), A32, K, method=method))  # recorded
         lr = frac * max(np.linalg.norm(theta), 1.0) / np.linalg.norm(gp) if np.any(gp) else 0.1  # warning
-        new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
-    assert all("rank ambiguous" in str(w.message) for w in caught)
+        try:
+            new, info = refnet.frozen_step(net, p32, X32, G32, K, lr, anchors=A32, method=method)
+        except refnet.RetractionError as e:          # a rank that float32 cannot decide (a singular value
+            assert caught and "rank ambiguous" in str(e), e     # within 10x of the cutoff, warned and named
+            assume(False)                            # in the error) promises no convergence: rounding in
+    assert all("rank ambiguous" in str(w.message) for w in caught)   # the last bits decides which way it goes
     assert (info.warning is not None) == bool(caught)
     assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in new)
     c0 = oracle_c(net, theta, A32.astype(np.float64), K)
