@@ -273,7 +273,7 @@ def svd_facts(J, eps, noise=0.0, rtol=None):
     rtol: refnet's cutoff relative to s_max (``refnet.frozen.default_rtol(net, m, dtype)``, which
     the kit passes to ports); None: the array-API ``pinv`` default ``max(m, p) eps``.
 
-    noise: a bound on the error of J's entries (|E_J|_F >= |E_J|_2, which bounds how far
+    noise: a bound on the error of J's entries (``|E_J|_F >= |E_J|_2``, which bounds how far
     rounding moves any singular value, Weyl). A singular value within noise of the cutoff
     may be kept by one correct implementation and dropped by another (e.g. saturated
     units: 1 - tanh^2 rounds to 0 where 1 / cosh^2 gives 1e-20); when
@@ -334,7 +334,7 @@ def projection_tol(facts, E_J, g_norm):
     Returns
     -------
     float
-        Rank 0 (g_perp = g): SAFETY eps |g|_2.
+        Rank 0 (g_perp = g): ``SAFETY eps |g|_2``.
 
     Examples
     --------
