@@ -67,6 +67,9 @@ def small_run(kind="momentum"):
 
 
 # ---------------------------------------------------------------------- round trips
+# a float32 Projected step may warn that its rank is ambiguous (documented, recorded in FrozenInfo.warning,
+# which the round trip must preserve); the checkpoint is what is tested here
+@pytest.mark.filterwarnings("ignore::refnet.frozen.ProjectionAccuracyWarning")
 @given(architectures(max_layers=3, activations=SMOOTH), seeds, st.sampled_from(["float64", "float32"]),
        st.sampled_from(sorted(OPTIMIZERS) + ["projected", "none"]), st.integers(0, 3), metas)
 def test_round_trip_is_bit_exact(tmp_path_factory, net, seed, dtype, kind, steps, meta):
