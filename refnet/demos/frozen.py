@@ -80,7 +80,8 @@ def plot(results, path=None):
 def run(out, args):
     results = compare()
     table(results, out)
-    out.write("output 0 is held on the 8 batch inputs (the anchors); retraction tolerance 1e-12 max(1, |y0|)\n")
+    out.write("output 0 is held on the 8 batch inputs (the anchors); retraction tolerance 1e-12 max(1, S),\n"
+              "S the magnitudes that cancel into y0 (refnet.frozen.default_tol)\n")
     if getattr(args, "plot", None):
         try:
             path = os.path.join(args.plot, "frozen.png")
