@@ -17,6 +17,10 @@ class Float32Optimizers:
     dtype = "float32"
 
     def optimizer_step(self, name, hyper, params, grads, state):
+        assert name in ("sgd", "momentum", "averaged_momentum"), f"unknown optimizer {name!r}"
+        for (W, b), (gW, gb) in zip(params, grads):                   # refnet layout: b_l (n_l,) = W_l's columns
+            assert W.ndim == 2 and b.shape == (W.shape[1],), "the kit hands this port (n_in, n_out) weights"
+            assert gW.shape == W.shape and gb.shape == b.shape, "gradients shaped like the params"
         lr, mu = F32(hyper["lr"]), F32(hyper.get("momentum", 0.0))
         params = [(W.astype(F32), b.astype(F32)) for W, b in params]
         grads = [(gW.astype(F32), gb.astype(F32)) for gW, gb in grads]
