@@ -412,20 +412,32 @@ class MLP:
         >>> bool(np.isclose(loss, -np.mean(np.sum(T * log_softmax, axis=1))))
         True
         """
-        check.choice(loss, "loss", LOSSES)
-        batches = [("T", T, self.sizes[-1])]
-        xp, dtype = self._checked(params, X, *batches)
-        with quiet():             # values not yet checked: they are below, with the loss, in one transfer
-            trace = self._forward(xp, params, X)
-            value, G = LOSSES[loss](xp, trace.As[-1], T)
-            flags = [value] + ([_probabilities_flag(xp, T)] if loss == "softmax_cross_entropy" else [])
-        if not check.all_finite(xp, *check.leaves(params), X, T, *flags):
-            self._diagnose(xp, params, X, *batches)
+        xp, value, trace, G, must_be_finite = self._loss_unchecked(params, X, T, loss)
+        if not check.all_finite(xp, *must_be_finite):
+            self._diagnose(xp, params, X, ("T", T, self.sizes[-1]))
             if loss == "softmax_cross_entropy":
                 _check_probabilities(xp, T)
             raise FloatingPointError(f"the {loss} loss overflowed to {float(value)}; "
                                      f"inputs are finite, so scale X, T or params down")
         return value, self._param_grads(xp, trace, self._backward(xp, params, trace, G))
+
+    def _loss_unchecked(self, params, X, T, loss):
+        """:meth:`loss_and_grads` up to ``G = dL/dY``: every check but the values'.
+
+        Checks ``loss``, then structure, library, device and dtype (raising as
+        :meth:`loss_and_grads`), then runs the forward pass and the loss with
+        warnings off. Returns ``(xp, value, trace, G, must_be_finite)``: the
+        result stands only if every array of ``must_be_finite`` is finite
+        (params, X, T, the loss, and for softmax_cross_entropy a 0-d flag of
+        T's rows), which the caller checks in its one fused reduction.
+        """
+        check.choice(loss, "loss", LOSSES)
+        xp, _ = self._checked(params, X, ("T", T, self.sizes[-1]))
+        with quiet():             # values not yet checked: the caller checks them, with the loss, in one transfer
+            trace = self._forward(xp, params, X)
+            value, G = LOSSES[loss](xp, trace.As[-1], T)
+            flags = [value] + ([_probabilities_flag(xp, T)] if loss == "softmax_cross_entropy" else [])
+        return xp, value, trace, G, [*check.leaves(params), X, T, *flags]
 
     # -------------------------------------------------------------- jacobian
     def _output_seeds(self, xp, like, outputs):

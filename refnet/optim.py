@@ -349,6 +349,111 @@ class _Optimizer:
     def _state_finite(self, xp, state):
         """Raise ValueError naming the state entry that holds NaN or Inf (SGD: none)."""
 
+    @values_only
+    def train_step(self, net, params, state, X, T, loss="mse"):
+        r"""One training step in one call: ``net.loss_and_grads`` then :meth:`step`, fused.
+
+        The same arithmetic, results and errors as::
+
+            value, grads = net.loss_and_grads(params, X, T, loss=loss)
+            params, state = opt.step(params, grads, state)
+
+        with every check of the two calls, validated once: structure, library,
+        device and dtype of each argument, then one fused finiteness check of
+        everything that must be finite (params, ``X``, ``T``, the state, the
+        loss, the new params and, for "softmax_cross_entropy", the rows of
+        ``T``). On a GPU that is one value brought back to the host per step
+        where the two calls bring back two. Only when that check fails does the
+        two-call form run, to raise the error it raises (naming the argument);
+        nothing is returned and nothing passed in is modified.
+
+        Parameters
+        ----------
+        net : refnet.MLP
+            The architecture ``params`` belong to.
+        params : list of (W, b)
+            ``W_l`` (n_{l-1}, n_l), ``b_l`` (n_l,).
+        state
+            The state from :meth:`init` or the previous step.
+        X : array, shape (n, n_0)
+            Inputs, one row per sample, on ``params``' namespace, device and dtype.
+        T : array, shape (n, n_L)
+            Targets (probability rows for "softmax_cross_entropy").
+        loss : {"mse", "softmax_cross_entropy"}, default "mse"
+            As :meth:`refnet.MLP.loss_and_grads`.
+
+        Returns
+        -------
+        loss : 0-d array
+            The loss at the params passed in (before the step).
+        params : list of (W, b)
+            New arrays.
+        state
+            The next state.
+
+        Raises
+        ------
+        TypeError
+            If ``net`` is not a ``refnet.MLP``, ``state`` is not this optimizer's
+            state type, or as :meth:`refnet.MLP.loss_and_grads` and :meth:`step`.
+        ValueError
+            As :meth:`refnet.MLP.loss_and_grads` and :meth:`step` (NaN or Inf
+            in an argument, a shape that does not match, rows of ``T`` that are
+            not probabilities).
+        FloatingPointError
+            If the loss or the step overflows although the inputs are finite.
+
+        Examples
+        --------
+        >>> import numpy as np, refnet
+        >>> net = refnet.MLP([3, 4, 2], activation="tanh")
+        >>> X = np.linspace(-1, 1, 15).reshape(5, 3)
+        >>> T = np.zeros((5, 2))
+        >>> opt = refnet.Momentum(lr=0.1, momentum=0.9)
+        >>> params = net.init(seed=0)
+        >>> state = opt.init(params)
+        >>> for _ in range(3):
+        ...     loss, params, state = opt.train_step(net, params, state, X, T)
+        ...     print(f"{float(loss):.4f}")
+        0.2234
+        0.1468
+        0.0527
+
+        The two-call form gives the same numbers, bit for bit:
+
+        >>> p0 = net.init(seed=0)
+        >>> value, grads = net.loss_and_grads(p0, X, T)
+        >>> p1, _ = opt.step(p0, grads, opt.init(p0))
+        >>> fused_value, p1_fused, _ = opt.train_step(net, p0, opt.init(p0), X, T)
+        >>> bool(fused_value == value), bool(np.all(refnet.flatten(p1_fused) == refnet.flatten(p1)))
+        (True, True)
+        """
+        check.network(net)
+        xp, value, trace, G, must_be_finite = net._loss_unchecked(params, X, T, loss)
+        try:
+            self._check_state(state, params, xp, params[0][0].dtype)
+        except (TypeError, ValueError):
+            return self._train_step_slow(net, params, state, X, T, loss)   # raises: the two calls' error first
+        with quiet():                  # values not yet checked: they are below, in one transfer
+            grads = net._param_grads(xp, trace, net._backward(xp, params, trace, G))
+            U, new_state = self._update(xp, grads, state)
+            new = apply_update(xp, params, U)
+        if not check.all_finite(xp, *must_be_finite, *self._state_arrays(state), *check.leaves(new)):
+            return self._train_step_slow(net, params, state, X, T, loss)
+        return value, new, new_state
+
+    def _train_step_slow(self, net, params, state, X, T, loss):
+        """The two-call form of :meth:`train_step`, run only when a fused check failed: the two
+        calls then raise their own error, naming the argument (and if they find nothing wrong,
+        their result is the step's)."""
+        value, grads = net.loss_and_grads(params, X, T, loss=loss)
+        new, new_state = self.step(params, grads, state)
+        return value, new, new_state
+
+    def _state_arrays(self, state) -> list:
+        """The arrays of the state (SGD: none)."""
+        return []
+
 
 def apply_update(xp, params, U):
     r"""Apply an update layer by layer, :math:`\theta_\text{new} = \theta - U` (no validation).
@@ -427,6 +532,9 @@ class _MomentumBase(_Optimizer):
 
     def _state_finite(self, xp, state):
         check.tree_finite(xp, state.accumulation, "state.accumulation")
+
+    def _state_arrays(self, state) -> list:
+        return check.leaves(state.accumulation)
 
 
 class Momentum(_MomentumBase):

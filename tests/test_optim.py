@@ -362,3 +362,109 @@ def test_conformance_report_names_first_divergence():
         compare_trajectories(ref, ref, layout="jax")
     with pytest.raises(ValueError, match=r"W_1 has shape"):
         compare_trajectories(ref, ref, layout="torch")          # refnet-layout W given as torch: (4, 3) vs (3, 4)
+
+
+# ------------------------------------------------------ the fused training step
+def _training_problem(backend, sizes, activation, loss, n=6, seed=0):
+    """(net, params, X, T) on ``backend``; T are probability rows for softmax_cross_entropy."""
+    net = refnet.MLP(sizes, activation=activation)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0]))
+    T = (rng.dirichlet(np.ones(sizes[-1]), size=n) if loss == "softmax_cross_entropy"
+         else rng.standard_normal((n, sizes[-1])))
+    return net, backend.params(net.init(seed=seed)), backend.asarray(X), backend.asarray(T)
+
+
+def _state_tree(state):
+    return [] if isinstance(state, refnet.SGDState) else state.accumulation
+
+
+@pytest.mark.parametrize("loss", ["mse", "softmax_cross_entropy"])
+@pytest.mark.parametrize("make", OPTIMIZERS, ids=["sgd", "momentum", "nesterov", "averaged", "averaged-bias"])
+@pytest.mark.parametrize("sizes, activation", [([3, 5, 4], "tanh"), ([4, 6, 6, 3], "sigmoid"), ([2, 3], "relu")])
+def test_train_step_equals_loss_and_grads_then_step(backend, sizes, activation, make, loss):
+    """Bit for bit, over 3 steps: the loss, the new params and the new state."""
+    net, params, X, T = _training_problem(backend, sizes, activation, loss)
+    opt = make()
+    p2, s2 = params, opt.init(params)                      # the two-call form
+    p1, s1 = params, opt.init(params)                      # the fused step
+    for _ in range(3):
+        value2, grads = net.loss_and_grads(p2, X, T, loss=loss)
+        p2, s2 = opt.step(p2, grads, s2)
+        value1, p1, s1 = opt.train_step(net, p1, s1, X, T, loss=loss)
+        np.testing.assert_array_equal(backend.numpy(value1), backend.numpy(value2))
+        assert_trajectories_equal([backend.params_numpy(p1), backend.params_numpy(_state_tree(s1))],
+                                  [backend.params_numpy(p2), backend.params_numpy(_state_tree(s2))])
+        assert type(s1) is type(s2)
+
+
+def _nan_at(backend, x, index):
+    """A copy of ``x`` with NaN at ``index``."""
+    a = backend.numpy(x)
+    a[index] = np.nan
+    return backend.asarray(a)
+
+
+# name -> (net, params, state, X, T, opt, loss) -> (params, state, X, T, opt, loss), the bad variant
+BAD_TRAINING_STEPS = {
+    "nan params": lambda b, p, s, X, T, o, L: ([p[0], (p[1][0], _nan_at(b, p[1][1], 0))], s, X, T, o, L),
+    "nan X": lambda b, p, s, X, T, o, L: (p, s, _nan_at(b, X, (1, 2)), T, o, L),
+    "nan T": lambda b, p, s, X, T, o, L: (p, s, X, _nan_at(b, T, (0, 0)), o, L),
+    "nan state": lambda b, p, s, X, T, o, L: (
+        p, refnet.MomentumState([s.accumulation[0], (_nan_at(b, s.accumulation[1][0], (0, 1)),
+                                                     s.accumulation[1][1])]), X, T, o, L),
+    "state of another optimizer": lambda b, p, s, X, T, o, L: (p, refnet.SGDState(), X, T, o, L),
+    "state of the wrong shape": lambda b, p, s, X, T, o, L: (p, refnet.MomentumState(s.accumulation[:1]), X, T, o, L),
+    "nan X and a bad state": lambda b, p, s, X, T, o, L: (p, refnet.SGDState(), _nan_at(b, X, (0, 0)), T, o, L),
+    "T rows not probabilities": lambda b, p, s, X, T, o, L: (p, s, X, T * 2.0, o, "softmax_cross_entropy"),
+    "unknown loss": lambda b, p, s, X, T, o, L: (p, s, X, T, o, "l2"),
+    "X of the wrong width": lambda b, p, s, X, T, o, L: (p, s, X[:, :2], T, o, L),
+    "T of the wrong dtype": lambda b, p, s, X, T, o, L: (p, s, X, _float32(T), o, L),
+    "params of another net": lambda b, p, s, X, T, o, L: (p[:1], s, X, T, o, L),
+    "overflowing loss": lambda b, p, s, X, T, o, L: (p, s, X, T * 1e200, o, L),
+    "overflowing step": lambda b, p, s, X, T, o, L: (p, s, X, T * 1e150, refnet.Momentum(1e300, 0.9), L),
+}
+
+
+def _float32(x):
+    xp = x.__array_namespace__()
+    return xp.astype(x, xp.float32)
+
+
+@pytest.mark.parametrize("case", list(BAD_TRAINING_STEPS))
+def test_train_step_raises_what_the_two_calls_raise(backend, case):
+    """The same exception type and message as loss_and_grads + step, and nothing passed in changes."""
+    net, params, X, T = _training_problem(backend, [3, 5, 4], "tanh", "mse")
+    opt = refnet.Momentum(0.1, 0.9)
+    _, grads = net.loss_and_grads(params, X, T)
+    _, state = opt.step(params, grads, opt.init(params))            # a non-zero state
+    params, state, X, T, opt, loss = BAD_TRAINING_STEPS[case](backend, params, state, X, T, opt, "mse")
+    with pytest.raises((TypeError, ValueError, FloatingPointError)) as two_calls:
+        _, grads = net.loss_and_grads(params, X, T, loss=loss)
+        opt.step(params, grads, state)
+    before = [backend.params_numpy(t) for t in (params, _state_tree(state))] + [backend.numpy(X), backend.numpy(T)]
+    with pytest.raises(two_calls.type) as fused:
+        opt.train_step(net, params, state, X, T, loss=loss)
+    assert str(fused.value) == str(two_calls.value)
+    after = [backend.params_numpy(t) for t in (params, _state_tree(state))] + [backend.numpy(X), backend.numpy(T)]
+    for a, b in zip(after, before):
+        assert_trajectories_equal([a], [b]) if isinstance(a, list) else np.testing.assert_array_equal(a, b)
+
+
+def test_train_step_needs_an_mlp():
+    with pytest.raises(TypeError, match="net must be a refnet.MLP"):
+        refnet.SGD(0.1).train_step([3, 4], [(np.ones((3, 4)), np.ones(4))], refnet.SGDState(),
+                                   np.ones((2, 3)), np.ones((2, 4)))
+
+
+def test_train_step_finite_values_whose_squares_overflow(backend):
+    """Inputs of 1e160 are finite but their fused sum of squares is not: the exact check then passes
+    them, and the fused step still equals the two calls (saturated sigmoids keep the step finite)."""
+    net, params, X, T = _training_problem(backend, [3, 4, 2], "sigmoid", "mse")
+    X = X * 1e160
+    opt = refnet.SGD(0.1)
+    value2, grads = net.loss_and_grads(params, X, T)
+    p2, _ = opt.step(params, grads, opt.init(params))
+    value1, p1, _ = opt.train_step(net, params, opt.init(params), X, T)
+    np.testing.assert_array_equal(backend.numpy(value1), backend.numpy(value2))
+    assert_trajectories_equal([backend.params_numpy(p1)], [backend.params_numpy(p2)])

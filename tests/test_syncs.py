@@ -14,9 +14,12 @@ The contract pinned here, with every validation and finiteness check on:
   reduced to one 0-d value on the device, and only that value comes back.
   The per-array search that names the culprit runs only when it is not finite.
 * ``flatten``, ``unflatten``, ``init`` (params and optimizer state) make none.
-* A training step (``loss_and_grads`` then ``opt.step``) makes two: each call
-  raises its own errors, so each needs one value back; one transfer per step
-  would mean the step skipping its overflow check or reporting it a call later.
+* A training step makes one: ``opt.train_step(net, params, state, X, T)``
+  validates once and reduces everything that must be finite (params, X, T, the
+  state, the loss, the new params, softmax targets' rows) to the one 0-d value
+  that comes back. Written as two calls (``loss_and_grads`` then ``opt.step``)
+  it makes two: each call raises its own errors, so each needs its own value
+  back.
 * None of these numbers depends on the size of the network.
 * The frozen-output calls decide on the host (rank, route, the fast path's
   certificate, the retraction's residual), so they make a few transfers, but a
@@ -89,6 +92,28 @@ def test_each_call_makes_at_most_one_transfer(sizes):
         assert transfers(lambda: opt.step(params, grads, state)) == 1, opt
 
 
+@pytest.mark.parametrize("sizes", NETS, ids=["3-5-4-2", "7-16-16-16-5"])
+def test_a_fused_training_step_makes_one_transfer(sizes):
+    net, params, X, T, P = _problem(sizes)
+    for opt in OPTIMIZERS:
+        state = opt.init(params)
+        assert transfers(lambda: opt.train_step(net, params, state, X, T)) == 1, opt
+        assert transfers(lambda: opt.train_step(net, params, state, X, P, loss="softmax_cross_entropy")) == 1, opt
+
+
+def test_a_fused_training_loop_makes_one_transfer_per_step():
+    """train_step, 5 steps: 5 transfers, and the loop trains (the loss falls)."""
+    net, params, X, T, _ = _problem(NETS[1])
+    opt = refnet.Momentum(0.05, 0.9)
+    state, losses = opt.init(params), []
+    with count_transfers() as log:
+        for _ in range(5):
+            loss, params, state = opt.train_step(net, params, state, X, T)
+            losses.append(loss)
+    assert len(log) == 5, log
+    assert float(losses[-1]) < float(losses[0])
+
+
 def test_a_training_loop_makes_two_transfers_per_step():
     """loss_and_grads + step, 5 steps: 10 transfers, and the loop trains (the loss falls)."""
     net, params, X, T, _ = _problem(NETS[1])
@@ -105,7 +130,8 @@ def test_a_training_loop_makes_two_transfers_per_step():
 
 def test_errors_are_still_found_and_named():
     """The fused check diagnoses: NaN in T names T, a non-probability row names T's rows,
-    an overflowing step is a FloatingPointError (more transfers are fine on failure)."""
+    an overflowing step is a FloatingPointError, also in the fused training step (more
+    transfers are fine on failure)."""
     net, params, X, T, P = _problem(NETS[0])
     bad = STRICT.asarray(np.where(np.arange(T.shape[1]) == 1, np.nan, STRICT.numpy(T)))
     with pytest.raises(ValueError, match="T contains NaN or Inf"):
@@ -115,6 +141,8 @@ def test_errors_are_still_found_and_named():
     _, grads = net.loss_and_grads(params, X, T)
     with pytest.raises(FloatingPointError, match="the step overflowed"):
         refnet.SGD(1e308).step(params, [(g * 1e300, gb * 1e300) for g, gb in grads], refnet.SGD(1.0).init(params))
+    with pytest.raises(FloatingPointError, match="the step overflowed"):
+        refnet.SGD(1e308).train_step(net, params, refnet.SGD(1.0).init(params), X, T * 1e150)
 
 
 # --------------------------------------------------------------------------- frozen outputs
