@@ -101,30 +101,26 @@ def test_a_fused_training_step_makes_one_transfer(sizes):
         assert transfers(lambda: opt.train_step(net, params, state, X, P, loss="softmax_cross_entropy")) == 1, opt
 
 
-def test_a_fused_training_loop_makes_one_transfer_per_step():
-    """train_step, 5 steps: 5 transfers, and the loop trains (the loss falls)."""
+def _fused_step(net, opt, params, state, X, T):
+    return opt.train_step(net, params, state, X, T)
+
+
+def _two_call_step(net, opt, params, state, X, T):
+    loss, grads = net.loss_and_grads(params, X, T)
+    return (loss, *opt.step(params, grads, state))
+
+
+@pytest.mark.parametrize("step, per_step", [(_fused_step, 1), (_two_call_step, 2)], ids=["train_step", "two calls"])
+def test_a_training_loop_makes_one_transfer_per_step_fused_two_in_two_calls(step, per_step):
+    """5 steps: 5 transfers with train_step, 10 with loss_and_grads + step; the loop trains (the loss falls)."""
     net, params, X, T, _ = _problem(NETS[1])
     opt = refnet.Momentum(0.05, 0.9)
     state, losses = opt.init(params), []
     with count_transfers() as log:
         for _ in range(5):
-            loss, params, state = opt.train_step(net, params, state, X, T)
+            loss, params, state = step(net, opt, params, state, X, T)
             losses.append(loss)
-    assert len(log) == 5, log
-    assert float(losses[-1]) < float(losses[0])
-
-
-def test_a_training_loop_makes_two_transfers_per_step():
-    """loss_and_grads + step, 5 steps: 10 transfers, and the loop trains (the loss falls)."""
-    net, params, X, T, _ = _problem(NETS[1])
-    opt = refnet.Momentum(0.05, 0.9)
-    state, losses = opt.init(params), []
-    with count_transfers() as log:
-        for _ in range(5):
-            loss, grads = net.loss_and_grads(params, X, T)
-            params, state = opt.step(params, grads, state)
-            losses.append(loss)
-    assert len(log) == 10, log
+    assert len(log) == 5 * per_step, log
     assert float(losses[-1]) < float(losses[0])
 
 
