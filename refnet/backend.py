@@ -99,7 +99,10 @@ def device(x):
 def fast_namespace(arrays):
     """The namespace of ``arrays`` when they are all arrays of one library on one
     device, else None (then call :func:`namespace` with names for the diagnosis)."""
-    if all(type(x) is np.ndarray for x in arrays):   # the common case, without array_namespace's overhead
+    for x in arrays:                          # the common case, without array_namespace's overhead
+        if type(x) is not np.ndarray:
+            break
+    else:
         return _NUMPY
     try:
         xp = array_api_compat.array_namespace(*arrays)

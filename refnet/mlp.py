@@ -412,8 +412,9 @@ class MLP:
         >>> bool(np.isclose(loss, -np.mean(np.sum(T * log_softmax, axis=1))))
         True
         """
-        xp, value, trace, G, must_be_finite = self._loss_unchecked(params, X, T, loss)
-        if not check.all_finite(xp, *must_be_finite):
+        with quiet():             # values not yet checked: they are below, with the loss, in one transfer
+            xp, value, trace, G, finite_too = self._loss_unchecked(params, X, T, loss)
+        if not check.all_finite(xp, *check.leaves(params), *finite_too):
             self._diagnose(xp, params, X, ("T", T, self.sizes[-1]))
             if loss == "softmax_cross_entropy":
                 _check_probabilities(xp, T)
@@ -425,19 +426,19 @@ class MLP:
         """:meth:`loss_and_grads` up to ``G = dL/dY``: every check but the values'.
 
         Checks ``loss``, then structure, library, device and dtype (raising as
-        :meth:`loss_and_grads`), then runs the forward pass and the loss with
-        warnings off. Returns ``(xp, value, trace, G, must_be_finite)``: the
-        result stands only if every array of ``must_be_finite`` is finite
-        (params, X, T, the loss, and for softmax_cross_entropy a 0-d flag of
-        T's rows), which the caller checks in its one fused reduction.
+        :meth:`loss_and_grads`), then runs the forward pass and the loss (call it
+        inside :func:`~refnet.backend.quiet`). Returns ``(xp, value, trace, G,
+        finite_too)``: the result stands only if the params and every array of
+        ``finite_too`` are finite (X, T, the loss, and for softmax_cross_entropy
+        a 0-d flag of T's rows), which the caller checks in its one fused
+        reduction.
         """
         check.choice(loss, "loss", LOSSES)
         xp, _ = self._checked(params, X, ("T", T, self.sizes[-1]))
-        with quiet():             # values not yet checked: the caller checks them, with the loss, in one transfer
-            trace = self._forward(xp, params, X)
-            value, G = LOSSES[loss](xp, trace.As[-1], T)
-            flags = [value] + ([_probabilities_flag(xp, T)] if loss == "softmax_cross_entropy" else [])
-        return xp, value, trace, G, [*check.leaves(params), X, T, *flags]
+        trace = self._forward(xp, params, X)
+        value, G = LOSSES[loss](xp, trace.As[-1], T)
+        flags = [value] + ([_probabilities_flag(xp, T)] if loss == "softmax_cross_entropy" else [])
+        return xp, value, trace, G, [X, T, *flags]
 
     # -------------------------------------------------------------- jacobian
     def _output_seeds(self, xp, like, outputs):

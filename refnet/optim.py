@@ -360,12 +360,14 @@ class _Optimizer:
 
         with every check of the two calls, validated once: structure, library,
         device and dtype of each argument, then one fused finiteness check of
-        everything that must be finite (params, ``X``, ``T``, the state, the
-        loss, the new params and, for "softmax_cross_entropy", the rows of
-        ``T``). On a GPU that is one value brought back to the host per step
-        where the two calls bring back two. Only when that check fails does the
-        two-call form run, to raise the error it raises (naming the argument);
-        nothing is returned and nothing passed in is modified.
+        everything that must be finite: ``X``, ``T``, the loss, for
+        "softmax_cross_entropy" the rows of ``T``, and the new params, which
+        also covers the params, the gradients and the state (as in :meth:`step`:
+        a NaN or Inf in any of them always reaches :math:`\theta - U`). On a GPU
+        that is one value brought back to the host per step where the two calls
+        bring back two. Only when a check fails does the two-call form run, to
+        raise the error it raises (naming the argument); nothing is returned and
+        nothing passed in is modified.
 
         Parameters
         ----------
@@ -429,18 +431,24 @@ class _Optimizer:
         (True, True)
         """
         check.network(net)
-        xp, value, trace, G, must_be_finite = net._loss_unchecked(params, X, T, loss)
+        with quiet():                  # values not yet checked: they are below, in one transfer
+            xp, value, trace, G, finite_too = net._loss_unchecked(params, X, T, loss)
+            if self._state_ok(state, params, xp):
+                grads = net._param_grads(xp, trace, net._backward(xp, params, trace, G))
+                U, new_state = self._update(xp, grads, state)
+                new = apply_update(xp, params, U)
+                # A NaN or Inf in params, grads or the state always reaches new = params - U (as in step)
+                if check.all_finite(xp, *finite_too, *check.leaves(new)):
+                    return value, new, new_state
+        return self._train_step_slow(net, params, state, X, T, loss)     # something is wrong: it raises
+
+    def _state_ok(self, state, params, xp) -> bool:
+        """True when the state passes :meth:`_check_state` (which raises the named error)."""
         try:
             self._check_state(state, params, xp, params[0][0].dtype)
         except (TypeError, ValueError):
-            return self._train_step_slow(net, params, state, X, T, loss)   # raises: the two calls' error first
-        with quiet():                  # values not yet checked: they are below, in one transfer
-            grads = net._param_grads(xp, trace, net._backward(xp, params, trace, G))
-            U, new_state = self._update(xp, grads, state)
-            new = apply_update(xp, params, U)
-        if not check.all_finite(xp, *must_be_finite, *self._state_arrays(state), *check.leaves(new)):
-            return self._train_step_slow(net, params, state, X, T, loss)
-        return value, new, new_state
+            return False
+        return True
 
     def _train_step_slow(self, net, params, state, X, T, loss):
         """The two-call form of :meth:`train_step`, run only when a fused check failed: the two
@@ -449,10 +457,6 @@ class _Optimizer:
         value, grads = net.loss_and_grads(params, X, T, loss=loss)
         new, new_state = self.step(params, grads, state)
         return value, new, new_state
-
-    def _state_arrays(self, state) -> list:
-        """The arrays of the state (SGD: none)."""
-        return []
 
 
 def apply_update(xp, params, U):
@@ -532,9 +536,6 @@ class _MomentumBase(_Optimizer):
 
     def _state_finite(self, xp, state):
         check.tree_finite(xp, state.accumulation, "state.accumulation")
-
-    def _state_arrays(self, state) -> list:
-        return check.leaves(state.accumulation)
 
 
 class Momentum(_MomentumBase):
