@@ -53,7 +53,8 @@ def _check_same_step(net, params, X, T):
 
 
 def refnet_trainer(net, params, X, T, opt):
-    """refnet's training step (mse loss, ``opt``) as a ``Stepper`` holding (params, optimizer state)."""
+    """refnet's training step (mse loss, ``opt``) written as two calls, ``loss_and_grads`` then
+    ``opt.step``, as a ``Stepper`` holding (params, optimizer state)."""
     state = (params, opt.init(params))
 
     def step(s):
@@ -61,6 +62,11 @@ def refnet_trainer(net, params, X, T, opt):
         _, g = net.loss_and_grads(p, X, T, loss="mse")
         return opt.step(p, g, st)
     return Stepper(step, state)
+
+
+def refnet_fused_trainer(net, params, X, T, opt):
+    """refnet's training step as one call, ``opt.train_step`` (the same arithmetic, validated once)."""
+    return Stepper(lambda s: opt.train_step(net, s[0], s[1], X, T, loss="mse")[1:], (params, opt.init(params)))
 
 
 # =================================================================== cases
@@ -73,6 +79,7 @@ def case_train(cfg, info):
             net, params, X, T = make_problem(size, dtype)
             _check_same_step(net, params, X, T)
             cont = {"refnet": refnet_trainer(net, params, X, T, refnet.SGD(LR)),
+                    "train_step": refnet_fused_trainer(net, params, X, T, refnet.SGD(LR)),
                     "numpy": numpy_trainer(params, X, T, LR)}
             if torch is not None:
                 model = torch_model(torch, net, params, dtype)
@@ -93,8 +100,12 @@ def case_train(cfg, info):
             rows.append(row(f"{name} vs numpy", "train", r, "bare NumPy", t["numpy"]["median"],
                             target=TRAIN_TARGET_NUMPY, spread=t["refnet"]["spread"],
                             note=f"spread numpy {t['numpy']['spread']:.0%}", timing=t))
-            print(f"  {name}: refnet {fmt_time(r)}, numpy {fmt_time(t['numpy']['median'])}, torch "
-                  f"{fmt_time(t['torch']['median']) if 'torch' in t else 'n/a'}", flush=True)
+            f = t["train_step"]["median"]
+            rows.append(row(f"{name} train_step vs numpy", "train", f, "bare NumPy", t["numpy"]["median"],
+                            target=TRAIN_TARGET_NUMPY, spread=t["train_step"]["spread"],
+                            note=f"opt.train_step (one call); spread numpy {t['numpy']['spread']:.0%}", timing=t))
+            print(f"  {name}: refnet {fmt_time(r)}, train_step {fmt_time(f)}, numpy {fmt_time(t['numpy']['median'])}, "
+                  f"torch {fmt_time(t['torch']['median']) if 'torch' in t else 'n/a'}", flush=True)
     return rows
 
 
