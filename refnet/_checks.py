@@ -107,18 +107,16 @@ def _params_fast(params, sizes):
     xp = fast_namespace(arrays) if arrays else None
     if xp is None:
         return None
-    dtype = arrays[0].dtype
-    if not is_float_dtype(xp, dtype):
+    W = arrays[0]
+    dtype, n_prev = W.dtype, W.shape[0] if W.ndim == 2 else None
+    if not is_float_dtype(xp, dtype) or (sizes is not None and (len(sizes) != len(params) + 1 or sizes[0] != n_prev)):
         return None
-    n_prev = params[0][0].shape[0] if params[0][0].ndim == 2 else None
-    got = [n_prev]
-    for W, b in params:
-        if W.dtype != dtype or b.dtype != dtype or W.ndim != 2 or W.shape[0] != n_prev or b.shape != (W.shape[1],):
+    for l, (W, b) in enumerate(params, start=1):
+        if W.ndim != 2 or W.dtype != dtype or b.dtype != dtype or W.shape[0] != n_prev:
             return None
         n_prev = W.shape[1]
-        got.append(n_prev)
-    if sizes is not None and got != list(sizes):
-        return None
+        if b.shape != (n_prev,) or (sizes is not None and sizes[l] != n_prev):
+            return None
     return xp, dtype
 
 

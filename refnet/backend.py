@@ -153,11 +153,12 @@ def values_only(fn):
                             "(MLP.vjp and MLP.loss_and_grads give the gradients)")
         if not torch.is_grad_enabled():
             return fn(*args, **kwargs)
-        torch.set_grad_enabled(False)
+        set_grad_enabled = getattr(torch._C, "_set_grad_enabled", torch.set_grad_enabled)  # private: guarded
+        set_grad_enabled(False)
         try:
             return fn(*args, **kwargs)
         finally:
-            torch.set_grad_enabled(True)
+            set_grad_enabled(True)
     return wrapper
 
 
@@ -176,12 +177,13 @@ def total(xp, *arrays):
     """A 0-d value that is finite iff every entry of every array is, barring overflow
     (the fused fast path of the finiteness checks, which check exactly when it is not
     finite). NumPy: the sum of ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and
-    raises no overflow warning for finite entries whose sum overflows; other libraries:
+    raises no overflow warning for finite entries whose sum overflows (a 0-d value, such
+    as a loss, adds its ``abs``: a scalar operation, far cheaper than a BLAS call); other libraries:
     the sum of the sums, computed on the device (``quiet``: NumPy-based libraries such as
     ``array_api_strict`` would warn about inf - inf). Raises ``TypeError`` inside a JAX
     transformation, where the sum would be a tracer that cannot be inspected."""
-    if xp is _NUMPY:
-        return sum(np.vdot(x, x) for x in arrays)  # sum of squares; inf or NaN iff an entry is (or it overflows)
+    if xp is _NUMPY:                           # sum of squares; inf or NaN iff an entry is (or it overflows)
+        return sum(abs(x) if x.ndim == 0 else np.vdot(x, x) for x in arrays)   # 0-d (a loss): |x|, no BLAS call
     with quiet():
         s = functools.reduce(operator.add, [xp.sum(x) for x in arrays])
     if _is_jax_tracer(s):      # inside jax.jit even concrete (closed-over) arrays give traced results

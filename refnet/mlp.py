@@ -284,7 +284,10 @@ class MLP:
         """
         L = len(params)
         dphi = lambda l: self.phis[l - 1].df(xp, trace.Zs[l], trace.As[l])  # phi_l'(Z_l)  (n, n_l)
-        Delta = G * dphi(L)                                     # Delta_L = G * phi_L'(Z_L)
+        if self.phis[-1].name == "identity" and G.shape == trace.Zs[L].shape:
+            Delta = G                                           # Delta_L = G * 1, the same values
+        else:
+            Delta = G * dphi(L)                                 # Delta_L = G * phi_L'(Z_L)
         deltas = [Delta]
         for l in range(L, 1, -1):
             Delta = (Delta @ params[l - 1][0].T) * dphi(l - 1)  # Delta_{l-1} = (Delta_l W_l^T) * phi'(Z_{l-1})
