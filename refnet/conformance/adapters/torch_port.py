@@ -136,6 +136,8 @@ class TorchPort:
             d = torch.linalg.pinv(J, rtol=self._rtol(J, rtol)) @ r_rows   # J^+ r
             parts = torch.split(d, [p.numel() for p in theta.values()])
             theta = {k: p - x.reshape(p.shape) for (k, p), x in zip(theta.items(), parts)}
+        else:                                                            # an honest failure, not a wrong answer
+            raise ArithmeticError(f"retraction did not converge: max |c - c0| = {float(r.abs().max()):.1e} > {tol:.1e}")
         return self._pairs(theta.values())
 
     def optimizer_step(self, name, hyper, params, grads, state):
