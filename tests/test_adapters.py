@@ -98,6 +98,19 @@ def test_torch_adapter_softplus_is_exact_where_nn_softplus_is_not():
     assert mis is not None and mis.where.startswith("Y[")
 
 
+def test_torch_adapter_says_when_its_retraction_does_not_converge():
+    """A deep run found this case: J turns by more than s_r over the step and the adapter's Gauss-Newton
+    retraction does not converge. It must say so (the kit: not comparable), not return parameters that
+    move the frozen outputs (it did: frozen output 0 moved by 0.33)."""
+    require(["torch"])
+    from refnet.conformance import Case, checks
+    spec = importlib.util.spec_from_file_location("torch_port_under_test", PATHS["torch_port"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(checks.NotComparable, match="retraction did not converge"):
+        checks.check_frozen_step(mod.TorchPort(), Case(sizes=(2, 1, 3, 3), seed=2, n=4, lr=0.5))
+
+
 # ------------------------------------------------------------------ the seed answer's train_ops in TF1
 def _seed_data():
     """The answer's toy problem: 8 samples, x in [0, 1)^3, y1 = sum x, y2 = sum x^2 (+ noise), a 3-4-2
