@@ -245,6 +245,18 @@ def test_float32_projections_use_float32s_rank():
     assert mis is not None and not mis.kind, mis
 
 
+def test_frozen_step_from_rank_0_is_compared_by_its_invariants_only():
+    # a deep run found it: a relu output that is 0 on every anchor (saturated tanh units) has J = 0, rank 0,
+    # s_r = inf; the step wakes it (|dJ| = 3.9), so each retraction lands where its own J takes it (refnet,
+    # the NumPy and the torch ports differed by 1e-5 in W_1[2, 1]). Parameters are not compared; the
+    # invariants still are (a port without a retraction fails them).
+    case = Case(sizes=(3, 3, 5, 3), output_activation="relu", n=5, kind="saturated")
+    with pytest.raises(checks.NotComparable, match=r"from J = 0 \(rank 0: no s_r bounds it\).*\(invariants hold\)"):
+        checks.check_frozen_step(P.FullPort(), case)
+    mis = checks.check_frozen_step(P.WrongNoRetraction(), case)
+    assert mis is not None and "moved (invariant: frozen outputs constant)" in mis.where, mis
+
+
 def test_ill_defined_rank_is_not_compared_and_says_why():
     # a tanh 1-2-1 net on near-duplicate anchors: J (5, 7) has a singular value of 3.7e-13 within a
     # factor 10 of refnet's cutoff rtol s_max = 4.0e-14 (default_rtol): rounding in another correct

@@ -544,9 +544,13 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
               f"s_r = {facts['s_r']:.2e}, retraction delta = {delta:.2e}, |dJ| = {turn:.2e}")
     # When J turns by more than s_r over the step (relu kinks crossed, saturation), that bound exceeds
     # the correction itself: where on the constraint set a retraction lands is not defined to first order.
-    unpinned = None if turn < facts["s_r"] else (
-        f"parameters not compared: J changes over the step by |dJ|_2 = {turn:.2e} >= s_r = {facts['s_r']:.2e}, "
-        f"so correct retractions may land at different points of the constraint set")
+    # At rank 0 (J = 0 at the start, s_r = inf) any turn is such a J: one that appeared over the step.
+    if turn < facts["s_r"] if facts["rank"] else turn == 0.0:
+        unpinned = None
+    else:
+        unpinned = (f"parameters not compared: J changes over the step by |dJ|_2 = {turn:.2e} "
+                    + (f">= s_r = {facts['s_r']:.2e}" if facts["rank"] else "from J = 0 (rank 0: no s_r bounds it)")
+                    + ", so correct retractions may land at different points of the constraint set")
     return dict(new=new, g=g, tol_c=tol_c, tol=tol, detail=detail, unpinned=unpinned)
 
 

@@ -49,9 +49,9 @@ The bounds, per quantity (ASCII math; ``|x|`` is the entrywise absolute value)::
           start (a chord) and the other re-evaluates it (Gauss-Newton), the
           correction size delta times how far the row space turns over the step,
           |J(theta - lr g_perp) - J(theta)|_2 / s_r. When J turns by s_r or more
-          over the step (relu kinks crossed, saturation), that bound exceeds the
-          correction itself: the landing point is not defined to first order, and
-          only the invariants are checked.
+          over the step (relu kinks crossed, saturation), or at all from J = 0
+          (rank 0), that bound exceeds the correction itself: the landing point is
+          not defined to first order, and only the invariants are checked.
       A case is not compared when the retraction itself is ill-conditioned at
       this precision: a residual at rounding level, eps max(1, |c0|), needs a
       correction of size eps max(1, |c0|) / s_r, and when its square (its
