@@ -257,6 +257,16 @@ def test_frozen_step_from_rank_0_is_compared_by_its_invariants_only():
     assert mis is not None and "moved (invariant: frozen outputs constant)" in mis.where, mis
 
 
+def test_a_run_whose_error_bound_overflows_is_not_compared():
+    # a deep run drew this diverging run (|theta| 5e44 at step 3, 2e219 at step 4): the bound overflows
+    # to inf at step 4, where the torch test port's projection returned NaN and passed (|NaN - r| > inf is
+    # false), then failed step 5 as unusable input. An infinite tolerance compares nothing.
+    case = Case(sizes=(1, 2, 3, 4), activation="identity", seed=25414, n=1, kind="saturated", freeze=(1,),
+                optimizer="sgd", n_steps=5)
+    res = run(P.FullPort(), quantities=["projected_trajectory"], case=case).results[0]
+    assert res.status == "skip" and "overflows at step 4 (its error bound is inf" in res.reason, res
+
+
 def test_ill_defined_rank_is_not_compared_and_says_why():
     # a tanh 1-2-1 net on near-duplicate anchors: J (5, 7) has a singular value of 3.7e-13 within a
     # factor 10 of refnet's cutoff rtol s_max = 4.0e-14 (default_rtol): rounding in another correct

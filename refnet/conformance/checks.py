@@ -639,6 +639,16 @@ def check_optimizer_step(port, case):
     return None
 
 
+def _bounded(tol, step):
+    """A trajectory's tolerance, or NotComparable when it overflowed: an infinite tolerance passes anything
+    (a deep run drew a diverging run whose port returned NaN at step 4, passed there, then failed step 5
+    as unusable input)."""
+    if not np.isfinite(tol):
+        raise NotComparable(f"the run overflows at step {step} (its error bound is {tol}, which would pass "
+                            f"any value)")
+    return tol
+
+
 def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
     """refnet's run of ``case.n_steps`` full-batch steps with its tolerance, step by step (golden files:
     a candidate runs on its own, so rounding is carried, and amplified, by the dynamics).
@@ -679,7 +689,7 @@ def trajectory_reference(spec, a, case, projected, eps, own_grads=False):
         ref = [(np.asarray(W), np.asarray(b)) for W, b in ref]
         move = float(np.max(np.abs(_flat(ref) - _flat(prev))))             # |theta_k - theta_{k-1}|
         growth = 1.0 if not last else max(1.0, move / last)              # how the run carries earlier errors
-        tol, last = tl.accumulate(tol, step_tol, growth), move
+        tol, last = _bounded(tl.accumulate(tol, step_tol, growth), step), move
         yield step, ref, tol
 
 
@@ -716,7 +726,7 @@ def _trajectory(port, case, projected):
             if facts["ambiguous"].size:
                 raise NotComparable(f"step {step}: " + _ambiguous_reason(facts))
             step_tol += 2 * lr * sum(mu ** j for j in range(step)) * tol_p   # g projected, then the update again
-        tol = tl.accumulate(tol, step_tol)                               # buffer errors carry over (mu <= 1)
+        tol = _bounded(tl.accumulate(tol, step_tol), step)               # buffer errors carry over (mu <= 1)
         ref, state = opt.step(cast(cand), cast(g), state)                # refnet's step from the same point
         P = lambda: lay.to_layout(cand, port.layout)                      # a fresh copy for every call
         if projected:                                                    # the port's own projection, twice
