@@ -19,12 +19,9 @@ default optimizations. So, as a JAX user with many small programs would:
   compilation options (``FAST_COMPILE``: LLVM without optimization passes,
   XLA's elemental emitters; about 3.5x less compile time, and still XLA's own
   tanh, 8 ulps off where the default build is 6);
-- one program computes everything a network and batch give (Y, the vjp, the
-  loss and its gradients, the Jacobian), as a JAX training step returns its
-  loss, gradients and auxiliaries together: one compilation instead of four;
-- what need not be a shape is not one: the loss and the optimizer's nesterov
-  and include_bias flags are traced (selected with ``jnp.where``, which is
-  exact), and the Jacobian is taken for every output, its rows for the frozen outputs
+- what need not be a shape is not one: the optimizer's nesterov and
+  include_bias flags are traced (selected with ``jnp.where``, which is exact),
+  and the Jacobian is taken for every output, its rows for the frozen outputs
   picked on the host (``jacobian``) or the others zeroed before the SVD
   (``project_out``: zero rows change neither J's row space nor its nonzero
   singular values), so the number of frozen outputs is not a shape either.
@@ -36,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-LOSSES = ("mse", "softmax_cross_entropy")
 PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
        "softplus": jax.nn.softplus}
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -55,10 +51,10 @@ def jit(static_argnums=()):
     return functools.partial(jax.jit, static_argnums=static_argnums, compiler_options=FAST_COMPILE)
 
 
-def _bound_caches(limit=100):
+def _bound_caches(limit=300):
     """XLA keeps every compiled program mapped in memory; a deep run (any shape) compiles thousands and
     reaches the kernel's limit on memory maps (vm.max_map_count, 65530: 'LLVM compilation error: Cannot
-    allocate memory', then a crash). Past ``limit`` programs, start afresh (the quick profile needs ~45)."""
+    allocate memory', then a crash). Past ``limit`` programs, start afresh (the quick profile needs ~100)."""
     if sum(getattr(f, "_cache_size", lambda: 0)() for f in _JITTED) > limit:
         jax.clear_caches()
 
@@ -72,20 +68,31 @@ def _net(acts, tree, X):
 
 
 @jit(static_argnums=0)
-def _derivatives(acts, tree, X, G, T, loss):
-    """What the port computes from one network and batch, in one program (one compilation per network
-    shape and activations, not one for each of the four): Y (n, n_L); the vjp of G; (L, grads) for loss
-    0 (mse) or 1 (softmax cross-entropy), selected with jnp.where (exact: the other loss's cotangent is
-    0); and d Y / d theta for every output (n, n_L, p), columns in ravel_pytree's (bias-first) order."""
-    Y, pull = jax.vjp(lambda t: _net(acts, t, X), tree)
+def _forward(acts, tree, X):
+    return _net(acts, tree, X)
 
+
+@jit(static_argnums=0)
+def _vjp(acts, tree, X, G):
+    _, pull = jax.vjp(lambda t: _net(acts, t, X), tree)
+    return pull(G)[0]
+
+
+@jit(static_argnums=(0, 1))
+def _loss_and_grads(acts, loss, tree, X, T):
     def L(t):
         Y = _net(acts, t, X)
-        cross_entropy = -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
-        return jnp.where(loss == 0, jnp.mean((Y - T) ** 2), cross_entropy)
+        if loss == "mse":
+            return jnp.mean((Y - T) ** 2)
+        return -jnp.mean(jnp.sum(T * jax.nn.log_softmax(Y, axis=1), axis=1))
+    return jax.value_and_grad(L)(tree)
+
+
+@jit(static_argnums=0)
+def _jacobian(acts, tree, X):
+    """d Y / d theta for every output, (n, n_L, p); columns in ravel_pytree's (bias-first) order."""
     flat, unravel = ravel_pytree(tree)
-    J = jax.jacrev(lambda v: _net(acts, unravel(v), X))(flat)
-    return Y, pull(G)[0], jax.value_and_grad(L)(tree), J
+    return jax.jacrev(lambda v: _net(acts, unravel(v), X))(flat)
 
 
 @jit()
@@ -115,7 +122,7 @@ def _optimizer_step(name, nesterov, include_bias, lr, mu, tree, g, acc):
     return jax.tree_util.tree_map(lambda p, u: p - lr * u, tree, step), acc
 
 
-_JITTED = (_derivatives, _project, _optimizer_step)
+_JITTED = (_forward, _vjp, _loss_and_grads, _jacobian, _project, _optimizer_step)
 
 
 class JaxPort:
@@ -133,35 +140,29 @@ class JaxPort:
     def _pairs(tree):
         return [(layer["kernel"], layer["bias"]) for layer in tree]
 
-    def _derivatives(self, spec, params, X, G=None, T=None, loss="mse"):
-        """(Y, vjp of G, (L, grads), J) from the one program; G and T default to zeros (the same shapes)."""
-        X = np.asarray(X, np.float64)
-        zeros = np.zeros((X.shape[0], spec.sizes[-1]))
-        return _derivatives((spec.activation, spec.output_activation), self._tree(params), X,
-                            zeros if G is None else np.asarray(G, np.float64),
-                            zeros if T is None else np.asarray(T, np.float64), LOSSES.index(loss))
-
     @x64
     def forward(self, spec, params, X):
-        return self._derivatives(spec, params, X)[0]
+        return _forward((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X))
 
     @x64
     def vjp(self, spec, params, X, G):
-        return self._pairs(self._derivatives(spec, params, X, G=G)[1])
+        return self._pairs(_vjp((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X),
+                                jnp.asarray(G)))
 
     @x64
     def loss_and_grads(self, spec, params, X, T, loss):
-        value, g = self._derivatives(spec, params, X, T=T, loss=loss)[2]
+        value, g = _loss_and_grads((spec.activation, spec.output_activation), loss, self._tree(params),
+                                   jnp.asarray(X), jnp.asarray(T))
         return value, self._pairs(g)
 
     @x64
     def jacobian(self, spec, params, X, outputs):
-        J = np.asarray(self._derivatives(spec, params, X)[3])                  # (n, n_L, p)
+        J = np.asarray(_jacobian((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(X)))
         return J[:, list(outputs)].reshape(-1, J.shape[2])                 # (n K, p), sample-major rows
 
     @x64
     def project_out(self, spec, params, grads, anchors, outputs, rtol):
-        J = self._derivatives(spec, params, anchors)[3]
+        J = _jacobian((spec.activation, spec.output_activation), self._tree(params), jnp.asarray(anchors))
         frozen = np.isin(np.arange(J.shape[1]), list(outputs)).astype(np.float64)
         return self._pairs(_project(J, frozen, self._tree(grads), rtol))
 
