@@ -99,3 +99,4 @@ def test_machine_description_says_where_the_blas_threads_come_from():
     info = machine_info()
     assert info["cpu"] and info["blas"] and info["blas_threads"] >= 1 and info["blas_threads_from"]
     assert info["load_avg_1_5_15"] is None or len(info["load_avg_1_5_15"]) == 3
+    assert info["malloc"] and (info["page_fault_us"] is None or 0 < info["page_fault_us"] < 1e4)
