@@ -72,8 +72,8 @@ def markdown(info, rows, cfg) -> str:
             f"Python {info['python']}, NumPy {info['numpy']} with {info['blas']}, BLAS threads {info['blas_threads']} "
             f"({info.get('blas_threads_from', '?')}); torch {info['torch']} (threads {info['torch_threads']}); "
             f"autograd {info['autograd']}",
-            f"malloc: {info.get('malloc', '?')}; a minor page fault costs {info.get('page_fault_us', '?')} us "
-            f"(the first write to each 4 KiB page of new memory)",
+            f"malloc: {info.get('malloc', '?')}; a minor page fault (the first write to a 4 KiB page of new "
+            f"memory) costs " + (f"{info['page_fault_us']} us" if info.get("page_fault_us") else "? (not measured)"),
             f"Repeats {cfg['repeats']} (large: {cfg['repeats_big']}), samples >= {cfg['min_sample'] * 1e3:.0f} ms, "
             f"interleaved; times ({cfg.get('clock', 'wall')} clock) are medians per call; ratio = refnet / peer (lower is better); a case with a "
             f"spread (IQR / median) above {MAX_SPREAD:.0%} is measured again, up to {RETRIES} more times "

@@ -545,7 +545,8 @@ def frozen_reference(spec, params, X, G, freeze, lr, eps):
     # When J turns by more than s_r over the step (relu kinks crossed, saturation), that bound exceeds
     # the correction itself: where on the constraint set a retraction lands is not defined to first order.
     # At rank 0 (J = 0 at the start, s_r = inf) any turn is such a J: one that appeared over the step.
-    if turn < facts["s_r"] if facts["rank"] else turn == 0.0:
+    pinned = turn < facts["s_r"] if facts["rank"] else turn == 0.0       # rank 0: J must stay 0
+    if pinned:
         unpinned = None
     else:
         unpinned = (f"parameters not compared: J changes over the step by |dJ|_2 = {turn:.2e} "
