@@ -15,9 +15,9 @@ The contract pinned here, with every validation and finiteness check on:
   The per-array search that names the culprit runs only when it is not finite.
 * ``flatten``, ``unflatten``, ``init`` (params and optimizer state) make none.
 * A training step makes one: ``opt.train_step(net, params, state, X, T)``
-  validates once and reduces everything that must be finite (params, X, T, the
-  state, the loss, the new params, softmax targets' rows) to the one 0-d value
-  that comes back. Written as two calls (``loss_and_grads`` then ``opt.step``)
+  validates once and reduces what must be finite (X, T, the loss, softmax
+  targets' rows and the new params, which any NaN or Inf in params, grads or
+  state reaches) to the one 0-d value that comes back. Written as two calls (``loss_and_grads`` then ``opt.step``)
   it makes two: each call raises its own errors, so each needs its own value
   back.
 * None of these numbers depends on the size of the network.
