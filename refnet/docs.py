@@ -10,6 +10,8 @@ Executed tutorials are cached (myst-nb's jupyter-cache mode): a tutorial whose
 code cells, refnet's files, ``REFNET_FAST`` and the Python version are unchanged
 is not executed again. The cache lives outside the checkout
 (``~/.cache/refnet/jupyter-cache``, ``--cache DIR``); ``--clean`` executes all.
+The tutorials to execute run side by side, each in its own kernel (``--jobs N``
+at a time; default all), before Sphinx renders the pages.
 A build writes only into ``--out`` and the cache (Sphinx's doctrees and myst-nb's
 ``jupyter_execute/`` go to a temporary folder) and prints each tutorial with the
 elapsed time. The paths are checked before any work.
@@ -174,7 +176,7 @@ class _Progress:
     """
 
     def __init__(self, show: bool):
-        self.show, self.t0, self.started, self.cached = show, time.perf_counter(), {}, set()
+        self.show, self.t0, self.started, self.cached, self.prerun = show, time.perf_counter(), {}, set(), set()
 
     def say(self, text: str) -> None:
         seconds = int(time.perf_counter() - self.t0)
@@ -188,18 +190,81 @@ class _Progress:
     def read(self, app, docname, source) -> None:
         if app.env.doc2path(docname).suffix == ".py":                  # a tutorial (jupytext py:percent)
             self.started[docname] = time.perf_counter()
-            self.say(f"{docname}: started (executed unless the cache holds this code) ...")
+            if docname not in self.prerun:
+                self.say(f"{docname}: started (executed unless the cache holds this code) ...")
 
     def done(self, app, doctree) -> None:
         docname = app.env.docname
         if docname in self.started:
             seconds = time.perf_counter() - self.started.pop(docname)
-            how = "code unchanged, outputs from the cache" if docname in self.cached else "executed"
+            if docname in self.prerun:
+                how = "rendered"                                    # executed side by side, above
+            else:
+                how = "code unchanged, outputs from the cache" if docname in self.cached else "executed"
             self.say(f"{docname}: {how} ({seconds:.1f} s)")
 
     def handle(self, record) -> None:                                 # a logging handler's emit
         if str(record.msg).startswith("Using cached notebook"):
             self.cached.add(getattr(record, "docname", None))
+
+
+def _execute_ahead(progress: _Progress, jobs: int | None):
+    """A Sphinx ``env-before-read-docs`` handler: execute the tutorials the cache lacks, ``jobs``
+    at a time, and cache each executed notebook as myst-nb's cache mode does.
+
+    Sphinx reads (and myst-nb executes) one page after another; a kernel is a process of its
+    own, so threads that each wait on one kernel run the tutorials side by side. The notebooks
+    are read with myst-nb's own reader and executed with jupyter-cache's own function, with
+    the site's timeout, in a temporary folder. When myst-nb reads the page it finds the
+    notebook in the cache. A tutorial that fails here is not cached: myst-nb executes it again
+    in its turn and reports the error as it always does.
+    """
+    def handler(app, env, docnames) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        from jupyter_cache import get_cache
+        from jupyter_cache.base import CacheBundleIn
+        from jupyter_cache.executors.utils import single_nb_execution
+        from myst_nb.core.read import create_nb_reader
+
+        config = env.mystnb_config
+        cache = get_cache(config.execution_cache_path)
+        todo = {}
+        for docname in sorted(docnames):
+            path = pathlib.Path(env.doc2path(docname))
+            if path.suffix != ".py":
+                continue
+            text = path.read_text(encoding="utf-8")
+            notebook = create_nb_reader(str(path), env.myst_config, config, text).read(text)
+            try:
+                cache.match_cache_notebook(notebook)
+            except KeyError:                                            # not cached: execute it here
+                todo[docname] = (path, notebook)
+        if not todo:
+            return
+        workers = jobs or len(todo)
+        what = f"{len(todo)} tutorial" + "s" * (len(todo) != 1)
+        progress.say(f"executing {what}, up to {workers} at a time: {', '.join(todo)} ...")
+
+        def execute(docname):
+            path, notebook = todo[docname]
+            with tempfile.TemporaryDirectory(prefix="refnet-kernel-") as cwd:
+                result = single_nb_execution(notebook, cwd=cwd, timeout=config.execution_timeout,
+                                             allow_errors=config.execution_allow_errors)
+            if result.err is None:
+                progress.prerun.add(docname)
+                progress.say(f"{docname}: executed ({result.time:.1f} s)")
+            else:
+                progress.say(f"{docname}: failed; executed again in its turn to report the error")
+            return docname, path, result
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(execute, todo))
+        for docname, path, result in results:                          # the cache's database: one writer
+            if result.err is None:
+                cache.cache_notebook_bundle(CacheBundleIn(result.nb, str(path),
+                                                          data={"execution_seconds": result.time}),
+                                            check_validity=False, overwrite=True)
+    return handler
 
 
 @contextlib.contextmanager
@@ -216,6 +281,13 @@ def _logs(progress: _Progress):
     finally:
         sphinx_log.removeHandler(handler)
         nbclient_log.setLevel(level)
+
+
+def checked_jobs(jobs, prefix: str = ""):
+    """``jobs`` for :func:`build`: None (every tutorial at once) or a positive int, else ValueError."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"{prefix}jobs must be a positive integer (tutorials executed at once), got {jobs!r}")
+    return jobs
 
 
 def checked_paths(out, source=None, cache=None, prefix: str = ""):
@@ -239,7 +311,7 @@ def checked_paths(out, source=None, cache=None, prefix: str = ""):
 
 
 def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = False,
-          progress: bool = True) -> pathlib.Path:
+          progress: bool = True, jobs: int | None = None) -> pathlib.Path:
     """Build the HTML site from ``source`` (default: the checkout's ``tutorials/``) into ``out``.
 
     ``out`` is created if missing. ``strict=True`` turns every Sphinx warning into an error.
@@ -251,10 +323,16 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
     Nothing is written into the sources or next to ``out``: Sphinx's doctrees and
     myst-nb's ``jupyter_execute/`` live in a temporary folder. Progress (each tutorial
     and the elapsed time) goes to stdout unless ``progress=False``.
+    The tutorials to execute run side by side, ``jobs`` at a time (default: all at
+    once; each is its own kernel process), then Sphinx renders the pages from the
+    cache. While several may run at once each kernel's BLAS gets one thread
+    (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, unless
+    set): kernels, not BLAS threads, share the cores.
     Returns the path of ``index.html``. Raises ValueError for an unusable ``out`` or
-    ``cache`` folder, RuntimeError when the sources, Sphinx or MathJax are missing or
-    the build fails.
+    ``cache`` folder or ``jobs``, RuntimeError when the sources, Sphinx or MathJax are
+    missing or the build fails.
     """
+    jobs = checked_jobs(jobs)
     source, out, executed = checked_paths(out, source, cache)
     try:
         from sphinx.application import Sphinx
@@ -274,12 +352,16 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
         path = os.pathsep.join([str(source.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
         env = dict(PYTHONPATH=path, MPLBACKEND="module://matplotlib_inline.backend_inline", REFNET_OUT=tmp,
                    PYDEVD_DISABLE_FILE_VALIDATION="1")
+        if jobs != 1:                                               # one BLAS thread per kernel, unless set
+            env.update({k: os.environ.get(k, "1") for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                            "MKL_NUM_THREADS")})
         html = pathlib.Path(tmp) / "html"                           # myst-nb writes html/../jupyter_execute
         try:
             with _environ(**env), patch_docutils(source), docutils_namespace():
                 app = Sphinx(source, source, html, pathlib.Path(tmp) / "doctrees", "html", confoverrides=overrides,
                              status=None, warning=sys.stderr, freshenv=True, warningiserror=strict)
                 log.connect(app)
+                app.connect("env-before-read-docs", _execute_ahead(log, jobs))
                 with _logs(log):
                     app.build()
         except Exception as e:                                      # what sphinx-build reports as an error
@@ -295,8 +377,10 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
 def main(args) -> int:
     """The ``docs`` subcommand: validate the paths (exit 2 with one line), build (exit 1 if it fails)."""
     try:
+        checked_jobs(args.jobs, prefix="--")
         checked_paths(args.out, args.source, args.cache, prefix="--")
-        build(args.out, strict=args.strict, source=args.source, cache=args.cache, clean=args.clean)
+        build(args.out, strict=args.strict, source=args.source, cache=args.cache, clean=args.clean,
+              jobs=args.jobs)
     except ValueError as e:
         print(f"refnet docs: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -171,8 +171,9 @@ def test_docs_build_caches_by_source_and_leaves_nothing_behind(tmp_path):
                                           "--cache", str(tmp_path / "cache"), *more, cwd=work)
     first = build("1")
     assert first.returncode == 0, first.stderr
-    for page in ("01_a", "02_b"):                               # progress: each tutorial, then how it ran
-        assert f"] {page}: started" in first.stdout and f"] {page}: executed (" in first.stdout
+    assert "] executing 2 tutorials, up to 2 at a time: 01_a, 02_b ..." in first.stdout
+    for page in ("01_a", "02_b"):                               # progress: each tutorial, then its page
+        assert f"] {page}: executed (" in first.stdout and f"] {page}: rendered (" in first.stdout
     assert "site built: " in first.stdout and "[ 0:" in first.stdout
     # nothing in the sources, nothing in the current folder but --out, nothing next to --out
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")
@@ -194,6 +195,60 @@ def test_docs_build_caches_by_source_and_leaves_nothing_behind(tmp_path):
     assert third.returncode == 0, third.stderr
     assert "01_a: executed (" in third.stdout and "02_b: executed (" in third.stdout
     assert executed(work / "sites" / "3", "01_a") != executed(site1, "01_a")
+
+
+TIMED = "# %%\nimport time\nt0 = time.time()\ntime.sleep(2)\nprint('{page} span', t0, time.time())\n"
+
+
+@pytest.mark.parametrize("jobs", [None, 1])
+def test_docs_build_executes_tutorials_side_by_side(tmp_path, jobs):
+    """By default the tutorials' kernels run at the same time (their spans overlap); --jobs 1
+    runs them one after another. Either way each page shows its own kernel's output."""
+    needs_docs_extra()
+    src = tiny_site(tmp_path)
+    for name in ("01_a", "02_b"):
+        (src / f"{name}.py").write_text(TIMED.format(page=name))   # different code: cached apart
+    more = [] if jobs is None else ["--jobs", str(jobs)]
+    done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", *more, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"executing 2 tutorials, up to {jobs or 2} at a time" in done.stdout
+    (a0, a1), (b0, b1) = ([float(x) for x in re.search(page + r" span ([0-9.]+) ([0-9.]+)",
+                                                       (tmp_path / "site" / f"{page}.html").read_text()).groups()]
+                          for page in ("01_a", "02_b"))
+    overlap = min(a1, b1) - max(a0, b0)
+    assert (overlap > 0) if jobs is None else (overlap <= 0), (a0, a1, b0, b1)
+
+
+def test_docs_failing_tutorial_fails_the_build_with_its_error(tmp_path):
+    """A tutorial that raises is not cached: myst-nb executes it again in its turn and the build
+    fails with the cell's error (nb_execution_raise_on_error), the other page still cached."""
+    needs_docs_extra()
+    src = tiny_site(tmp_path)
+    (src / "02_b.py").write_text("# %%\nraise ValueError('tutorial b is broken')\n")
+    done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "02_b: failed; executed again in its turn to report the error" in done.stdout
+    assert "02_b.py: WARNING: Executing notebook failed: CellExecutionError" in done.stderr
+    assert done.stderr.rstrip().endswith("refnet docs: the build failed: ExecutionError: " + str(src / "02_b.py"))
+    (src / "02_b.py").write_text(CELL.format(text="b"))
+    again = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "executing 1 tutorial, up to 1 at a time: 02_b ..." in again.stdout   # 01_a: from the cache
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2"])
+def test_docs_jobs_must_be_positive(tmp_path, stub, jobs):
+    done = refnet_cli("docs", "--source", stub, "--out", "site", "--jobs", jobs, cwd=tmp_path)
+    one_line_error(done, f"refnet docs: --jobs must be a positive integer (tutorials executed at once), got {jobs}")
+    assert not (tmp_path / "site").exists()
+
+
+@pytest.mark.parametrize("jobs", [0, 1.5, True, "2"])
+def test_build_jobs_must_be_a_positive_int(tmp_path, jobs):
+    import refnet.docs
+    with pytest.raises(ValueError, match=r"^jobs must be a positive integer .*, got "):
+        refnet.docs.build(tmp_path / "site", jobs=jobs)
+    assert not (tmp_path / "site").exists()
 
 
 def test_cache_key_follows_refnet_and_refnet_fast(tmp_path, monkeypatch):

@@ -42,15 +42,23 @@ import os
 import pathlib
 import tempfile
 import textwrap
+from functools import partial
 from importlib.util import find_spec
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
+# The kit's cases are tiny and nearly every one brings new shapes, so a run waits
+# on XLA compiling, not computing. XLA's fast-compile settings, read when JAX
+# starts, make this tutorial's runs about 1.5x faster; results are still XLA's.
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""),
+                                    "--xla_backend_optimization_level=0",
+                                    "--xla_cpu_use_fusion_emitters=false"]).strip()
 
-import refnet
-from refnet.conformance import layout, run
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+import refnet  # noqa: E402
+from refnet.conformance import layout, run  # noqa: E402
 
 FAST = os.environ.get("REFNET_FAST") == "1"
 OUT = os.environ.get("REFNET_OUT", ".")
@@ -97,6 +105,11 @@ def show(text, width=88):
 # `jnp.linalg.pinv`'s own default is 10 times larger (exercise 2). The frozen
 # step projects, steps, then retracts: $\theta \leftarrow \theta - J^+ r$ with
 # $r = c(\theta) - c(\theta_0)$ until the frozen outputs are back to rounding.
+#
+# The Jacobian and the projection are `jax.jit`-compiled, once per network kind
+# and shape (the activations are a static argument). Inside `jit` every array
+# has a fixed shape, so $V_r V_r^\top g$ is written $V\,\mathrm{diag}(k)\,V^\top g$
+# with $k_i = 1$ for a kept singular value and 0 otherwise.
 
 # %%
 PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
@@ -112,6 +125,47 @@ def x64(method):
     return wrapped
 
 
+def activations(spec):
+    """Each layer's activation name, as a tuple (hashable: a static argument)."""
+    L = len(spec.sizes) - 1
+    return tuple(spec.activation if l < L - 1 else spec.output_activation
+                 for l in range(L))
+
+
+def mlp(acts, tree, X):
+    a = X
+    for act, layer in zip(acts, tree):
+        # A_l = phi(A_{l-1} W_l + b_l)
+        a = PHI[act](a @ layer["kernel"] + layer["bias"])
+    return a
+
+
+@partial(jax.jit, static_argnums=0)
+def jac(acts, tree, X, K):
+    """J (n |K|, p) of Y[:, K] w.r.t. the ravel_pytree vector."""
+    flat, unravel = ravel_pytree(tree)
+    # jacrev gives (n, |K|, p)
+    J = jax.jacrev(lambda v: mlp(acts, unravel(v), X)[:, K])(flat)
+    return J.reshape(-1, flat.shape[0])
+
+
+def cutoff(J, rtol):
+    # ports written before the kit passed rtol: the array-API pinv default
+    return max(J.shape) * EPS if rtol is None else rtol
+
+
+@partial(jax.jit, static_argnums=0)
+def project(acts, tree, v, anchors, K, rtol):
+    """v - V_r V_r^T v for a tree v shaped like the parameters."""
+    J = jac(acts, tree, anchors, K)
+    g, unravel = ravel_pytree(v)
+    _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
+    # k_i = 1 where s_i > rtol s_max (the columns of V_r), else 0
+    k = s > cutoff(J, rtol) * s.max(initial=0.0)
+    # g - V_r (V_r^T g) = g - V diag(k) V^T g
+    return unravel(g - Vt.T @ (k * (Vt @ g)))
+
+
 class JaxPort:
     name = "my JAX port"
     # kernels are (n_in, n_out)
@@ -125,72 +179,36 @@ class JaxPort:
     def pairs(tree):
         return [(d["kernel"], d["bias"]) for d in tree]
 
-    @staticmethod
-    def net(spec):
-        L = len(spec.sizes) - 1
-
-        def f(tree, X):
-            a = X
-            for l, layer in enumerate(tree):
-                phi = PHI[spec.activation if l < L - 1 else spec.output_activation]
-                # A_l = phi(A_{l-1} W_l + b_l)
-                a = phi(a @ layer["kernel"] + layer["bias"])
-            return a
-        return f
-
     @x64
     def forward(self, spec, params, X):
-        return self.net(spec)(self.tree(params), jnp.asarray(X))
+        return mlp(activations(spec), self.tree(params), jnp.asarray(X))
 
     @x64
     def vjp(self, spec, params, X, G):
-        f = self.net(spec)
+        f = partial(mlp, activations(spec))
         _, pull = jax.vjp(lambda t: f(t, jnp.asarray(X)), self.tree(params))
         return self.pairs(pull(jnp.asarray(G))[0])
 
-    def jac(self, spec, tree, X, outputs):
-        """J (n K, p) of Y[:, outputs] w.r.t. the ravel_pytree vector, and unravel."""
-        flat, unravel = ravel_pytree(tree)
-        f = self.net(spec)
-        K = jnp.asarray(outputs)
-        # jacrev gives (n, K, p)
-        J = jax.jacrev(lambda v: f(unravel(v), jnp.asarray(X))[:, K])(flat)
-        return J.reshape(-1, flat.shape[0]), unravel
-
     @x64
     def jacobian(self, spec, params, X, outputs):
-        return self.jac(spec, self.tree(params), X, outputs)[0]
-
-    @staticmethod
-    def cutoff(J, rtol):
-        # ports written before the kit passed rtol: the array-API pinv default
-        return max(J.shape) * EPS if rtol is None else rtol
-
-    def project(self, spec, tree, v, anchors, outputs, rtol):
-        """v - V_r V_r^T v for a tree v shaped like the parameters."""
-        J, unravel = self.jac(spec, tree, anchors, outputs)
-        g, _ = ravel_pytree(v)
-        _, s, Vt = jnp.linalg.svd(J, full_matrices=False)
-        # V_r: right singular vectors with s > rtol s_max
-        V = Vt[s > self.cutoff(J, rtol) * s.max(initial=0.0)].T
-        # g - V_r (V_r^T g)
-        return unravel(g - V @ (V.T @ g))
+        return jac(activations(spec), self.tree(params), jnp.asarray(X),
+                   jnp.asarray(outputs))
 
     @x64
     def project_out(self, spec, params, grads, anchors, outputs, rtol=None):
-        tree = self.tree(params)
-        return self.pairs(self.project(spec, tree, self.tree(grads), anchors,
-                                       outputs, rtol))
+        return self.pairs(project(activations(spec), self.tree(params),
+                                  self.tree(grads), jnp.asarray(anchors),
+                                  jnp.asarray(outputs), rtol))
 
     @x64
     def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol=None):
-        f, tree, K = self.net(spec), self.tree(params), jnp.asarray(freeze)
-        # frozen outputs in jacrev's (sample-major) order: c[i K + k] = Y[i, K_k]
-        c = lambda t: f(t, jnp.asarray(anchors))[:, K].reshape(-1)
+        acts, tree = activations(spec), self.tree(params)
+        A, K = jnp.asarray(anchors), jnp.asarray(freeze)
+        # frozen outputs in jacrev's (sample-major) order: c[i |K| + k] = Y[i, K_k]
+        c = lambda t: mlp(acts, t, A)[:, K].reshape(-1)
         c0 = c(tree)
-        _, pull = jax.vjp(lambda t: f(t, jnp.asarray(X)), tree)
-        g_perp = self.project(spec, tree, pull(jnp.asarray(G))[0], anchors,
-                              freeze, rtol)
+        _, pull = jax.vjp(lambda t: mlp(acts, t, jnp.asarray(X)), tree)
+        g_perp = project(acts, tree, pull(jnp.asarray(G))[0], A, K, rtol)
         # theta - lr g_perp
         tree = jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g_perp)
         tol = 1e-12 * max(1.0, float(jnp.abs(c0).max()))
@@ -198,10 +216,10 @@ class JaxPort:
             r = c(tree) - c0
             if float(jnp.abs(r).max()) <= tol:
                 break
-            J, unravel = self.jac(spec, tree, anchors, freeze)
-            flat, _ = ravel_pytree(tree)
+            J = jac(acts, tree, A, K)
+            flat, unravel = ravel_pytree(tree)
             # Gauss-Newton: theta - J^+ r, rtol explicit
-            tree = unravel(flat - jnp.linalg.pinv(J, rtol=self.cutoff(J, rtol)) @ r)
+            tree = unravel(flat - jnp.linalg.pinv(J, rtol=cutoff(J, rtol)) @ r)
         return self.pairs(tree)
 
     def mean_in(self, M):
