@@ -77,13 +77,14 @@ def _numpy_namespace():
     ns = types.ModuleType(array_api_compat.numpy.__name__, array_api_compat.numpy.__doc__)
     ns.__dict__.update({k: v for k, v in vars(array_api_compat.numpy).items() if not k.startswith("__")})
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):
-        return np.add.reduce(x, axis=axis, dtype=dtype, keepdims=keepdims)   # np.sum without its Python layer
+        return np.add.reduce(x, axis, dtype, None, keepdims)   # np.sum without its Python layer (keywords cost 1 us)
     ns.sum = sum
     return ns
 
 
 _NUMPY = _numpy_namespace()
 _SCALARS = (int, float, complex, bool)
+_JOIN = 4096                    # total(): NumPy arrays this small in all are joined for one BLAS call
 
 
 def is_array(x) -> bool:
@@ -178,11 +179,16 @@ def total(xp, *arrays):
     (the fused fast path of the finiteness checks, which check exactly when it is not
     finite). NumPy: the sum of ``vdot(x, x)``, BLAS, which is faster than ``np.sum`` and
     raises no overflow warning for finite entries whose sum overflows (a 0-d value, such
-    as a loss, adds its ``abs``: a scalar operation, far cheaper than a BLAS call); other libraries:
+    as a loss, adds its ``abs``: a scalar operation, far cheaper than a BLAS call); arrays
+    of at most ``_JOIN`` entries in all are joined first, for one call instead of one per
+    array (a call costs about 1 us, copying 4096 entries less); other libraries:
     the sum of the sums, computed on the device (``quiet``: NumPy-based libraries such as
     ``array_api_strict`` would warn about inf - inf). Raises ``TypeError`` inside a JAX
     transformation, where the sum would be a tracer that cannot be inspected."""
     if xp is _NUMPY:                           # sum of squares; inf or NaN iff an entry is (or it overflows)
+        if sum([x.size for x in arrays]) <= _JOIN:
+            y = np.concatenate([x.ravel() for x in arrays])
+            return np.vdot(y, y)                                                # |y|^2 of all entries
         return sum(abs(x) if x.ndim == 0 else np.vdot(x, x) for x in arrays)   # 0-d (a loss): |x|, no BLAS call
     with quiet():
         s = functools.reduce(operator.add, [xp.sum(x) for x in arrays])

@@ -309,6 +309,24 @@ def test_a_step_to_finite_params_whose_sum_overflows_succeeds():
     np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
 
 
+@pytest.mark.parametrize("rows", [3, 3000])              # 29 entries in all (joined) and 24029 (one call each)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_fused_finiteness_sees_a_bad_entry_in_any_array(rows, bad):
+    """backend.total / _checks.all_finite on NumPy: small arrays are joined for one BLAS call, larger ones
+    summed call by call. Either way one NaN or Inf anywhere (a 0-d value included) is seen, and finite
+    arrays whose squares overflow are still finite by the exact fallback."""
+    from refnet import _checks
+    from refnet.backend import _JOIN, _NUMPY as xp
+    arrays = [np.ones((rows, 8)), np.ones(5), np.array(0.5), np.ones((4, 4))]
+    assert (sum(x.size for x in arrays) <= _JOIN) == (rows == 3)
+    assert _checks.all_finite(xp, *arrays)
+    for i, x in enumerate(arrays):
+        spoiled = [y.copy() for y in arrays]
+        spoiled[i][(-1,) * x.ndim] = bad
+        assert not _checks.all_finite(xp, *spoiled), f"a {bad} in array {i} was missed"
+    assert _checks.all_finite(xp, *arrays, np.full(3, 1e200))  # |x|^2 overflows; the entries are finite
+
+
 def test_saturated_softplus_rows_do_not_overflow_the_cholesky_certificate():
     """Saturated softplus units make one anchor's Jacobian row ~e^-350 times the others: Cholesky
     of J J^T succeeds with a tiny pivot and |L^-1| ~ 1e170, whose square overflows. The fast path
