@@ -291,10 +291,10 @@ def toy_run(opt, X, T, steps):
     params = [(W0.reshape(2, 1), np.zeros(1))]     # W (2, 1): the incoming weights
     state, path, losses = opt.init(params), [], []
     for _ in range(steps + 1):
-        loss, grads = toy_net.loss_and_grads(params, X, T, loss="mse")
         path.append(params[0][0][:, 0])
+        # loss_and_grads then opt.step, in one call; the loss is at the params passed in
+        loss, params, state = opt.train_step(toy_net, params, state, X, T, loss="mse")
         losses.append(float(loss))
-        params, state = opt.step(params, grads, state)
     path = np.array(path)
     b = float(params[0][1][0])
     assert abs(b) <= 1e-12 * max(1.0, np.max(np.abs(path)))   # centred data: b stays 0
