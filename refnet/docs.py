@@ -197,7 +197,7 @@ class _Progress:
         docname = app.env.docname
         if docname in self.started:
             seconds = time.perf_counter() - self.started.pop(docname)
-            if docname in self.prerun:
+            if docname in self.prerun and docname in self.cached:
                 how = "rendered"                                    # executed side by side, above
             else:
                 how = "code unchanged, outputs from the cache" if docname in self.cached else "executed"
@@ -247,20 +247,23 @@ def _execute_ahead(progress: _Progress, jobs: int | None):
 
         def execute(docname):
             path, notebook = todo[docname]
-            with tempfile.TemporaryDirectory(prefix="refnet-kernel-") as cwd:
-                result = single_nb_execution(notebook, cwd=cwd, timeout=config.execution_timeout,
-                                             allow_errors=config.execution_allow_errors)
-            if result.err is None:
+            try:
+                with tempfile.TemporaryDirectory(prefix="refnet-kernel-") as cwd:
+                    result = single_nb_execution(notebook, cwd=cwd, timeout=config.execution_timeout,
+                                                 allow_errors=config.execution_allow_errors)
+            except Exception:                                           # e.g. a kernel that died: as a failure
+                result = None
+            if result is not None and result.err is None:
                 progress.prerun.add(docname)
                 progress.say(f"{docname}: executed ({result.time:.1f} s)")
-            else:
-                progress.say(f"{docname}: failed; executed again in its turn to report the error")
-            return docname, path, result
+                return docname, path, result
+            progress.say(f"{docname}: failed; executed again in its turn to report the error")
+            return docname, path, None
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(execute, todo))
         for docname, path, result in results:                          # the cache's database: one writer
-            if result.err is None:
+            if result is not None:
                 cache.cache_notebook_bundle(CacheBundleIn(result.nb, str(path),
                                                           data={"execution_seconds": result.time}),
                                             check_validity=False, overwrite=True)

@@ -236,6 +236,20 @@ def test_docs_failing_tutorial_fails_the_build_with_its_error(tmp_path):
     assert "executing 1 tutorial, up to 1 at a time: 02_b ..." in again.stdout   # 01_a: from the cache
 
 
+def test_docs_tutorial_whose_kernel_dies_fails_the_build_with_one_line(tmp_path):
+    """A kernel that dies while the tutorials run side by side is a failure like any other (no
+    traceback of the build's threads): myst-nb runs it again and the build reports its error."""
+    needs_docs_extra()
+    src = tiny_site(tmp_path)
+    (src / "02_b.py").write_text("# %%\nimport os\nos._exit(3)\n")
+    done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "02_b: failed; executed again in its turn to report the error" in done.stdout
+    assert "01_a: rendered (" in done.stdout
+    assert done.stderr.rstrip().endswith("refnet docs: the build failed: DeadKernelError: Kernel died")
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("jobs", ["0", "-2"])
 def test_docs_jobs_must_be_positive(tmp_path, stub, jobs):
     done = refnet_cli("docs", "--source", stub, "--out", "site", "--jobs", jobs, cwd=tmp_path)
