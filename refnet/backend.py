@@ -67,18 +67,23 @@ __all__ = ["namespace", "device", "host_namespace", "total", "asarray_like", "to
 
 
 def _numpy_namespace():
-    """``array_api_compat.numpy`` with ``sum`` as the ufunc reduction ``np.add.reduce``.
+    """``array_api_compat.numpy`` with ``sum`` as the ufunc reduction ``np.add.reduce``
+    and ``reshape`` as the array method.
 
     For NumPy 2 the compat ``sum`` is ``np.sum``, whose Python layer costs about
     1 us a call (more than the reduction itself on a tiny layer); ``np.add.reduce``
     computes the same sum (same pairwise summation, dtype and ``keepdims``) on the
-    floating arrays refnet reduces. Everything else is the compat module's.
+    floating arrays refnet reduces. Likewise ``np.reshape`` is ``x.reshape`` behind
+    about 1 us of Python (the matrix-free frozen-output products call it hundreds
+    of times a step). Everything else is the compat module's.
     """
     ns = types.ModuleType(array_api_compat.numpy.__name__, array_api_compat.numpy.__doc__)
     ns.__dict__.update({k: v for k, v in vars(array_api_compat.numpy).items() if not k.startswith("__")})
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):
         return np.add.reduce(x, axis, dtype, None, keepdims)   # np.sum without its Python layer (keywords cost 1 us)
-    ns.sum = sum
+    def reshape(x, /, shape, *, copy=None):
+        return x.reshape(shape) if copy is None else np.reshape(x, shape, copy=copy)   # np.reshape's own method
+    ns.sum, ns.reshape = sum, reshape
     return ns
 
 

@@ -297,8 +297,8 @@ def _c(xp, Y, outputs):
 
 
 def _as(xp, x, dtype):
-    """x in ``dtype``; no copy when it already is (upcasts for the float64 linear algebra)."""
-    return xp.astype(x, dtype, copy=False)
+    """x in ``dtype``; x itself when it already is (upcasts for the float64 linear algebra)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype, copy=False)
 
 
 def _count(xp, mask) -> int:

@@ -309,6 +309,22 @@ def test_a_step_to_finite_params_whose_sum_overflows_succeeds():
     np.testing.assert_array_equal(new[0][0], params[0][0] - 0.1 * np.array([[0.5], [-0.5]]))
 
 
+def test_numpy_namespace_shortcuts_match_array_api_compat():
+    """refnet's NumPy namespace replaces compat's ``sum`` (np.add.reduce) and ``reshape`` (the array
+    method) to skip NumPy's Python layers; results, dtypes and copy semantics must be compat's."""
+    import array_api_compat.numpy as compat
+    from refnet.backend import _NUMPY as xp
+    x = np.random.default_rng(0).standard_normal((5, 4, 3)).astype(np.float32)
+    for kw in ({}, {"axis": 0}, {"axis": (0, 2)}, {"axis": 1, "keepdims": True}, {"dtype": np.float64}):
+        got, want = xp.sum(x, **kw), compat.sum(x, **kw)
+        assert got.dtype == want.dtype and np.array_equal(got, want), kw
+    for copy in (None, True, False):
+        got, want = xp.reshape(x, (4, 15), copy=copy), compat.reshape(x, (4, 15), copy=copy)
+        assert got.shape == want.shape and np.array_equal(got, want)
+        assert np.shares_memory(got, x) == np.shares_memory(want, x), copy
+    assert np.array_equal(xp.reshape(x, (-1,)), x.ravel())
+
+
 @pytest.mark.parametrize("rows", [3, 3000])              # 29 entries in all (joined) and 24029 (one call each)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_fused_finiteness_sees_a_bad_entry_in_any_array(rows, bad):
