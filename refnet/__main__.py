@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     docs.add_argument("--clean", action="store_true",
                       help="empty this refnet's cache first, so every tutorial is executed again")
     docs.add_argument("--jobs", type=int, metavar="N", help="tutorials executed at once, each in its own "
-                      "kernel (default: all of them; 1: one after another)")
+                      "kernel (default: one per CPU; 1: one after another)")
     from refnet.conformance import cli as conformance
     conformance.add_parser(sub)
     args = parser.parse_args(argv)

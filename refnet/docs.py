@@ -11,7 +11,8 @@ code cells, refnet's files, ``REFNET_FAST`` and the Python version are unchanged
 is not executed again. The cache lives outside the checkout
 (``~/.cache/refnet/jupyter-cache``, ``--cache DIR``); ``--clean`` executes all.
 The tutorials to execute run side by side, each in its own kernel (``--jobs N``
-at a time; default all), before Sphinx renders the pages.
+at a time; default one per CPU; longest first when the last build timed them),
+before Sphinx renders the pages.
 A build writes only into ``--out`` and the cache (Sphinx's doctrees and myst-nb's
 ``jupyter_execute/`` go to a temporary folder) and prints each tutorial with the
 elapsed time. The paths are checked before any work.
@@ -210,14 +211,16 @@ class _Progress:
 
 def _execute_ahead(progress: _Progress, jobs: int | None):
     """A Sphinx ``env-before-read-docs`` handler: execute the tutorials the cache lacks, ``jobs``
-    at a time, and cache each executed notebook as myst-nb's cache mode does.
+    at a time (None: one per CPU), and cache each executed notebook as myst-nb's cache mode does.
 
     Sphinx reads (and myst-nb executes) one page after another; a kernel is a process of its
     own, so threads that each wait on one kernel run the tutorials side by side. The notebooks
     are read with myst-nb's own reader and executed with jupyter-cache's own function, with
     the site's timeout, in a temporary folder. When myst-nb reads the page it finds the
     notebook in the cache. A tutorial that fails here is not cached: myst-nb executes it again
-    in its turn and reports the error as it always does.
+    in its turn and reports the error as it always does. Each tutorial's time is kept next to
+    the cache's folders (``SECONDS``, which ``--clean`` keeps): when every tutorial to run has
+    one, the longest start first, so that none waits behind the others at the end.
     """
     def handler(app, env, docnames) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -241,9 +244,15 @@ def _execute_ahead(progress: _Progress, jobs: int | None):
                 todo[docname] = (path, notebook)
         if not todo:
             return
-        workers = jobs or len(todo)
+        log = pathlib.Path(config.execution_cache_path).parent / SECONDS      # kept by --clean
+        seconds = _read_seconds(log)
+        timed = all(d in seconds for d in todo)
+        if timed:                        # longest first, one per CPU: the longest does not wait behind the rest
+            todo = dict(sorted(todo.items(), key=lambda item: -seconds[item[0]]))
+        workers = jobs or min(len(todo), os.cpu_count() or 1)
         what = f"{len(todo)} tutorial" + "s" * (len(todo) != 1)
-        progress.say(f"executing {what}, up to {workers} at a time: {', '.join(todo)} ...")
+        how = ", longest first (the last build's times)" if timed else ""
+        progress.say(f"executing {what}, up to {workers} at a time{how}: {', '.join(todo)} ...")
 
         def execute(docname):
             path, notebook = todo[docname]
@@ -267,7 +276,22 @@ def _execute_ahead(progress: _Progress, jobs: int | None):
                 cache.cache_notebook_bundle(CacheBundleIn(result.nb, str(path),
                                                           data={"execution_seconds": result.time}),
                                             check_validity=False, overwrite=True)
+                seconds[docname] = round(result.time, 1)
+        log.write_text(json.dumps(seconds, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return handler
+
+
+SECONDS = "tutorial-seconds.json"       # next to the cache's per-refnet folders: {docname: seconds}
+
+
+def _read_seconds(path: pathlib.Path) -> dict:
+    """The tutorials' execution times of the last build ({} when missing or unreadable)."""
+    try:
+        seconds = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(seconds, dict) and all(isinstance(v, (int, float)) for v in seconds.values())
+    return seconds if ok else {}
 
 
 @contextlib.contextmanager
@@ -287,7 +311,7 @@ def _logs(progress: _Progress):
 
 
 def checked_jobs(jobs, prefix: str = ""):
-    """``jobs`` for :func:`build`: None (every tutorial at once) or a positive int, else ValueError."""
+    """``jobs`` for :func:`build`: None (one per CPU) or a positive int, else ValueError."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"{prefix}jobs must be a positive integer (tutorials executed at once), got {jobs!r}")
     return jobs
@@ -326,9 +350,10 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
     Nothing is written into the sources or next to ``out``: Sphinx's doctrees and
     myst-nb's ``jupyter_execute/`` live in a temporary folder. Progress (each tutorial
     and the elapsed time) goes to stdout unless ``progress=False``.
-    The tutorials to execute run side by side, ``jobs`` at a time (default: all at
-    once; each is its own kernel process), then Sphinx renders the pages from the
-    cache. While several may run at once each kernel's BLAS gets one thread
+    The tutorials to execute run side by side, ``jobs`` at a time (default: one per
+    CPU; each is its own kernel process; longest first when the last build timed
+    them all), then Sphinx renders the pages from the cache. While several may run
+    at once each kernel's BLAS gets one thread
     (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``, unless
     set): kernels, not BLAS threads, share the cores.
     Returns the path of ``index.html``. Raises ValueError for an unusable ``out`` or

@@ -7,6 +7,7 @@ re-executes a tutorial only when its code changed (jupyter-cache) or ``--clean``
 The build tests use a tiny site of two one-cell tutorials (seconds), never the real one.
 """
 import importlib.util
+import json
 import os
 import pathlib
 import re
@@ -171,7 +172,8 @@ def test_docs_build_caches_by_source_and_leaves_nothing_behind(tmp_path):
                                           "--cache", str(tmp_path / "cache"), *more, cwd=work)
     first = build("1")
     assert first.returncode == 0, first.stderr
-    assert "] executing 2 tutorials, up to 2 at a time: 01_a, 02_b ..." in first.stdout
+    workers = min(2, os.cpu_count() or 1)                       # default: one per CPU
+    assert f"] executing 2 tutorials, up to {workers} at a time: 01_a, 02_b ..." in first.stdout
     for page in ("01_a", "02_b"):                               # progress: each tutorial, then its page
         assert f"] {page}: executed (" in first.stdout and f"] {page}: rendered (" in first.stdout
     assert "site built: " in first.stdout and "[ 0:" in first.stdout
@@ -197,26 +199,58 @@ def test_docs_build_caches_by_source_and_leaves_nothing_behind(tmp_path):
     assert executed(work / "sites" / "3", "01_a") != executed(site1, "01_a")
 
 
-TIMED = "# %%\nimport time\nt0 = time.time()\ntime.sleep(2)\nprint('{page} span', t0, time.time())\n"
+TIMED = "# %%\nimport time\nt0 = time.time()\ntime.sleep({sleep})\nprint('{page} span', t0, time.time())\n"
 
 
-@pytest.mark.parametrize("jobs", [None, 1])
+def spans(site, pages):
+    """Each page's (start, end) time, as its kernel printed them."""
+    return [tuple(float(x) for x in re.search(page + r" span ([0-9.]+) ([0-9.]+)", (site / f"{page}.html").read_text())
+                  .groups()) for page in pages]
+
+
+@pytest.mark.parametrize("jobs", [2, 1])
 def test_docs_build_executes_tutorials_side_by_side(tmp_path, jobs):
-    """By default the tutorials' kernels run at the same time (their spans overlap); --jobs 1
+    """With --jobs 2 the tutorials' kernels run at the same time (their spans overlap); --jobs 1
     runs them one after another. Either way each page shows its own kernel's output."""
     needs_docs_extra()
     src = tiny_site(tmp_path)
     for name in ("01_a", "02_b"):
-        (src / f"{name}.py").write_text(TIMED.format(page=name))   # different code: cached apart
-    more = [] if jobs is None else ["--jobs", str(jobs)]
-    done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", *more, cwd=tmp_path)
+        (src / f"{name}.py").write_text(TIMED.format(page=name, sleep=2))   # different code: cached apart
+    done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", "--jobs", str(jobs),
+                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"executing 2 tutorials, up to {jobs or 2} at a time" in done.stdout
-    (a0, a1), (b0, b1) = ([float(x) for x in re.search(page + r" span ([0-9.]+) ([0-9.]+)",
-                                                       (tmp_path / "site" / f"{page}.html").read_text()).groups()]
-                          for page in ("01_a", "02_b"))
+    assert f"executing 2 tutorials, up to {jobs} at a time: 01_a, 02_b ..." in done.stdout
+    (a0, a1), (b0, b1) = spans(tmp_path / "site", ("01_a", "02_b"))
     overlap = min(a1, b1) - max(a0, b0)
-    assert (overlap > 0) if jobs is None else (overlap <= 0), (a0, a1, b0, b1)
+    assert (overlap > 0) if jobs == 2 else (overlap <= 0), (a0, a1, b0, b1)
+
+
+def test_docs_build_starts_the_longest_tutorial_first_once_timed(tmp_path):
+    """The first build records each tutorial's time next to the cache; a --clean build then starts
+    the one that took longest first (02_b here, though 01_a comes first by name), and a build
+    without those times (a missing or unreadable file) keeps the name order."""
+    needs_docs_extra()
+    import refnet.docs
+    src = tiny_site(tmp_path)
+    (src / "01_a.py").write_text(TIMED.format(page="01_a", sleep=0))
+    (src / "02_b.py").write_text(TIMED.format(page="02_b", sleep=3))
+    build = lambda: refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", "--clean",
+                               "--jobs", "1", cwd=tmp_path)
+    first = build()
+    assert first.returncode == 0, first.stderr
+    assert "executing 2 tutorials, up to 1 at a time: 01_a, 02_b ..." in first.stdout
+    seconds = json.loads((tmp_path / "cache" / refnet.docs.SECONDS).read_text())
+    assert seconds["02_b"] > seconds["01_a"] and seconds["02_b"] >= 3.0, seconds
+    second = build()
+    assert second.returncode == 0, second.stderr
+    assert ("executing 2 tutorials, up to 1 at a time, longest first (the last build's times): 02_b, 01_a ..."
+            in second.stdout)
+    (a0, a1), (b0, b1) = spans(tmp_path / "site", ("01_a", "02_b"))
+    assert b1 <= a0, (a0, a1, b0, b1)                            # 02_b ran, and ended, before 01_a began
+    (tmp_path / "cache" / refnet.docs.SECONDS).write_text("not json")
+    third = build()
+    assert third.returncode == 0, third.stderr
+    assert "executing 2 tutorials, up to 1 at a time: 01_a, 02_b ..." in third.stdout
 
 
 BROKEN = {"cell error": ("raise ValueError('tutorial b is broken')", "ExecutionError: {path}"),
