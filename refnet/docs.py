@@ -169,7 +169,8 @@ def _fingerprint(source=SOURCE) -> str:
 
 
 class _Progress:
-    """One line per tutorial, with the elapsed time: started, then executed or taken from the cache.
+    """One line per tutorial, with the elapsed time: executed side by side, then rendered; or
+    started, then executed or taken from the cache (what myst-nb itself did).
 
     Sphinx runs quiet (its warnings still go to stderr); Sphinx's ``source-read`` and
     ``doctree-read`` events bracket each page, and myst-nb's "Using cached notebook"
@@ -198,10 +199,10 @@ class _Progress:
         docname = app.env.docname
         if docname in self.started:
             seconds = time.perf_counter() - self.started.pop(docname)
-            if docname in self.prerun and docname in self.cached:
-                how = "rendered"                                    # executed side by side, above
-            else:
-                how = "code unchanged, outputs from the cache" if docname in self.cached else "executed"
+            if docname not in self.cached:
+                how = "executed"
+            else:                                                       # prerun: executed side by side, above
+                how = "rendered" if docname in self.prerun else "code unchanged, outputs from the cache"
             self.say(f"{docname}: {how} ({seconds:.1f} s)")
 
     def handle(self, record) -> None:                                 # a logging handler's emit
@@ -244,8 +245,8 @@ def _execute_ahead(progress: _Progress, jobs: int | None):
                 todo[docname] = (path, notebook)
         if not todo:
             return
-        log = pathlib.Path(config.execution_cache_path).parent / SECONDS      # kept by --clean
-        seconds = _read_seconds(log)
+        times = pathlib.Path(config.execution_cache_path).parent / SECONDS    # kept by --clean
+        seconds = _read_seconds(times)
         timed = all(d in seconds for d in todo)
         if timed:                        # longest first, one per CPU: the longest does not wait behind the rest
             todo = dict(sorted(todo.items(), key=lambda item: -seconds[item[0]]))
@@ -277,7 +278,7 @@ def _execute_ahead(progress: _Progress, jobs: int | None):
                                                           data={"execution_seconds": result.time}),
                                             check_validity=False, overwrite=True)
                 seconds[docname] = round(result.time, 1)
-        log.write_text(json.dumps(seconds, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        times.write_text(json.dumps(seconds, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     return handler
 
 
