@@ -29,7 +29,7 @@ def main(argv=None) -> int:
                       "refnet's (default: ~/.cache/refnet/jupyter-cache), created if missing")
     docs.add_argument("--clean", action="store_true",
                       help="empty this refnet's cache first, so every tutorial is executed again")
-    docs.add_argument("--jobs", type=int, metavar="N", help="tutorials executed at once, each in its own "
+    docs.add_argument("--jobs", metavar="N", help="tutorials executed at once, each in its own "
                       "kernel (default: one per CPU; 1: one after another)")
     from refnet.conformance import cli as conformance
     conformance.add_parser(sub)

@@ -403,13 +403,20 @@ def build(out, *, strict: bool = False, source=None, cache=None, clean: bool = F
     return out / "index.html"
 
 
+def _int(text):
+    """A command-line number as an int, or the text itself when it is not one (the check names it)."""
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return text
+
+
 def main(args) -> int:
     """The ``docs`` subcommand: validate the paths (exit 2 with one line), build (exit 1 if it fails)."""
     try:
-        checked_jobs(args.jobs, prefix="--")
+        jobs = checked_jobs(_int(args.jobs), prefix="--")                 # one line for "x" too, not argparse's two
         checked_paths(args.out, args.source, args.cache, prefix="--")
-        build(args.out, strict=args.strict, source=args.source, cache=args.cache, clean=args.clean,
-              jobs=args.jobs)
+        build(args.out, strict=args.strict, source=args.source, cache=args.cache, clean=args.clean, jobs=jobs)
     except ValueError as e:
         print(f"refnet docs: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

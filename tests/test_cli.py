@@ -277,10 +277,10 @@ def test_docs_failing_tutorial_fails_the_build_with_its_error(tmp_path, broken):
     assert "executing 1 tutorial, up to 1 at a time: 02_b ..." in again.stdout   # 01_a: from the cache
 
 
-@pytest.mark.parametrize("jobs", ["0", "-2"])
-def test_docs_jobs_must_be_positive(tmp_path, stub, jobs):
+@pytest.mark.parametrize("jobs, shown", [("0", "0"), ("-2", "-2"), ("x", "'x'"), ("1.5", "'1.5'")])
+def test_docs_jobs_must_be_positive(tmp_path, stub, jobs, shown):
     done = refnet_cli("docs", "--source", stub, "--out", "site", "--jobs", jobs, cwd=tmp_path)
-    one_line_error(done, f"refnet docs: --jobs must be a positive integer (tutorials executed at once), got {jobs}")
+    one_line_error(done, f"refnet docs: --jobs must be a positive integer (tutorials executed at once), got {shown}")
     assert not (tmp_path / "site").exists()
 
 
