@@ -71,10 +71,15 @@ def params(params, sizes=None, name: str = "params"):
         if not isinstance(layer, (list, tuple)) or len(layer) != 2:
             raise TypeError(f"{name}[{l}] must be a (W, b) pair, got {type(layer).__name__}")
     xp, dtype = _tree_namespace(params, name)
+    layered = sizes is not None and len(sizes) == len(params) + 1      # else the layer count is reported below
     n_prev = None
     for l, (W, b) in enumerate(params, start=1):
         if len(W.shape) != 2:
             raise ValueError(f"{name}[{l - 1}][0] (W_{l}) must be 2-D (n_in, n_out), got shape {tuple(W.shape)}")
+        if layered and sizes[l - 1] != sizes[l] and tuple(W.shape) == (sizes[l], sizes[l - 1]):
+            raise ValueError(f"{name}[{l - 1}][0] (W_{l}) must have shape {(sizes[l - 1], sizes[l])} (n_in, n_out), "
+                             f"got {tuple(W.shape)}: it is transposed (torch.nn.Linear's weight is (n_out, n_in); "
+                             f"pass weight.T)")
         if tuple(b.shape) != (W.shape[1],):
             shape(b, f"{name}[{l - 1}][1] (b_{l})", (W.shape[1],))
         if n_prev is not None and W.shape[0] != n_prev:
