@@ -118,6 +118,8 @@ def fast_namespace(arrays):
         xp = _NUMPY
     if any(x is None or isinstance(x, _SCALARS) for x in arrays):   # array_namespace lets these through
         return None
+    if xp is _NUMPY and any(_odd_ndarray(x) for x in arrays):         # numpy.matrix, masked arrays, ...
+        return None
     if xp is not _NUMPY:                      # NumPy arrays all live on the host: nothing to compare
         if array_api_compat.is_jax_namespace(xp) and (not _jax_x64() or any(map(_is_jax_tracer, arrays))):
             return None
@@ -125,6 +127,16 @@ def fast_namespace(arrays):
         if any(device(x) != dev for x in arrays):
             return None
     return xp
+
+
+def _odd_ndarray(x) -> bool:
+    """An ndarray subclass whose arithmetic is not an ndarray's (memmap's is: it is only file-backed)."""
+    return isinstance(x, np.ndarray) and type(x) is not np.ndarray and not isinstance(x, np.memmap)
+
+
+# NumPy subclasses refnet refuses -> (their name, what refnet would get wrong with one)
+_ODD = {np.matrix: ("numpy.matrix", "its * is a matrix product and its rows stay 2-D"),
+        np.ma.MaskedArray: ("numpy.ma.MaskedArray", "refnet would not honour its mask")}
 
 
 def values_only(fn):
@@ -219,6 +231,11 @@ def _diagnose(named: dict):
     """Raise the TypeError that names the offending argument."""
     ref_name = ref_xp = ref_dev = None
     for name, x in named.items():
+        if _odd_ndarray(x):
+            what, why = next((v for k, v in _ODD.items() if isinstance(x, k)),
+                             (f"{type(x).__module__}.{type(x).__qualname__}", "its arithmetic may not be an ndarray's"))
+            raise TypeError(f"{name} is a {what}, a NumPy subclass ({why}); pass a plain ndarray: "
+                            f"numpy.asarray({name})")
         if not is_array(x):
             raise TypeError(f"{name} must be an array (NumPy, PyTorch, JAX, CuPy or any array-API "
                             f"library), got {type(x).__name__}")

@@ -74,6 +74,10 @@ def retype(params, l, j, dtype):
     return [tuple(layer) for layer in out]
 
 
+class _Sub(np.ndarray):
+    """An ndarray subclass of the user's own (refnet cannot know its arithmetic)."""
+
+
 class Case(NamedTuple):
     id: str
     build: object          # env -> (f, args, kwargs)
@@ -133,6 +137,12 @@ CASES = [
     Case("forward-X-inf", lambda e: call(e.net.forward, e.P, with_value(e.X, -np.inf)), V, "X contains NaN or Inf"),
     Case("forward-X-empty", lambda e: call(e.net.forward, e.P, e.X[:0]), V, "X is empty"),
     Case("forward-X-list", lambda e: call(e.net.forward, e.P, e.X.tolist()), T_, "X must be an array"),
+    Case("forward-X-matrix", lambda e: call(e.net.forward, e.P, e.X.view(np.matrix)), T_,
+         ("X is a numpy.matrix, a NumPy subclass (its * is a matrix product", "numpy.asarray(X)")),
+    Case("forward-X-masked", lambda e: call(e.net.forward, e.P, np.ma.masked_array(e.X, mask=e.X > 0)), T_,
+         ("X is a numpy.ma.MaskedArray", "would not honour its mask")),
+    Case("forward-X-subclass", lambda e: call(e.net.forward, e.P, e.X.view(_Sub)), T_,
+         ("_Sub, a NumPy subclass (its arithmetic may not be an ndarray's)", "numpy.asarray(X)")),
     Case("forward-X-strict-params-numpy", lambda e: call(e.net.forward, e.P, xs.asarray(e.X)), T_,
          "X is an array_api_strict array but params[0][0] is a NumPy array"),
     Case("forward-X-numpy-params-strict", lambda e: call(e.net.forward, e.Ps, e.X), T_, "X is a NumPy array"),
@@ -160,6 +170,8 @@ CASES = [
          "params[0][0] must have a real floating dtype"),
     Case("params-mixed-float32-float64", lambda e: call(e.net.forward, retype(e.P, 1, 1, np.float32), e.X), T_,
          "params[1][1] has dtype float32 but params have dtype float64"),
+    Case("params-matrix", lambda e: call(e.net.forward, [(e.P[0][0].view(np.matrix), e.P[0][1]), e.P[1]], e.X), T_,
+         "params[0][0] is a numpy.matrix"),
     Case("params-mixed-libraries", lambda e: call(e.net.forward, [e.P[0], e.Ps[1]], e.X), T_, "array_api_strict"),
     # ---- vjp -------------------------------------------------------------------------------
     Case("vjp-G-rows", lambda e: call(e.net.vjp, e.P, e.X, e.G[:3]), V, "G must have shape (5, 2), got (3, 2)"),
@@ -172,6 +184,8 @@ CASES = [
          "G must have a real floating dtype"),
     Case("vjp-X-nan", lambda e: call(e.net.vjp, e.P, with_value(e.X, np.nan), e.G), V, "X contains NaN or Inf"),
     # ---- loss_and_grads --------------------------------------------------------------------
+    Case("loss-T-masked", lambda e: call(e.net.loss_and_grads, e.P, e.X, np.ma.masked_array(e.T, mask=e.T > 0)), T_,
+         "T is a numpy.ma.MaskedArray"),
     Case("loss-unknown", lambda e: call(e.net.loss_and_grads, e.P, e.X, e.T, loss="hinge"), V, "loss must be one of"),
     Case("loss-T-shape", lambda e: call(e.net.loss_and_grads, e.P, e.X, e.T[:, :1]), V, "T must have shape (5, 2)"),
     Case("loss-T-nan", lambda e: call(e.net.loss_and_grads, e.P, e.X, with_value(e.T, np.nan)), V, "T contains NaN or Inf"),
@@ -233,6 +247,8 @@ CASES = [
     # ---- optimizer steps -------------------------------------------------------------------
     Case("step-grads-shape", lambda e: call(e.sgd.step, e.P, [(e.grads[0][0][:2], e.grads[0][1]), e.grads[1]], e.s_sgd),
          V, "grads[0][0] must have shape (3, 4) like params[0][0], got (2, 4)"),
+    Case("step-grads-matrix", lambda e: call(e.mom.step, e.P, [(e.grads[0][0].view(np.matrix), e.grads[0][1]), e.grads[1]],
+                                             e.s_mom), T_, "grads[0][0] is a numpy.matrix"),
     Case("step-grads-too-few-layers", lambda e: call(e.mom.step, e.P, e.grads[:1], e.s_mom), V,
          "grads must be a list of 2 (W, b) pairs"),
     Case("step-grads-not-pairs", lambda e: call(e.mom.step, e.P, [e.grads[0][0], e.grads[1][0]], e.s_mom), V,

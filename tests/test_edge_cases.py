@@ -387,3 +387,28 @@ def test_backprop_near_the_largest_float_projects(method):
     want = refnet.flatten(g) - Vt[:r].T @ (Vt[:r] @ refnet.flatten(g))
     got = refnet.flatten(refnet.project_out(net, params, g, A, [0], method=method))
     assert np.all(np.isfinite(got)) and np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+
+
+def test_memory_mapped_arrays_are_plain_arrays_to_refnet(tmp_path):
+    """np.memmap is the one ndarray subclass refnet takes (its arithmetic is an ndarray's; numpy.matrix
+    and masked arrays are refused): a file-backed X, T and params give the in-memory results, as
+    ndarrays, and the files are not written to."""
+    net = refnet.MLP([3, 4, 2], activation="tanh")
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    X, T = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+
+    def mapped(name, a):
+        m = np.lib.format.open_memmap(tmp_path / f"{name}.npy", mode="w+", dtype=a.dtype, shape=a.shape)
+        m[...] = a
+        m.flush()
+        return np.load(tmp_path / f"{name}.npy", mmap_mode="r")       # read-only, as a data loader maps it
+    mX, mT = mapped("X", X), mapped("T", T)
+    mP = [(mapped(f"W{l}", W), mapped(f"b{l}", b)) for l, (W, b) in enumerate(params)]
+    opt = refnet.AveragedMomentum(lr=0.1)
+    got = opt.train_step(net, mP, opt.init(mP), mX, mT)
+    want = opt.train_step(net, params, opt.init(params), X, T)
+    assert float(got[0]) == float(want[0])
+    for (gW, gb), (wW, wb) in zip(got[1], want[1]):
+        assert type(gW) is np.ndarray and np.array_equal(gW, wW) and np.array_equal(gb, wb)
+    assert np.array_equal(np.load(tmp_path / "X.npy"), X) and np.array_equal(np.load(tmp_path / "W0.npy"), params[0][0])
