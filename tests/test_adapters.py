@@ -58,6 +58,14 @@ def run_cli(adapter, attr, profile, tmp_path):
                           cwd=folder, env=env, capture_output=True, text=True, timeout=900)
 
 
+def _load(adapter):
+    """The adapter file as a fresh module (not the package's import of it)."""
+    spec = importlib.util.spec_from_file_location(f"{adapter}_under_test", PATHS[adapter])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_every_adapter_is_listed_and_self_contained():
     """Each *_port.py is tested here and has only absolute imports (it must run alone in a folder)."""
     assert set(PATHS) == set(NEEDS)
@@ -89,13 +97,58 @@ def test_torch_adapter_softplus_is_exact_where_nn_softplus_is_not():
     require(["torch"])
     import torch
     from refnet.conformance import Case, checks
-    spec = importlib.util.spec_from_file_location("torch_port_under_test", PATHS["torch_port"])
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("torch_port")
     case = Case(sizes=(3, 4, 2), activation="softplus", kind="saturated", seed=1)
     assert checks.check_forward(mod.TorchPort(), case) is None
     mis = checks.check_forward(mod.TorchPort(softplus=torch.nn.Softplus), case)
     assert mis is not None and mis.where.startswith("Y[")
+
+
+def test_tf1_adapter_mse_is_float64_where_tf1s_loss_is_not():
+    """tf.compat.v1.losses.mean_squared_error returns float32 for float64 inputs: the kit refuses the
+    float32 result, and the same loss cast back to float64 fails on its value and its gradients
+    (float32 rounding, ~1e-8); the adapter's reduce_mean of the squares passes both."""
+    require(["tensorflow"])
+    import tensorflow as tf
+    from refnet.conformance import Case, checks
+    mod = _load("tf1_port")
+    case = Case()                                                       # mse, 3-4-2 tanh
+    assert checks.check_loss(mod.TF1Port(), case) is None and checks.check_grads(mod.TF1Port(), case) is None
+    with pytest.raises(checks.PortFailure, match="loss_and_grads returned dtype float32"):
+        checks.check_loss(mod.TF1Port(mse=tf.compat.v1.losses.mean_squared_error), case)
+    cast = mod.TF1Port(mse=lambda T, Y: tf.cast(tf.compat.v1.losses.mean_squared_error(T, Y), tf.float64))
+    assert str(checks.check_loss(cast, case)).startswith("loss: L (mse)")
+    assert str(checks.check_grads(cast, case)).startswith("grads: dW_")
+
+
+KERAS_MSE = """
+import importlib.util
+from refnet.conformance import Case, checks
+from refnet.conformance.adapters import PATHS
+spec = importlib.util.spec_from_file_location("keras_port_under_test", PATHS["keras_port"])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+case = Case(sizes=(3, 5, 4), seed=3, n=7)                                 # mse, tanh
+print("adapter:", checks.check_loss(mod.KerasPort(), case), checks.check_grads(mod.KerasPort(), case))
+keras_mse = mod.KerasPort(mse=mod.keras.losses.MeanSquaredError(dtype="float64"))
+print("keras loss:", checks.check_loss(keras_mse, case))
+print("keras grads:", checks.check_grads(keras_mse, case))
+"""
+
+
+def test_keras_adapter_mse_is_float64_where_keras_loss_is_not():
+    """keras.ops.mean of float64 values works in float32 (Keras 3's promotion rules), so the float64
+    keras.losses.MeanSquaredError is ~1e-8 off in its value, and in its gradients where 1 / (n n_L)
+    is not exact in float32 (7 x 4 entries here); the adapter's jnp.mean of the squares passes both.
+    In a fresh process: Keras fixes its backend at import, and TensorFlow imports it with its own."""
+    require(["keras", "jax"])
+    done = subprocess.run([sys.executable, "-c", KERAS_MSE], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert "adapter: None None" in lines, done.stdout
+    assert any(line.startswith("keras loss: loss: L (mse)") for line in lines), done.stdout
+    assert any(line.startswith("keras grads: grads: dW_") for line in lines), done.stdout
 
 
 def test_torch_adapter_says_when_its_retraction_does_not_converge():
@@ -104,9 +157,7 @@ def test_torch_adapter_says_when_its_retraction_does_not_converge():
     move the frozen outputs (it did: frozen output 0 moved by 0.33)."""
     require(["torch"])
     from refnet.conformance import Case, checks
-    spec = importlib.util.spec_from_file_location("torch_port_under_test", PATHS["torch_port"])
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("torch_port")
     with pytest.raises(checks.NotComparable, match="retraction did not converge"):
         checks.check_frozen_step(mod.TorchPort(), Case(sizes=(2, 1, 3, 3), seed=2, n=4, lr=0.5))
 

@@ -337,7 +337,8 @@ assert {r.quantity: r.status for r in report.results}["frozen_step"] == "pass"
 # the variants it has (`optimizers`) and the kit generates no case for the rest.
 # The [conformance matrix](conformance_matrix.md) lists every adapter's result
 # per quantity, the library differences each one had to handle (`nn.Softplus`'s
-# threshold, TF1's float32 learning rate, Keras's float32 promotion), and how
+# threshold, TF1's float32 learning rate and float32 `losses.mean_squared_error`,
+# Keras's float32 promotion, even in `keras.ops.mean` of float64 values), and how
 # the usual OGD projections (Gram-Schmidt, QR) fail where `pinv` with an
 # explicit `rtol` does not.
 

@@ -6,8 +6,10 @@ runs from a folder that holds only that file::
     python -m refnet conformance run --port torch_port.py:PORT
 
 torch_port (nn.Sequential, torch.func, torch.optim.SGD, pinv with rtol,
-frozen_step), optax_port (optax.sgd), keras_port (keras.optimizers.SGD on the
-JAX backend), tf1_port (tf.compat.v1.train.MomentumOptimizer) and
+frozen_step), optax_port (optax.sgd; jax.vjp, jax.grad, jax.jacrev),
+keras_port (keras.optimizers.SGD; derivatives of model.stateless_call on the
+JAX backend), tf1_port (tf.compat.v1.train.MomentumOptimizer; tf.GradientTape
+derivatives, pinv with rcond, frozen_step) and
 tf1_question_port (the original question's TF1 ``SGDmomentum``; ``BAD_PORT``:
 its answer's ``reduce_mean(accumulation, axis=1)``, outgoing averaging, which
 the kit must fail). Importing this package imports none of the libraries;

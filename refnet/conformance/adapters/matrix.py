@@ -55,6 +55,14 @@ VARIANTS = [
      "        return tf.compat.v1.train.MomentumOptimizer(hyper['lr'], hyper['momentum'],\n"
      "                                                    use_nesterov=hyper['nesterov'])\n\n\nPORT = P()\n",
      "optimizer_step", ["--profile", "core"], "tf.constant(lr, tf.float64) (and momentum)"),
+    ("TF1", "tf1_port", "tf.compat.v1.losses.mean_squared_error as the loss",
+     "import tensorflow as tf\nfrom tf1_port import TF1Port\n"
+     "PORT = TF1Port(mse=tf.compat.v1.losses.mean_squared_error)\n",
+     "loss", ["--profile", "core"], "tf.reduce_mean(tf.square(Y - T))"),
+    ("Keras/JAX", "keras_port", "keras.losses.MeanSquaredError(dtype='float64') as the loss",
+     "import keras_port\n"
+     "PORT = keras_port.KerasPort(mse=keras_port.keras.losses.MeanSquaredError(dtype='float64'))\n",
+     "loss", ["--profile", "core"], "jnp.mean(jnp.square(Y - T))"),
     ("Keras/JAX", "keras_port", "floatx float32 (the default) when the optimizer is built",
      "import keras_port\nkeras_port.FLOATX = 'float32'\nPORT = keras_port.PORT\n",
      "optimizer_step", ["--profile", "core"], "keras.config.set_floatx('float64') around SGD(...)"),
@@ -250,6 +258,7 @@ def projection_study(seed=1):
 
 
 def projection_part():
+    """The table's lines and pinv's leak on near-duplicate float64 anchors (the text quotes it)."""
     rows = projection_study()
     fmt = lambda x: "NaN" if np.isnan(x) else f"{x:.1e}"
     lines = ["| dtype   | anchors        | method       | rank | leak    | over    |",
@@ -258,12 +267,15 @@ def projection_part():
         what = err or ("NaN" if nan else "")
         lines.append(f"| {dt:7s} | {kind:14s} | {name:12s} | {rank:4d} | "
                      f"{(what or fmt(leak)):7s} | {(what or fmt(over)):7s} |")
-    return lines
+    near = next(r[6] for r in rows if r[:3] == ("float64", "near-duplicate", "pinv rtol"))
+    return lines, near
 
 
 def page(work) -> str:
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     matrix, heads, notes = adapters_part(work)
+    table, near = projection_part()
+    near = f"{near:.0e}".replace("e-0", "e-")                                   # 2e-08 -> 2e-8
     wrap = lambda s, first="- ", rest="  ": textwrap.wrap(s, 88, initial_indent=first, subsequent_indent=rest,
                                                              break_on_hyphens=False, break_long_words=False)
     # orphan: no warning until the site's toctree lists the page (then harmless)
@@ -314,7 +326,7 @@ def page(work) -> str:
                 "survives (the constraint is broken). over = |V_0^T (g - g_perp)| / |g|, V_0 the "
                 "definition's null space: directions the definition keeps that the method removed "
                 "(the constraint holds but progress is lost). The rank is the definition's.", 88),
-            "", *[f"- {k}: {v}" for k, v in SCENARIOS.items()], "", *projection_part(), "",
+            "", *[f"- {k}: {v}" for k, v in SCENARIOS.items()], "", *table, "",
             *textwrap.wrap(
                 "Read it as: Gram-Schmidt without re-orthogonalization loses orthogonality like "
                 "eps cond(J)^2, so near-duplicate or redundant anchors leak, and a zero row (0 / 0) "
@@ -322,8 +334,8 @@ def page(work) -> str:
                 "keeps vectors for directions J does not have: redundant anchors and m > p "
                 "over-project (with m >= p it removes everything). None of the three raised when "
                 "m > p: the failure there is silent. pinv with an explicit rtol stays within "
-                "eps cond(J), the accuracy of any backward-stable method (3e-8 with anchors 1e-8 "
-                "apart in float64); in float32 its one larger leak (m > p) lies along singular "
+                f"eps cond(J), the accuracy of any backward-stable method ({near} with anchors "
+                "1e-8 apart in float64); in float32 its one larger leak (m > p) lies along singular "
                 "values at or below rtol s_max, which float32 cannot resolve and the definition "
                 "drops by design.", 88)]
     return "\n".join(out) + "\n"

@@ -3,7 +3,9 @@
 Run it: ``python -m refnet conformance run --port optax_port.py:PORT``.
 
 Layout "refnet" (kernels (n_in, n_out)); float64 through ``jax.enable_x64``
-around every call (the process-wide flag is left alone). The state is the
+around every call (the process-wide flag is left alone). Derivatives are
+``jax.vjp``, ``jax.value_and_grad`` and ``jax.jacrev`` (rows sample-major,
+columns W_1 row-major, b_1, W_2, ...: refnet's). The state is the
 optax state pytree: ``optax.sgd`` is rebuilt from ``hyper`` each step, as the
 transformation itself holds no arrays.
 
@@ -31,6 +33,7 @@ def _np(tree):
 class OptaxPort:
     name = f"optax {optax.__version__} (optax.sgd; JAX {jax.__version__} model)"
     layout = "refnet"
+    jacobian_rows = "sample_major"      # jacrev of Y[:, K] (n, K, ...) reshaped to (n K, p)
     optimizers = ("sgd", "momentum", "nesterov")
 
     @staticmethod
@@ -44,6 +47,17 @@ class OptaxPort:
     def forward(self, spec, params, X):
         with jax.enable_x64(True):
             return np.asarray(self.f(spec, _tree(params), jnp.asarray(X)))
+
+    def vjp(self, spec, params, X, G):
+        with jax.enable_x64(True):
+            _, pull = jax.vjp(lambda p: self.f(spec, p, jnp.asarray(X)), _tree(params))
+            return _np(pull(jnp.asarray(G))[0])                         # G^T dY/dtheta
+
+    def jacobian(self, spec, params, X, outputs):
+        with jax.enable_x64(True):
+            jac = jax.jacrev(lambda p: self.f(spec, p, jnp.asarray(X))[:, list(outputs)])(_tree(params))
+            leaves = [np.asarray(j) for pair in jac for j in pair]        # each (n, K, *shape), W_1, b_1, ...
+            return np.concatenate([j.reshape(j.shape[0] * j.shape[1], -1) for j in leaves], axis=1)
 
     def loss_and_grads(self, spec, params, X, T, loss):
         def L(p):
