@@ -60,11 +60,16 @@ Routes (``method=``):
   formed matrix-free, its clear part removed, ``B' = (I - P_c) B``, and the thin
   SVD ``B' = V_b diag(s_b) W_b^T`` with the cutoff tau gives the band's kept
   directions V_b: route ``"gram+band"``, memory O(b (p + m sum_l n_l)), at most
-  ``BAND_MAX_ENTRIES`` (a dense J is never smaller, so a dense fallback cannot
-  help where the band does not fit). Above the budget the band is treated as the
-  Gram matrix sees it (eigenvalues above ``max(m eps64, (tau / s_1)^2) w_max``
+  ``BAND_MAX_ENTRIES``. Above that budget, J itself (m p entries) is formed and the
+  dense route runs when it fits ``DENSE_MAX_ENTRIES`` (route ``"dense (band too
+  large)"``; a wide band needs more than m p). When neither fits, the band is treated
+  as the Gram matrix sees it (eigenvalues above ``max(m eps64, (tau / s_1)^2) w_max``
   kept), a ``ProjectionAccuracyWarning`` is raised and the route is
   ``"gram (band unresolved)"``; ``FrozenInfo.warning`` records it.
+- More constraints than parameters (m > p): J J^T (m, m) has rank <= p < m, a band
+  of at least m - p, and its eigendecomposition costs O(m^3), more than the SVD of
+  J, O(m p^2): where J fits ``DENSE_MAX_ENTRIES`` the dense route runs (route
+  ``"dense (m > p)"``). Either fallback keeps the retraction's corrections dense.
 
 Why the band is exact: ``J^T Q = [C, B]`` with ``C = J^T Q_c`` and, exactly,
 ``B = B' + C X``, ``X = (C^T C)^-1 C^T B`` (|X| <= the Gram rounding / w_c,min).
@@ -124,6 +129,7 @@ METHODS = ("gram", "dense")
 EPS64 = 2.0 ** -52
 EPS32 = 2.0 ** -23
 BAND_MAX_ENTRIES = 2 ** 25       # float64 entries the band resolution may hold: b (p + m sum_l n_l) (256 MiB)
+DENSE_MAX_ENTRIES = 2 ** 25      # entries of J (m p) the gram route may form instead, as the dense route (256 MiB)
 
 
 class ProjectionAccuracyWarning(RuntimeWarning):
@@ -152,8 +158,9 @@ class FrozenInfo(NamedTuple):
     tol : float
         The tolerance it was held to (``tol=`` or ``default_tol``).
     route : str
-        Which computation ran: "gram", "gram+band", "gram (band unresolved)", "dense", or
-        "none" (nothing frozen).
+        Which computation ran: "gram", "gram+band", "gram (band unresolved)", "dense",
+        "dense (m > p)" or "dense (band too large)" (the gram route's fallbacks to the
+        dense one, where J fits ``DENSE_MAX_ENTRIES``), or "none" (nothing frozen).
     warning : str or None
         The ProjectionAccuracyWarning message(s) ("rank ambiguous", "band unresolved"), or None.
 
@@ -319,12 +326,26 @@ def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=N
     seeds = net._output_seeds(xp, anchors, outputs)                             # e_k               (K, 1, n_L)
     deltas = net._backward(xp, params, trace, seeds)                            # Delta_l           (K, n_a, n_l)
     tau = default_rtol(net, c.shape[0], params[0][0].dtype) if rtol is None else rtol
-    if method == "dense":
+    m, p = c.shape[0], net.n_params
+    dense_fits = m * p <= DENSE_MAX_ENTRIES
+    lin = None
+    # gram, unless J fits and m > p: J J^T (m, m) then has rank <= p < m (a band of at least m - p),
+    # and its eigendecomposition, O(m^3), costs more than the SVD of J, O(m p^2)
+    if method == "gram" and not (m > p and dense_fits):
+        try:
+            lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, p, dense_fits)
+        except _DenseFits:                                                      # the band does not fit; J does
+            pass
+    if lin is None:
         lin = _Dense(xp, params, c, net._jacobian_from(xp, trace, deltas), tau)
-    else:
-        lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, net.n_params)
+        if method == "gram":                                                    # corrections then go dense directly
+            lin.route, method = "dense (m > p)" if m > p else "dense (band too large)", "dense"
     lin.method, lin.trace, lin.net, lin.outputs = method, trace, net, outputs
     return lin
+
+
+class _DenseFits(Exception):
+    """The gram route's band exceeds BAND_MAX_ENTRIES but J itself fits DENSE_MAX_ENTRIES."""
 
 
 class _Linearized:
@@ -403,8 +424,9 @@ class _Gram(_Linearized):
     It works with J / scale (Delta_l / scale, scale a power of 2), which has the same projection
     and J^+ = (J / scale)^+ / scale."""
 
-    def __init__(self, xp, params, c, As, deltas, tau, p):
+    def __init__(self, xp, params, c, As, deltas, tau, p, dense_fits=False):
         super().__init__(xp, params, c, p, tau)
+        self.dense_fits = dense_fits
         self.Vb = None
         self.As = [_as(xp, A, xp.float64) for A in As]                          # A_{l-1}           (n_a, n_{l-1})
         self.Ds = [_as(xp, D, xp.float64) for D in deltas]                      # Delta_l           (K, n_a, n_l)
@@ -435,6 +457,8 @@ class _Gram(_Linearized):
         b = m - n_c                                                              # band: the rest (all if J = 0)
         self.route = "gram"
         unresolved = n_c and b and not no_band and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES
+        if unresolved and self.dense_fits:
+            raise _DenseFits                                                     # the definition, in memory
         if unresolved:
             n_c = _count(xp, w > max(m * EPS64, self.tau ** 2) * w_max)          # the Gram matrix's own cutoff
             b, kappa_c = m - n_c, math.inf                                       # (and always two passes)
@@ -446,9 +470,10 @@ class _Gram(_Linearized):
         if unresolved:
             self.route = "gram (band unresolved)"
             self._warn(f"the gram route cannot resolve {b} small singular value(s) of J (m = {m}, "
-                       f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}: rank and projection are "
-                       f"the Gram matrix's (accurate to ~ sqrt(m eps) s_1 only); use fewer or less similar "
-                       f"anchors, or method='dense' if J fits in memory")
+                       f"p = {p}) within BAND_MAX_ENTRIES = {BAND_MAX_ENTRIES}, and J exceeds DENSE_MAX_ENTRIES "
+                       f"= {DENSE_MAX_ENTRIES}: rank and projection are the Gram matrix's (accurate to ~ "
+                       f"sqrt(m eps) s_1 only); use fewer or less similar anchors, or method='dense' if J "
+                       f"({m * p * 8 / 2 ** 30:.1f} GiB in float64, its SVD about as much again) fits in memory")
             self._check_ambiguity(xp, s[b:], math.sqrt(w_max))                   # only the clear ones are known
         elif n_c and b and not no_band:
             Qb = Q[:, :b]                                                         # Q_b               (m, b)
@@ -682,8 +707,10 @@ def project_out(net, params, grads, anchors, outputs=(0,), method="gram", rtol=N
     outputs : sequence of int, default (0,)
         The frozen output indices K.
     method : {"gram", "dense"}
-        "gram" (default): matrix-free, memory O(m^2 + m sum_l n_l); "dense": explicit J and
-        its SVD, memory O(m p). Both compute the same projection (to the error model).
+        "gram" (default): matrix-free, memory O(m^2 + m sum_l n_l), falling back to the dense
+        route where that is cheaper or more accurate and J fits ``DENSE_MAX_ENTRIES`` (m > p,
+        or a band the route cannot hold); "dense": explicit J and its SVD, memory O(m p).
+        Both compute the same projection (to the error model).
     rtol : float in (0, 1), optional
         The singular-value cutoff relative to :math:`s_1`; default ``default_rtol(net, m, dtype)``
         (from J's rounding, :math:`10 \sqrt{m k}\, \epsilon`). A port that uses the array API's

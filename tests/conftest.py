@@ -32,3 +32,20 @@ def _backend_fixture(names):
 
 backend = _backend_fixture(CORE)              # numpy and array_api_strict, float64
 any_backend = _backend_fixture(list(ALL))     # the full matrix (issue: backends)
+
+
+@pytest.fixture
+def matrix_free(monkeypatch):
+    """The gram route without its dense fallback (J formed when ``m > p``, or when the band exceeds
+    ``BAND_MAX_ENTRIES``, if J fits ``DENSE_MAX_ENTRIES``): for tests of the Gram algebra itself."""
+    import refnet.frozen
+    monkeypatch.setattr(refnet.frozen, "DENSE_MAX_ENTRIES", 0)
+
+
+@pytest.fixture(autouse=True)
+def _gram_means_matrix_free(request):
+    """In a test parametrized over the routes (``method`` = "gram" or "dense"), "gram" is the
+    matrix-free route itself, so that the Gram algebra stays tested on every problem (m > p
+    included); the fallback has its own tests (test_frozen_exact.py)."""
+    if getattr(request.node, "callspec", None) and request.node.callspec.params.get("method") == "gram":
+        request.getfixturevalue("matrix_free")
