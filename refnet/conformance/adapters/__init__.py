@@ -6,7 +6,8 @@ runs from a folder that holds only that file::
     python -m refnet conformance run --port torch_port.py:PORT
 
 torch_port (nn.Sequential, torch.func, torch.optim.SGD, pinv with rtol,
-frozen_step), optax_port (optax.sgd; jax.vjp, jax.grad, jax.jacrev),
+frozen_step), optax_port (optax.sgd; jax.vjp, jax.grad, jax.jacrev, pinv with
+rtol, frozen_step),
 keras_port (keras.optimizers.SGD; derivatives of model.stateless_call on the
 JAX backend), tf1_port (tf.compat.v1.train.MomentumOptimizer; tf.GradientTape
 derivatives, pinv with rcond, frozen_step) and

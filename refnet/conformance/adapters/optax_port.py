@@ -5,7 +5,9 @@ Run it: ``python -m refnet conformance run --port optax_port.py:PORT``.
 Layout "refnet" (kernels (n_in, n_out)); float64 through ``jax.enable_x64``
 around every call (the process-wide flag is left alone). Derivatives are
 ``jax.vjp``, ``jax.value_and_grad`` and ``jax.jacrev`` (rows sample-major,
-columns W_1 row-major, b_1, W_2, ...: refnet's). The state is the
+columns W_1 row-major, b_1, W_2, ...: refnet's). Projections are
+``g - pinv(J, rtol=rtol) (J g)`` on ``ravel_pytree`` vectors; ``frozen_step``
+projects, steps and retracts with Gauss-Newton corrections ``pinv(J) r``. The state is the
 optax state pytree: ``optax.sgd`` is rebuilt from ``hyper`` each step, as the
 transformation itself holds no arrays.
 
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 PHI = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu,
        "softplus": jax.nn.softplus}
@@ -55,9 +58,44 @@ class OptaxPort:
 
     def jacobian(self, spec, params, X, outputs):
         with jax.enable_x64(True):
-            jac = jax.jacrev(lambda p: self.f(spec, p, jnp.asarray(X))[:, list(outputs)])(_tree(params))
-            leaves = [np.asarray(j) for pair in jac for j in pair]        # each (n, K, *shape), W_1, b_1, ...
-            return np.concatenate([j.reshape(j.shape[0] * j.shape[1], -1) for j in leaves], axis=1)
+            return np.asarray(self._jac(spec, _tree(params), jnp.asarray(X), outputs))
+
+    def _jac(self, spec, tree, X, outputs):
+        """J (n K, p): sample-major rows, columns in ravel_pytree order (W_1 row-major, b_1, ...)."""
+        flat, unravel = ravel_pytree(tree)
+        J = jax.jacrev(lambda v: self.f(spec, unravel(v), X)[:, list(outputs)])(flat)   # (n, K, p)
+        return J.reshape(-1, flat.shape[0])
+
+    def _project(self, spec, tree, v, anchors, outputs, rtol):
+        """v - J^+ (J v), v a pytree shaped like tree."""
+        J = self._jac(spec, tree, anchors, outputs)                       # (m, p)
+        flat, unravel = ravel_pytree(v)
+        return unravel(flat - jnp.linalg.pinv(J, rtol=rtol) @ (J @ flat))   # g - J^+ J g
+
+    def project_out(self, spec, params, grads, anchors, outputs, rtol):
+        with jax.enable_x64(True):
+            return _np(self._project(spec, _tree(params), _tree(grads), jnp.asarray(anchors), outputs, rtol))
+
+    def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol):
+        with jax.enable_x64(True):
+            tree, A, K = _tree(params), jnp.asarray(anchors), list(freeze)
+            c = lambda t: self.f(spec, t, A)[:, K].T.reshape(-1)          # frozen outputs, output-major (m,)
+            c0 = c(tree)
+            _, pull = jax.vjp(lambda t: self.f(spec, t, jnp.asarray(X)), tree)
+            g_perp = self._project(spec, tree, pull(jnp.asarray(G))[0], A, K, rtol)   # dL/dtheta, projected
+            tree = jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g_perp)   # theta - lr g_perp
+            tol = 1e-12 * max(1.0, float(jnp.abs(c0).max()))
+            for _ in range(20):                                           # Gauss-Newton retraction
+                r = c(tree) - c0                                          # (m,) output-major
+                if float(jnp.abs(r).max()) <= tol:
+                    break
+                J = self._jac(spec, tree, A, K)                           # sample-major rows
+                flat, unravel = ravel_pytree(tree)
+                tree = unravel(flat - jnp.linalg.pinv(J, rtol=rtol) @ r.reshape(len(K), -1).T.reshape(-1))
+            else:                                                         # an honest failure, not a wrong answer
+                raise ArithmeticError(f"retraction did not converge: max |c - c0| = "
+                                      f"{float(jnp.abs(r).max()):.1e} > {tol:.1e}")
+            return _np(tree)
 
     def loss_and_grads(self, spec, params, X, T, loss):
         def L(p):
