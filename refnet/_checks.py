@@ -69,7 +69,10 @@ def params(params, sizes=None, name: str = "params"):
         raise TypeError(f"{name} must be a non-empty list of (W, b) pairs, got {type(params).__name__}")
     for l, layer in enumerate(params):
         if not isinstance(layer, (list, tuple)) or len(layer) != 2:
-            raise TypeError(f"{name}[{l}] must be a (W, b) pair, got {type(layer).__name__}")
+            flat = len(params) % 2 == 0 and all(hasattr(x, "shape") for x in params)
+            raise TypeError(f"{name}[{l}] must be a (W, b) pair, got {type(layer).__name__}" + (
+                f"; {name} looks like a flat list [W_1, b_1, W_2, ...] (what list(model.parameters()) gives): "
+                f"pair it, list(zip({name}[::2], {name}[1::2]))" if flat else ""))
     xp, dtype = _tree_namespace(params, name)
     layered = sizes is not None and len(sizes) == len(params) + 1      # else the layer count is reported below
     n_prev = None

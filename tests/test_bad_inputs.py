@@ -162,6 +162,8 @@ CASES = [
          ("params[1][0]", "has 5 rows but layer 1 has 4 outputs")),
     Case("params-bias-shape", lambda e: call(e.net.forward, [(e.P[0][0], e.P[1][1]), e.P[1]], e.X), V,
          ("params[0][1]", "must have shape (4,), got (2,)")),
+    Case("params-flat-list", lambda e: call(e.net.forward, [x for pair in e.P for x in pair], e.X), T_,
+         ("params[0] must be a (W, b) pair, got ndarray", "list(zip(params[::2], params[1::2]))")),
     Case("params-W-transposed", lambda e: call(e.net.forward, [(e.P[0][0].T, e.P[0][1]), e.P[1]], e.X), V,
          ("params[0][0] (W_1) must have shape (3, 4) (n_in, n_out), got (4, 3): it is transposed", "weight.T")),
     Case("params-W-1d", lambda e: call(e.net.forward, [(e.P[0][1], e.P[0][1]), e.P[1]], e.X), V,
