@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import operator
 
+import numpy as np
+
 from .backend import fast_namespace, is_float_dtype, namespace, total
 
 
@@ -271,9 +273,15 @@ def count(value, name: str, minimum: int) -> int:
 
 
 def indices(values, name: str, n: int) -> list[int]:
-    """Distinct output indices in [0, n), as a list of ints in the given order."""
+    """Distinct output indices in [0, n), as a list of ints in the given order (a list, tuple, range
+    or 1-D NumPy integer array)."""
+    if isinstance(values, np.ndarray) and values.dtype == bool:
+        raise TypeError(f"{name} must be output indices, got a boolean mask; pass numpy.flatnonzero(mask)")
+    if isinstance(values, np.ndarray) and values.ndim == 1:
+        values = values.tolist()                                   # np.arange(k), np.flatnonzero(mask)
     if not isinstance(values, (list, tuple, range)):
-        raise TypeError(f"{name} must be a list of output indices, got {type(values).__name__}")
+        got = type(values).__name__ + (f" of shape {values.shape}" if isinstance(values, np.ndarray) else "")
+        raise TypeError(f"{name} must be a list of output indices (or a 1-D NumPy integer array), got {got}")
     out = []
     for i, v in enumerate(values):
         v = count(v, f"{name}[{i}]", -(2**63))

@@ -469,8 +469,9 @@ class MLP:
         ----------
         params : list of (W, b)
         X : array, shape (n, n_0)
-        outputs : list of int, optional
-            0-based output indices; default all ``n_L`` outputs.
+        outputs : sequence of int, optional
+            0-based output indices (a list, tuple, range or 1-D NumPy integer array); default
+            all ``n_L`` outputs.
 
         Returns
         -------

@@ -412,3 +412,19 @@ def test_memory_mapped_arrays_are_plain_arrays_to_refnet(tmp_path):
     for (gW, gb), (wW, wb) in zip(got[1], want[1]):
         assert type(gW) is np.ndarray and np.array_equal(gW, wW) and np.array_equal(gb, wb)
     assert np.array_equal(np.load(tmp_path / "X.npy"), X) and np.array_equal(np.load(tmp_path / "W0.npy"), params[0][0])
+
+
+def test_output_indices_as_numpy_integer_arrays_are_the_list():
+    """freeze / outputs given as a 1-D NumPy integer array (np.arange(k), np.flatnonzero(mask)) or a
+    range mean that list of ints: the results are bit for bit those of the list."""
+    net = refnet.MLP([3, 5, 3], activation="tanh")
+    params = net.init(seed=0)
+    rng = np.random.default_rng(0)
+    X, G = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    want_step, _ = refnet.frozen_step(net, params, X, G, [0, 2], 0.1)
+    want_J = net.jacobian(params, X, [0, 2])
+    for given in (np.array([0, 2]), np.flatnonzero([True, False, True]), range(0, 3, 2)):
+        got_step, _ = refnet.frozen_step(net, params, X, G, given, 0.1)
+        assert all(np.array_equal(a, b) for pa, pb in zip(got_step, want_step) for a, b in zip(pa, pb))
+        assert np.array_equal(net.jacobian(params, X, given), want_J)
+        assert refnet.Projected(refnet.SGD(0.1), net, X, freeze=given).freeze == [0, 2]
