@@ -208,21 +208,32 @@ def spans(site, pages):
                   .groups()) for page in pages]
 
 
+# each tutorial marks that it runs, then waits (up to `wait` s) until the other one does too
+MEET = ("# %%\nimport pathlib, time\nmine, theirs = pathlib.Path({mine!r}), pathlib.Path({theirs!r})\n"
+        "mine.touch()\nend = time.time() + {wait}\nwhile not theirs.exists() and time.time() < end:\n"
+        "    time.sleep(0.05)\nprint('{page} saw the other one running:', theirs.exists())\n")
+
+
 @pytest.mark.parametrize("jobs", [2, 1])
 def test_docs_build_executes_tutorials_side_by_side(tmp_path, jobs):
-    """With --jobs 2 the tutorials' kernels run at the same time (their spans overlap); --jobs 1
-    runs them one after another. Either way each page shows its own kernel's output."""
+    """With --jobs 2 the tutorials' kernels run at the same time: each one waits (up to 25 s, within
+    myst-nb's 30-s cell timeout) until the other has started, and both see the other. With --jobs 1
+    they run one after another: the first waits 3 s in vain. A rendezvous, not timed spans that a
+    slow machine could keep apart. Either way each page shows its own kernel's output."""
     needs_docs_extra()
-    src = tiny_site(tmp_path)
-    for name in ("01_a", "02_b"):
-        (src / f"{name}.py").write_text(TIMED.format(page=name, sleep=2))   # different code: cached apart
+    src, meet = tiny_site(tmp_path), tmp_path / "meet"
+    meet.mkdir()
+    for name, other in (("01_a", "02_b"), ("02_b", "01_a")):          # different code: cached apart
+        (src / f"{name}.py").write_text(MEET.format(mine=str(meet / name), theirs=str(meet / other), page=name,
+                                                    wait=25 if jobs == 2 else 3))
     done = refnet_cli("docs", "--source", str(src), "--out", "site", "--cache", "cache", "--jobs", str(jobs),
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"executing 2 tutorials, up to {jobs} at a time: 01_a, 02_b ..." in done.stdout
-    (a0, a1), (b0, b1) = spans(tmp_path / "site", ("01_a", "02_b"))
-    overlap = min(a1, b1) - max(a0, b0)
-    assert (overlap > 0) if jobs == 2 else (overlap <= 0), (a0, a1, b0, b1)
+    assert "failed" not in done.stdout and "started" not in done.stdout, done.stdout   # none timed out, re-run
+    saw = {page: re.search(page + r" saw the other one running: (True|False)",
+                           (tmp_path / "site" / f"{page}.html").read_text()).group(1) for page in ("01_a", "02_b")}
+    assert saw == ({"01_a": "True", "02_b": "True"} if jobs == 2 else {"01_a": "False", "02_b": "True"}), saw
 
 
 def test_docs_build_starts_the_longest_tutorial_first_once_timed(tmp_path):
