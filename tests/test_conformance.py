@@ -612,13 +612,13 @@ def test_a_hanging_port_fails_after_the_per_call_limit_and_does_not_hang_the_run
 
     try:
         start = time.perf_counter()
-        report = run(Hangs(), quantities=["forward", "vjp", "optimizer_step"], timeout=0.5)
+        report = run(Hangs(), quantities=["forward", "vjp", "optimizer_step"], timeout=2.0)   # 2 s: not a busy machine's stall
         took = time.perf_counter() - start
     finally:
         release.set()
     r = next(r for r in report.results if r.quantity == "vjp")
     assert r.status == "fail" and str(r.mismatch) == (
-        "vjp: vjp took longer than 0.5 s (the per-call limit, --timeout); the call was abandoned"), str(report)
+        "vjp: vjp took longer than 2 s (the per-call limit, --timeout); the call was abandoned"), str(report)
     assert not r.shrunk and _status(report)["optimizer_step"] == "pass"    # one call abandoned, not one per case
     assert took < 30, took
 
