@@ -10,9 +10,7 @@ from __future__ import annotations
 import math
 import operator
 
-import numpy as np
-
-from .backend import fast_namespace, is_float_dtype, namespace, total
+from .backend import fast_namespace, index_list, is_float_dtype, namespace, total
 
 
 def all_finite(xp, *arrays) -> bool:
@@ -275,12 +273,9 @@ def count(value, name: str, minimum: int) -> int:
 def indices(values, name: str, n: int) -> list[int]:
     """Distinct output indices in [0, n), as a list of ints in the given order (a list, tuple, range
     or 1-D NumPy integer array)."""
-    if isinstance(values, np.ndarray) and values.dtype == bool:
-        raise TypeError(f"{name} must be output indices, got a boolean mask; pass numpy.flatnonzero(mask)")
-    if isinstance(values, np.ndarray) and values.ndim == 1:
-        values = values.tolist()                                   # np.arange(k), np.flatnonzero(mask)
+    values = index_list(values, name)                              # np.arange(k), np.flatnonzero(mask)
     if not isinstance(values, (list, tuple, range)):
-        got = type(values).__name__ + (f" of shape {values.shape}" if isinstance(values, np.ndarray) else "")
+        got = type(values).__name__ + (f" of shape {tuple(values.shape)}" if hasattr(values, "shape") else "")
         raise TypeError(f"{name} must be a list of output indices (or a 1-D NumPy integer array), got {got}")
     out = []
     for i, v in enumerate(values):

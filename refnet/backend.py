@@ -139,6 +139,17 @@ _ODD = {np.matrix: ("numpy.matrix", "its * is a matrix product and its rows stay
         np.ma.MaskedArray: ("numpy.ma.MaskedArray", "refnet would not honour its mask")}
 
 
+def index_list(values, name: str):
+    """A 1-D NumPy array of indices (``np.arange(k)``, ``np.flatnonzero(mask)``) as a list of its
+    items, to be checked like a list's; anything else as given. A boolean NumPy array (a mask, not
+    indices) raises TypeError naming ``name``."""
+    if not isinstance(values, np.ndarray):
+        return values
+    if values.dtype == bool:
+        raise TypeError(f"{name} must be output indices, got a boolean mask; pass numpy.flatnonzero(mask)")
+    return values.tolist() if values.ndim == 1 else values
+
+
 def values_only(fn):
     """Decorator for refnet's public array functions: they compute values, never autograd graphs.
 
