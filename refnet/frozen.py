@@ -36,7 +36,8 @@ nothing. A port that uses ``pinv`` passes ``rtol=`` explicitly.)
 Routes (``method=``):
 
 * ``"dense"``: J from per-sample backprop (memory O(m p)), thin SVD, cutoff tau.
-* ``"gram"`` (default, matrix-free: J is never formed). With Delta_l (K, n_a, n_l)
+* ``"gram"`` (default, matrix-free: J is not formed, except by the two dense
+  fallbacks below). With Delta_l (K, n_a, n_l)
   the backprop of the one-hot seeds and A_{l-1} repeated per frozen output,
 
       J J^T  = sum_l (A_{l-1} A_{l-1}^T + 1) * (Delta_l Delta_l^T)     (elementwise *)

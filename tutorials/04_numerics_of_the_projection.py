@@ -87,7 +87,9 @@ Y0 = net.forward(params, X)                        #                         (8,
 # $\mathbf 1^T R_l$, with $R_l = \sum_k \operatorname{diag}(\lambda^{(k)})
 # \Delta^{(k)}_l$ $(n_a, n_l)$ ($\lambda^{(k)}$, $\Delta^{(k)}_l$: the parts that
 # belong to frozen output $k$). Memory $O(m^2 + m \sum_l n_l)$ instead of $O(m p)$:
-# refnet's default route never builds $J$. By hand, for $K = \{0\}$ and
+# refnet's default route does not build $J$ (except where $J$ is small and the
+# dense route is cheaper: more constraints than parameters, or a band too wide
+# to hold, see section 3). By hand, for $K = \{0\}$ and
 # $K = \{0, 1\}$:
 
 # %%
@@ -267,6 +269,11 @@ assert info_nd.rank == keep.sum() and info_nd.converged
 # $Q_b$ and takes a thin SVD of its unresolved part, which has the dense route's
 # accuracy (`FrozenInfo.route` is `"gram+band"` then). It agrees with the
 # definition well inside the error model and reports the definition's rank.
+# Two cases go to the dense route instead, where $J$ fits
+# `refnet.frozen.DENSE_MAX_ENTRIES`: a band too wide for `BAND_MAX_ENTRIES`
+# (`"dense (band too large)"`), and more constraints than parameters, where the
+# $m \times m$ Gram matrix has rank at most $p < m$ and its eigendecomposition,
+# $O(m^3)$, costs more than the SVD of $J$, $O(m p^2)$ (`"dense (m > p)"`).
 #
 # ## 4. The retraction's convergence order
 #
