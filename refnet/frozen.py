@@ -315,9 +315,11 @@ def _count(xp, mask) -> int:
 
 def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=None):
     """c and J at one parameter point, factored once by route ``method`` ("dense": ``_Dense``, the
-    definition; "gram": ``_Gram``, matrix-free). Both then ``project`` vectors onto the null space
-    of J and compute minimum-norm ``correction`` s J^+ r, with the same attributes: c (m,), m, p,
-    rank, nullity, cond (s_1 / s_r), route, warning, tau (the cutoff rtol), method.
+    definition; "gram": ``_Gram``, matrix-free, or ``_Dense`` where J fits DENSE_MAX_ENTRIES and
+    m > p or the band does not fit; ``method`` is then "dense", for the corrections). Both then
+    ``project`` vectors onto the null space of J and compute minimum-norm ``correction`` s J^+ r,
+    with the same attributes: c (m,), m, p, rank, nullity, cond (s_1 / s_r), route, warning, tau
+    (the cutoff rtol), method.
     params: [(W_l, b_l)], anchors: (n_a, n_0), outputs: the K frozen indices."""
     trace = net._forward(xp, params, anchors) if trace is None else trace
     c = _c(xp, trace.As[-1], outputs)                                           # c(theta)          (m,)
@@ -328,13 +330,12 @@ def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=N
     deltas = net._backward(xp, params, trace, seeds)                            # Delta_l           (K, n_a, n_l)
     tau = default_rtol(net, c.shape[0], params[0][0].dtype) if rtol is None else rtol
     m, p = c.shape[0], net.n_params
-    dense_fits = m * p <= DENSE_MAX_ENTRIES
     lin = None
     # gram, unless J fits and m > p: J J^T (m, m) then has rank <= p < m (a band of at least m - p),
     # and its eigendecomposition, O(m^3), costs more than the SVD of J, O(m p^2)
-    if method == "gram" and not (m > p and dense_fits):
+    if method == "gram" and not (m > p and _dense_fits(m, p)):
         try:
-            lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, p, dense_fits)
+            lin = _Gram(xp, params, c, trace.As[:-1], deltas, tau, p)
         except _DenseFits:                                                      # the band does not fit; J does
             pass
     if lin is None:
@@ -347,6 +348,11 @@ def _Linearization(net, xp, params, anchors, outputs, method, trace=None, rtol=N
 
 class _DenseFits(Exception):
     """The gram route's band exceeds BAND_MAX_ENTRIES but J itself fits DENSE_MAX_ENTRIES."""
+
+
+def _dense_fits(m, p) -> bool:
+    """J (m, p) may be formed for the dense route: m p <= DENSE_MAX_ENTRIES."""
+    return m * p <= DENSE_MAX_ENTRIES
 
 
 class _Linearized:
@@ -425,9 +431,8 @@ class _Gram(_Linearized):
     It works with J / scale (Delta_l / scale, scale a power of 2), which has the same projection
     and J^+ = (J / scale)^+ / scale."""
 
-    def __init__(self, xp, params, c, As, deltas, tau, p, dense_fits=False):
+    def __init__(self, xp, params, c, As, deltas, tau, p):
         super().__init__(xp, params, c, p, tau)
-        self.dense_fits = dense_fits
         self.Vb = None
         self.As = [_as(xp, A, xp.float64) for A in As]                          # A_{l-1}           (n_a, n_{l-1})
         self.Ds = [_as(xp, D, xp.float64) for D in deltas]                      # Delta_l           (K, n_a, n_l)
@@ -458,7 +463,7 @@ class _Gram(_Linearized):
         b = m - n_c                                                              # band: the rest (all if J = 0)
         self.route = "gram"
         unresolved = n_c and b and not no_band and b * (p + m * sum(D.shape[-1] for D in self.Ds)) > BAND_MAX_ENTRIES
-        if unresolved and self.dense_fits:
+        if unresolved and _dense_fits(m, p):
             raise _DenseFits                                                     # the definition, in memory
         if unresolved:
             n_c = _count(xp, w > max(m * EPS64, self.tau ** 2) * w_max)          # the Gram matrix's own cutoff
