@@ -51,10 +51,14 @@ class OptaxPort:
         with jax.enable_x64(True):
             return np.asarray(self.f(spec, _tree(params), jnp.asarray(X)))
 
+    def _vjp(self, spec, tree, X, G):
+        """G^T dY/dtheta, a pytree shaped like tree (X (n, n_0), G (n, n_L))."""
+        _, pull = jax.vjp(lambda t: self.f(spec, t, jnp.asarray(X)), tree)
+        return pull(jnp.asarray(G))[0]                                   # G^T dY/dtheta
+
     def vjp(self, spec, params, X, G):
         with jax.enable_x64(True):
-            _, pull = jax.vjp(lambda p: self.f(spec, p, jnp.asarray(X)), _tree(params))
-            return _np(pull(jnp.asarray(G))[0])                         # G^T dY/dtheta
+            return _np(self._vjp(spec, _tree(params), X, G))
 
     def jacobian(self, spec, params, X, outputs):
         with jax.enable_x64(True):
@@ -79,19 +83,18 @@ class OptaxPort:
     def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol):
         with jax.enable_x64(True):
             tree, A, K = _tree(params), jnp.asarray(anchors), list(freeze)
-            c = lambda t: self.f(spec, t, A)[:, K].T.reshape(-1)          # frozen outputs, output-major (m,)
+            c = lambda t: self.f(spec, t, A)[:, K].reshape(-1)            # frozen outputs (m,), in J's row order
             c0 = c(tree)
-            _, pull = jax.vjp(lambda t: self.f(spec, t, jnp.asarray(X)), tree)
-            g_perp = self._project(spec, tree, pull(jnp.asarray(G))[0], A, K, rtol)   # dL/dtheta, projected
+            g_perp = self._project(spec, tree, self._vjp(spec, tree, X, G), A, K, rtol)   # dL/dtheta, projected
             tree = jax.tree_util.tree_map(lambda p, d: p - lr * d, tree, g_perp)   # theta - lr g_perp
             tol = 1e-12 * max(1.0, float(jnp.abs(c0).max()))
             for _ in range(20):                                           # Gauss-Newton retraction
-                r = c(tree) - c0                                          # (m,) output-major
+                r = c(tree) - c0                                          # (m,)
                 if float(jnp.abs(r).max()) <= tol:
                     break
-                J = self._jac(spec, tree, A, K)                           # sample-major rows
+                J = self._jac(spec, tree, A, K)                           # (m, p), sample-major rows like r
                 flat, unravel = ravel_pytree(tree)
-                tree = unravel(flat - jnp.linalg.pinv(J, rtol=rtol) @ r.reshape(len(K), -1).T.reshape(-1))
+                tree = unravel(flat - jnp.linalg.pinv(J, rtol=rtol) @ r)   # theta - J^+ r
             else:                                                         # an honest failure, not a wrong answer
                 raise ArithmeticError(f"retraction did not converge: max |c - c0| = "
                                       f"{float(jnp.abs(r).max()):.1e} > {tol:.1e}")

@@ -73,12 +73,15 @@ class TF1Port:
     def forward(self, spec, params, X):
         return self.f(spec, self._theta(params), f64(X)).numpy()
 
-    def vjp(self, spec, params, X, G):
-        theta = self._theta(params)
+    def _vjp(self, spec, theta, X, G):
+        """G^T dY/dtheta as tensors like theta (X (n, n_0), G (n, n_L))."""
         with tf.GradientTape() as tape:
             tape.watch(theta)
             Y = self.f(spec, theta, f64(X))
-        return self._pairs(tape.gradient(Y, theta, output_gradients=f64(G)))   # G^T dY/dtheta
+        return tape.gradient(Y, theta, output_gradients=f64(G))          # G^T dY/dtheta
+
+    def vjp(self, spec, params, X, G):
+        return self._pairs(self._vjp(spec, self._theta(params), X, G))
 
     def loss_and_grads(self, spec, params, X, T, loss):
         theta = self._theta(params)
@@ -119,19 +122,17 @@ class TF1Port:
 
     def frozen_step(self, spec, params, X, G, freeze, lr, anchors, rtol):
         theta, A, K = self._theta(params), f64(anchors), list(freeze)
-        c = lambda th: tf.reshape(tf.transpose(tf.gather(self.f(spec, th, A), K, axis=1)), (-1,))  # (m,) output-major
+        c = lambda th: tf.reshape(tf.gather(self.f(spec, th, A), K, axis=1), (-1,))   # (m,), in J's row order
         c0 = c(theta)
-        g = self.vjp(spec, params, X, G)                                  # dL/dtheta for dL/dY = G
-        g_perp = self._project(spec, theta, self._theta(g), A, K, rtol)
+        g_perp = self._project(spec, theta, self._vjp(spec, theta, X, G), A, K, rtol)   # dL/dtheta, projected
         theta = [p - lr * d for p, d in zip(theta, g_perp)]              # theta - lr g_perp
         tol = 1e-12 * max(1.0, float(tf.reduce_max(tf.abs(c0))))
         for _ in range(20):                                               # Gauss-Newton retraction
-            r = c(theta) - c0                                             # (m,) output-major
+            r = c(theta) - c0                                             # (m,)
             if float(tf.reduce_max(tf.abs(r))) <= tol:
                 break
-            J = self._jac(spec, theta, A, K)                              # sample-major rows
-            r_rows = tf.reshape(tf.transpose(tf.reshape(r, (len(K), -1))), (-1, 1))   # r in J's row order
-            d = tf.linalg.pinv(J, rcond=f64(rtol)) @ r_rows               # J^+ r
+            J = self._jac(spec, theta, A, K)                              # (m, p), sample-major rows like r
+            d = tf.linalg.pinv(J, rcond=f64(rtol)) @ r[:, None]           # J^+ r   (p, 1)
             theta = [p - x for p, x in zip(theta, self._split(d[:, 0], theta))]
         else:                                                             # an honest failure, not a wrong answer
             raise ArithmeticError(f"retraction did not converge: max |c - c0| = "
